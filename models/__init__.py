@@ -1,0 +1,1 @@
+"""Trained multi-exit models and the torch implementation of the InferenceOracle."""

@@ -1,0 +1,327 @@
+"""The InferenceOracle protocol: what the engine asks of a trained model, sample by sample.
+
+The simulator never runs a network itself. It asks an oracle, for every sample and every exit, what
+the model would answer (prediction, correctness, normalized entropy), how many bytes each message
+of the distributed model carries, and how many FLOPs each section costs. ``models.oracle`` answers
+with torch; :class:`TraceOracle` replays a saved parquet trace; :class:`SyntheticOracle` invents a
+small, seeded one for tests and benchmarks.
+
+Naming convention shared by oracles and policies (multi-view family, ``n_devices`` end devices):
+
+* exits: ``dev{i}`` (end device i's own classifier), ``local`` (aggregated end-device exit),
+  ``edge`` (edge section exit), ``cloud`` (final exit). Chain models use ``exit{k}`` and ``final``.
+* messages (bytes per sample): ``raw`` (whole input), ``raw.dev{i}`` (device i's view),
+  ``scores.dev{i}`` (class scores), ``feat.dev{i}`` (device i's feature map), ``feat.edge``
+  (fused edge features sent to the cloud).
+* sections (FLOPs per sample): ``dev{i}``, ``local``, ``edge``, ``cloud``.
+
+An oracle serves outputs for a subset of alive end devices (``alive``), so the engine can simulate
+failed devices; ``None`` means all devices are alive. It serves two splits: ``test`` (the samples
+that are simulated) and ``val`` (for tuning exit thresholds; never simulated).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+TRACE_META_KEY = b"ddnnsim.oracle"
+
+
+@dataclass(frozen=True)
+class OracleTable:
+    """Per-sample model outputs for one set of alive end devices.
+
+    Attributes:
+        exits: exit names, the column order of ``pred``, ``correct`` and ``entropy``.
+        labels: true class per sample, shape ``(n,)``.
+        pred: predicted class per sample and exit, shape ``(n, len(exits))``.
+        correct: ``pred == labels`` per exit, shape ``(n, len(exits))``.
+        entropy: normalized entropy of the softmax at each exit, in [0, 1].
+        nbytes: message name -> bytes per sample, shape ``(n,)``.
+    """
+
+    exits: tuple[str, ...]
+    labels: np.ndarray
+    pred: np.ndarray
+    correct: np.ndarray
+    entropy: np.ndarray
+    nbytes: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n, k = len(self.labels), len(self.exits)
+        for name in ("pred", "correct", "entropy"):
+            arr = getattr(self, name)
+            if arr.shape != (n, k):
+                raise ValueError(f"OracleTable.{name} has shape {arr.shape}, expected {(n, k)}")
+        for msg, arr in self.nbytes.items():
+            if arr.shape != (n,):
+                raise ValueError(f"OracleTable.nbytes[{msg!r}] has shape {arr.shape}, expected {(n,)}")
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.labels)
+
+    def column(self, exit_name: str) -> int:
+        """Index of ``exit_name`` in the exit columns, with a clear error when absent."""
+        try:
+            return self.exits.index(exit_name)
+        except ValueError:
+            raise KeyError(f"exit {exit_name!r} not in oracle exits {list(self.exits)}") from None
+
+
+@runtime_checkable
+class InferenceOracle(Protocol):
+    """What the engine needs from a model. See the module docstring for the naming rules."""
+
+    key: str
+    arch: str
+    n_devices: int
+    n_samples: int
+    exits: tuple[str, ...]
+    flops: Mapping[str, float]
+
+    def table(self, alive: frozenset[int] | None = None, split: str = "test") -> OracleTable:
+        """Outputs on ``split`` with only the end devices in ``alive`` contributing."""
+        ...
+
+
+def all_alive(n_devices: int) -> frozenset[int]:
+    return frozenset(range(n_devices))
+
+
+def _alive_label(alive: Iterable[int]) -> str:
+    return ",".join(str(i) for i in sorted(alive))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never a half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_trace(
+    path: str | Path,
+    tables: Mapping[tuple[frozenset[int], str], OracleTable],
+    *,
+    key: str,
+    arch: str,
+    n_devices: int,
+    flops: Mapping[str, float],
+    extra: Mapping[str, object] | None = None,
+) -> Path:
+    """Save oracle tables, keyed by (alive set, split), as one parquet trace, atomically."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frames = []
+    exits: tuple[str, ...] | None = None
+    for (alive, split), t in tables.items():
+        if exits is not None and t.exits != exits:
+            raise ValueError("all tables of one trace must have the same exits")
+        exits = t.exits
+        cols: dict[str, np.ndarray] = {
+            "sample_id": np.arange(t.n_samples, dtype=np.int64),
+            "label": np.asarray(t.labels, dtype=np.int64),
+        }
+        for j, e in enumerate(t.exits):
+            cols[f"pred.{e}"] = t.pred[:, j].astype(np.int64)
+            cols[f"correct.{e}"] = t.correct[:, j].astype(bool)
+            cols[f"entropy.{e}"] = t.entropy[:, j].astype(np.float64)
+        for msg, arr in t.nbytes.items():
+            cols[f"bytes.{msg}"] = np.asarray(arr, dtype=np.int64)
+        df = pd.DataFrame(cols)
+        df.insert(0, "split", split)
+        df.insert(0, "alive", _alive_label(alive))
+        frames.append(df)
+    if not frames:
+        raise ValueError("write_trace needs at least one table")
+    table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
+    meta = {
+        "key": key,
+        "arch": arch,
+        "n_devices": n_devices,
+        "exits": list(exits or ()),
+        "flops": {k: float(v) for k, v in flops.items()},
+        "extra": dict(extra or {}),
+    }
+    table = table.replace_schema_metadata({TRACE_META_KEY: json.dumps(meta).encode()})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic_write_bytes(Path(path), sink.getvalue().to_pybytes())
+    return Path(path)
+
+
+class OracleError(Exception):
+    """A trace or oracle that cannot serve what was asked, with a message for the user."""
+
+
+class TraceOracle:
+    """Replays a parquet trace written by :func:`write_trace`."""
+
+    def __init__(self, path: str | Path):
+        import pyarrow.parquet as pq
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise OracleError(f"{self.path}: oracle trace file not found")
+        try:
+            table = pq.read_table(self.path)
+        except Exception as exc:  # pyarrow raises several types for a corrupt file
+            raise OracleError(f"{self.path}: not a readable parquet trace ({exc})") from None
+        raw = (table.schema.metadata or {}).get(TRACE_META_KEY)
+        if raw is None:
+            raise OracleError(f"{self.path}: parquet file has no ddnnsim oracle metadata")
+        meta = json.loads(raw)
+        self.key: str = meta["key"]
+        self.arch: str = meta["arch"]
+        self.n_devices: int = int(meta["n_devices"])
+        self.exits: tuple[str, ...] = tuple(meta["exits"])
+        self.flops: dict[str, float] = dict(meta["flops"])
+        self.extra: dict = dict(meta.get("extra", {}))
+        df = table.to_pandas()
+        self._tables: dict[tuple[str, str], OracleTable] = {}
+        for label, part in df.groupby(["alive", "split"], sort=False):
+            part = part.sort_values("sample_id")
+            self._tables[(str(label[0]), str(label[1]))] = OracleTable(
+                exits=self.exits,
+                labels=part["label"].to_numpy(),
+                pred=np.column_stack([part[f"pred.{e}"].to_numpy() for e in self.exits]),
+                correct=np.column_stack([part[f"correct.{e}"].to_numpy() for e in self.exits]),
+                entropy=np.column_stack([part[f"entropy.{e}"].to_numpy() for e in self.exits]),
+                nbytes={
+                    c[len("bytes.") :]: part[c].to_numpy()
+                    for c in part.columns
+                    if c.startswith("bytes.")
+                },
+            )
+        full = self._tables.get((_alive_label(all_alive(self.n_devices)), "test"))
+        if full is None:
+            raise OracleError(f"{self.path}: trace lacks the all-devices-alive test table")
+        self.n_samples = full.n_samples
+
+    def table(self, alive: frozenset[int] | None = None, split: str = "test") -> OracleTable:
+        label = _alive_label(all_alive(self.n_devices) if alive is None else alive)
+        try:
+            return self._tables[(label, split)]
+        except KeyError:
+            have = sorted(self._tables)
+            raise OracleError(
+                f"{self.path}: trace has no {split!r} outputs for alive devices {{{label}}}; "
+                f"it has (alive, split) = {have}"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"TraceOracle({str(self.path)!r}, arch={self.arch!r}, n_samples={self.n_samples})"
+
+
+def normalized_entropy(probs: np.ndarray) -> np.ndarray:
+    """eta(x) = -sum x_i log x_i / log |C|, row-wise, in [0, 1] (DDNN's exit criterion)."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
+    return -(p * np.log(p)).sum(axis=-1) / np.log(p.shape[-1])
+
+
+class SyntheticOracle:
+    """A seeded, model-free oracle with the multi-view naming, for tests and benchmarks.
+
+    Each exit has an accuracy; correct samples get low entropy and wrong ones high entropy, so
+    entropy thresholds behave as with a real model. Missing devices lower every exit's accuracy
+    by ``missing_penalty`` per missing device.
+    """
+
+    arch = "synthetic"
+
+    def __init__(
+        self,
+        n_samples: int = 1000,
+        n_devices: int = 6,
+        n_classes: int = 10,
+        accuracy: Mapping[str, float] | None = None,
+        message_bytes: Mapping[str, float] | None = None,
+        flops: Mapping[str, float] | None = None,
+        missing_penalty: float = 0.05,
+        seed: int = 0,
+    ):
+        self.n_samples, self.n_devices, self.n_classes = n_samples, n_devices, n_classes
+        self.seed, self.missing_penalty = seed, missing_penalty
+        acc = {"local": 0.8, "edge": 0.88, "cloud": 0.95, "dev": 0.6}
+        acc.update(accuracy or {})
+        self.accuracy = acc
+        self.exits = (*[f"dev{i}" for i in range(n_devices)], "local", "edge", "cloud")
+        mb = {"raw": 784.0, "scores": 4.0 * n_classes, "feat": 512.0, "feat.edge": 1024.0}
+        mb.update(message_bytes or {})
+        self.message_bytes = mb
+        fl = {"dev": 2e6, "local": 0.0, "edge": 1e7, "cloud": 5e7}
+        fl.update(flops or {})
+        self.flops = {
+            **{f"dev{i}": float(fl["dev"]) for i in range(n_devices)},
+            "local": float(fl["local"]),
+            "edge": float(fl["edge"]),
+            "cloud": float(fl["cloud"]),
+        }
+        self.key = (
+            f"synthetic-n{n_samples}-d{n_devices}-c{n_classes}-s{seed}-"
+            + hashlib.sha256(json.dumps([acc, mb, fl], sort_keys=True).encode()).hexdigest()[:10]
+        )
+        self._cache: dict[tuple[frozenset[int], str], OracleTable] = {}
+
+    def table(self, alive: frozenset[int] | None = None, split: str = "test") -> OracleTable:
+        alive = all_alive(self.n_devices) if alive is None else frozenset(alive)
+        if split not in ("test", "val"):
+            raise OracleError(f"unknown split {split!r}; use 'test' or 'val'")
+        if (alive, split) not in self._cache:
+            self._cache[(alive, split)] = self._make(alive, split)
+        return self._cache[(alive, split)]
+
+    def _make(self, alive: frozenset[int], split: str) -> OracleTable:
+        # One stream for labels (shared by all alive sets), one per alive set for outputs.
+        n, c = self.n_samples, self.n_classes
+        s = 0 if split == "test" else 1
+        labels = np.random.default_rng([self.seed, s, 0]).integers(0, c, n)
+        rng = np.random.default_rng([self.seed, s, 1, *sorted(alive)])
+        penalty = self.missing_penalty * (self.n_devices - len(alive))
+        k = len(self.exits)
+        correct = np.empty((n, k), dtype=bool)
+        for j, e in enumerate(self.exits):
+            base = self.accuracy["dev"] if e.startswith("dev") else self.accuracy[e]
+            if e.startswith("dev") and int(e[3:]) not in alive:
+                base = 1.0 / c
+            elif not e.startswith("dev"):
+                base = max(1.0 / c, base - penalty)
+            correct[:, j] = rng.random(n) < base
+        wrong = (labels[:, None] + rng.integers(1, c, (n, k))) % c
+        pred = np.where(correct, labels[:, None], wrong)
+        entropy = np.where(correct, rng.beta(2, 5, (n, k)), rng.beta(5, 2, (n, k)))
+        mb = self.message_bytes
+        nbytes = {"raw": np.full(n, int(mb["raw"]), dtype=np.int64)}
+        for i in range(self.n_devices):
+            nbytes[f"raw.dev{i}"] = np.full(n, int(mb["raw"]) // self.n_devices, dtype=np.int64)
+            nbytes[f"scores.dev{i}"] = np.full(n, int(mb["scores"]), dtype=np.int64)
+            nbytes[f"feat.dev{i}"] = np.full(n, int(mb["feat"]), dtype=np.int64)
+        nbytes["feat.edge"] = np.full(n, int(mb["feat.edge"]), dtype=np.int64)
+        return OracleTable(self.exits, labels, pred, correct, entropy, nbytes)
+
+    def __repr__(self) -> str:
+        return (
+            f"SyntheticOracle(n_samples={self.n_samples}, n_devices={self.n_devices}, "
+            f"seed={self.seed})"
+        )
