@@ -64,7 +64,8 @@ class OracleTable:
                 raise ValueError(f"OracleTable.{name} has shape {arr.shape}, expected {(n, k)}")
         for msg, arr in self.nbytes.items():
             if arr.shape != (n,):
-                raise ValueError(f"OracleTable.nbytes[{msg!r}] has shape {arr.shape}, expected {(n,)}")
+                raise ValueError(
+                    f"OracleTable.nbytes[{msg!r}] has shape {arr.shape}, expected {(n,)}")
 
     @property
     def n_samples(self) -> int:

@@ -1,0 +1,105 @@
+"""Checks beyond the schema: names that refer to each other, profiles, files, policy parameters.
+
+Run by ``ddnnsim validate`` and before every run; each problem is located by file, line and key.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from pydantic import ValidationError
+
+from simulator.config import Loaded, Problem, suggest
+from simulator.oracle import OracleError, TraceOracle
+from simulator.policies.base import registry
+
+
+def check_scenario(loaded: Loaded) -> list[Problem]:
+    from simulator import topology
+
+    scn = loaded.scenario
+    topo, problems = topology.build(loaded)
+    devices = set(topo.devices) if topo is not None else set()
+
+    for k, f in enumerate(scn.failures):
+        if topo is not None and f.device not in devices:
+            problems.append(loaded.problem(("failures", k, "device"), f"unknown device "
+                                           f"{f.device!r}{suggest(f.device, devices)}"))
+        if f.end is not None and f.end <= f.start:
+            problems.append(loaded.problem(("failures", k, "end"), "must be after 'start'"))
+
+    w = scn.workload
+    if w.arrivals == "trace":
+        from simulator.workload import read_arrivals_csv
+
+        try:
+            times = read_arrivals_csv(loaded.path(w.file))
+        except ValueError as exc:
+            problems.append(loaded.problem(("workload", "file"), str(exc)))
+        else:
+            if len(times) < scn.samples:
+                problems.append(loaded.problem(("workload", "file"), f"the trace has "
+                                f"{len(times)} arrivals but samples is {scn.samples}"))
+    if topo is not None and not topo.end_devices:
+        problems.append(loaded.problem(("topology", "devices"), "no device of tier 'end': "
+                                       "samples arrive at end devices"))
+
+    for name, spec in scn.models.items():
+        loc = ("models", name)
+        if spec.oracle == "trace":
+            try:
+                TraceOracle(loaded.path(spec.file))
+            except OracleError as exc:
+                problems.append(loaded.problem((*loc, "file"), str(exc)))
+        elif spec.oracle == "torch":
+            problems += _check_torch(loaded, loc, spec)
+
+    reg = registry()
+    labels: dict[str, int] = {}
+    for k, p in enumerate(scn.policies):
+        loc = ("policies", k)
+        cls = reg.get(p.policy)
+        if cls is None:
+            problems.append(loaded.problem((*loc, "policy"), f"unknown policy {p.policy!r}"
+                                           f"{suggest(p.policy, reg)}; registered: "
+                                           f"{', '.join(sorted(reg))}"))
+            continue
+        try:
+            cls.Params.model_validate(p.params)
+        except ValidationError as exc:
+            fields = list(cls.Params.model_fields)
+            for err in exc.errors(include_url=False):
+                if err["type"] == "extra_forbidden":
+                    msg = (f"unknown parameter of policy {p.policy!r}"
+                           f"{suggest(err['loc'][-1], fields)}; valid: "
+                           f"{', '.join(['policy', 'name', 'model', *fields])}")
+                else:
+                    msg = err["msg"].removeprefix("Value error, ")
+                problems.append(loaded.problem((*loc, *err["loc"]), msg))
+        if p.label in labels:
+            problems.append(loaded.problem((*loc, "name" if p.name else "policy"),
+                                           f"two policies are labelled {p.label!r}; "
+                                           "give one a distinct 'name'"))
+        labels[p.label] = k
+        if p.model is not None and p.model not in scn.models:
+            problems.append(loaded.problem((*loc, "model"), f"unknown model {p.model!r}"
+                                           f"{suggest(p.model, scn.models)}"))
+        elif p.model is None and len(scn.models) > 1:
+            problems.append(loaded.problem(loc, "several models are defined: say which this "
+                                           f"policy uses with model: one of {list(scn.models)}"))
+    return problems
+
+
+def _check_torch(loaded: Loaded, loc: tuple, spec) -> list[Problem]:
+    try:
+        mod = importlib.import_module("models.oracle")
+    except ImportError as exc:
+        return [loaded.problem((*loc, "oracle"), f"torch models need the 'models' package and "
+                               f"torch ({exc}); install with pip install -e .")]
+    out = []
+    data = spec.model_dump(exclude={"oracle"})
+    if spec.data_dir is not None:
+        data["data_dir"] = str(loaded.path(spec.data_dir))
+    for key, msg in mod.check_spec(data):
+        out.append(loaded.problem((*loc, *key.split(".")) if key else loc, msg))
+    return out

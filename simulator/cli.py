@@ -1,0 +1,217 @@
+"""The ``ddnnsim`` command line: run, validate, profiles, plot, train."""
+
+from __future__ import annotations
+
+import math
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from simulator import config
+from simulator.config import ScenarioError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Discrete-event simulation of distributed multi-exit DNNs.")
+# Wide enough for the summary table when the output is a file or a pipe.
+out = Console(width=None if sys.stdout.isatty() else 170)
+err = Console(stderr=True)
+
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override a scenario key: --set workload.rate='20 /s' (repeatable).")]
+
+
+def _fail(problems) -> None:
+    for p in problems:
+        err.print(str(p), markup=False, highlight=False)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def _user_errors():
+    """Turn the user's mistakes into FILE:LINE messages and exit code 2, never a traceback."""
+    from simulator.oracle import OracleError
+
+    try:
+        yield
+    except ScenarioError as exc:
+        _fail(exc.problems)
+    except OracleError as exc:
+        _fail([str(exc)])
+    except Exception as exc:  # errors from the models package that name a user mistake
+        if type(exc).__name__ in ("DataError", "ModelSpecError", "CheckpointError"):
+            _fail([str(exc)])
+        raise
+
+
+def _load(scenario: Path, overrides: list[str] | None) -> config.Loaded:
+    return config.load(scenario, overrides or [])
+
+
+@app.command()
+def validate(scenario: Path, set_: SetOpt = None) -> None:
+    """Check a scenario; exit 0 when valid, else print FILE:LINE: key: problem and exit 2."""
+    with _user_errors():
+        loaded = _load(scenario, set_)
+    out.print(f"{scenario}: valid ({loaded.scenario.samples} samples, "
+              f"{len(loaded.scenario.policies)} policies)", highlight=False)
+
+
+def _progress_bar(enabled: bool):
+    if not enabled:
+        return None, None
+    bar = Progress(TextColumn("[bold]{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("samples"), TimeRemainingColumn(), console=err, transient=False)
+
+    def start(label: str, total: int):
+        task = bar.add_task(label, total=total)
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+
+        advance.finish = lambda: bar.update(task, completed=total)  # type: ignore[attr-defined]
+        return advance
+
+    return bar, start
+
+
+@app.command()
+def run(
+    scenario: Path,
+    output: Annotated[Path | None, typer.Option("-o", "--output",
+                                                help="Results directory.")] = None,
+    set_: SetOpt = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Simulate every policy of SCENARIO and write records, summary, config, manifest, plots."""
+    from simulator.run import execute, new_run_dir
+
+    with _user_errors():
+        loaded = _load(scenario, set_)
+        scn = loaded.scenario
+        out_dir = output or (Path(scn.output.dir) if scn.output.dir else new_run_dir(loaded))
+        bar, start = _progress_bar(progress)
+        callbacks = []
+
+        def tracked(label, total):
+            cb = start(label, total)
+            callbacks.append(cb)
+            return cb
+
+        if bar is not None:
+            with bar:
+                result = execute(loaded, out_dir, progress=tracked, overrides=tuple(set_ or ()))
+                for cb in callbacks:
+                    cb.finish()
+        else:
+            result = execute(loaded, out_dir, overrides=tuple(set_ or ()),
+                             make_progress=progress)
+    print_summary(result.summary)
+    out.print(f"results: {out_dir}", highlight=False)
+
+
+def _fmt(v, scale: float = 1.0, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v * scale:.{digits}g}" if isinstance(v, float) else str(v)
+
+
+def print_summary(summary) -> None:
+    """The summary as a table: accuracy, tier accuracies, exits, latency, throughput, bytes."""
+    t = Table(title="ddnnsim summary", title_justify="left")
+    cols = [("policy", "policy", 1, 0), ("samples", "samples", 1, 0), ("acc", "accuracy", 100, 4),
+            ("edge acc", "edge_accuracy", 100, 4), ("cloud acc", "cloud_accuracy", 100, 4),
+            ("p50 ms", "latency_p50_s", 1e3, 4), ("p95 ms", "latency_p95_s", 1e3, 4),
+            ("p99 ms", "latency_p99_s", 1e3, 4), ("thr/s", "throughput_sps", 1, 4),
+            ("B/sample", "bytes_per_sample", 1, 4), ("J/sample", "energy_j_per_sample", 1, 3)]
+    for head, *_ in cols:
+        t.add_column(head, justify="left" if head == "policy" else "right")
+    t.add_column("exit rates")
+    for _, row in summary.iterrows():
+        exits = " ".join(f"{c.removeprefix('exit_rate.')}={row[c]:.0%}" for c in summary.columns
+                         if c.startswith("exit_rate.") and not math.isnan(row[c]) and row[c] > 0)
+        t.add_row(*[_fmt(row[c], s, d) if d else str(row[c]) for _, c, s, d in cols], exits)
+    out.print(t)
+    out.print("acc = correct / samples; edge/cloud acc = correct / samples leaving at that tier",
+              style="dim")
+
+
+@app.command()
+def profiles(
+    kind: Annotated[str, typer.Argument(help="devices, networks or all")] = "all",
+    sources: Annotated[bool, typer.Option(help="Show where each number comes from.")] = False,
+) -> None:
+    """List the device and network profiles a scenario can name."""
+    from simulator import profiles as pr
+
+    if kind not in ("devices", "networks", "all"):
+        _fail([f"profiles: unknown kind {kind!r}; use devices, networks or all"])
+    if kind in ("devices", "all"):
+        t = Table(title="device profiles", title_justify="left")
+        for c in ("name", "GFLOP/s", "cores", "overhead ms", "active W", "idle W", "tx W",
+                  "basis", "description"):
+            t.add_column(c)
+        for d in pr.DEVICES.values():
+            t.add_row(d.name, f"{d.flops_per_s / 1e9:.3g}", str(d.cores),
+                      f"{d.call_overhead_s * 1e3:.3g}", f"{d.power_active_w:.3g}",
+                      f"{d.power_idle_w:.3g}", f"{d.tx_power_w:.3g}", d.basis, d.description)
+        out.print(t)
+    if kind in ("networks", "all"):
+        t = Table(title="network profiles", title_justify="left")
+        for c in ("name", "Mbit/s", "MB/s", "latency ms", "overhead B", "MTU B", "header B",
+                  "loss", "basis", "description"):
+            t.add_column(c)
+        for n in pr.NETWORKS.values():
+            t.add_row(n.name, f"{n.bandwidth_Bps * 8 / 1e6:.4g}", f"{n.bandwidth_Bps / 1e6:.4g}",
+                      f"{n.latency_s * 1e3:.3g}", str(n.overhead_bytes), str(n.mtu_bytes),
+                      str(n.header_bytes), f"{n.loss:g}", n.basis, n.description)
+        out.print(t)
+    if sources:
+        for p in [*pr.DEVICES.values(), *pr.NETWORKS.values()]:
+            out.print(f"[bold]{p.name}[/bold]")
+            for k, v in p.sources.items():
+                out.print(f"  {k}: {v}", highlight=False)
+
+
+@app.command()
+def plot(run_dir: Path) -> None:
+    """Redraw the plots of a results directory from its records.parquet and summary.csv."""
+    import pandas as pd
+
+    from simulator import plots
+
+    rec, summ = run_dir / "records.parquet", run_dir / "summary.csv"
+    missing = [str(p) for p in (rec, summ) if not p.is_file()]
+    if missing:
+        _fail([f"{m}: not found (is {run_dir} a ddnnsim results directory?)" for m in missing])
+    records = pd.read_parquet(rec)
+    for c in ("policy", "status", "exit", "tier"):
+        records[c] = records[c].astype("category")
+    paths = plots.run_plots(records, pd.read_csv(summ), run_dir / "plots")
+    for p in paths:
+        out.print(str(p), highlight=False)
+
+
+@app.command()
+def train(scenario: Path, set_: SetOpt = None) -> None:
+    """Train (or load from the cache) every torch model of SCENARIO and compute its oracle."""
+    from simulator.run import make_oracle
+
+    with _user_errors():
+        loaded = _load(scenario, set_)
+        torch_models = [n for n, m in loaded.scenario.models.items() if m.oracle == "torch"]
+        if not torch_models:
+            out.print(f"{scenario}: no torch models to train")
+            return
+        for name in torch_models:
+            oracle = make_oracle(loaded, name, progress=True)
+            out.print(f"{name}: {oracle!r}", highlight=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

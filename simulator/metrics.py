@@ -1,0 +1,64 @@
+"""Summaries of record tables: pure DataFrame -> DataFrame functions.
+
+Definitions (per policy):
+
+* ``accuracy``: correct samples / arrived samples (a failed sample counts as not correct).
+* ``end_accuracy``, ``edge_accuracy``, ``cloud_accuracy``: correct samples that left at that tier /
+  samples that left at that tier (the ADA-DDNN paper's edge and cloud accuracy); NaN if none left.
+* latency statistics over samples with status ``ok``; ``throughput_sps`` = ok samples / (last
+  finish - first arrival).
+* ``bytes_per_sample`` and ``energy_j_per_sample``: means over arrived samples.
+* ``exit_rate.<exit>``: share of ok samples that left at that exit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SUMMARY_KEYS = ["policy"]
+
+
+def summarize(records: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
+    """One row per policy (or per ``by`` group) with the columns of the module docstring."""
+    by = by or SUMMARY_KEYS
+    rows = []
+    for key, g in records.groupby(by, observed=True, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(by, key, strict=True)), **summarize_one(g)})
+    return pd.DataFrame(rows)
+
+
+def summarize_one(g: pd.DataFrame) -> dict:
+    ok = g["status"] == "ok"
+    lat = g.loc[ok, "latency_s"].to_numpy()
+    n, n_ok = len(g), int(ok.sum())
+    span = (g.loc[ok, "finish_s"].max() - g["arrival_s"].min()) if n_ok else np.nan
+    out: dict = {
+        "samples": n,
+        "failed": n - n_ok,
+        "accuracy": float(g["correct"].mean()) if n else np.nan,
+        "latency_mean_s": float(lat.mean()) if n_ok else np.nan,
+        "latency_p50_s": _pct(lat, 50),
+        "latency_p95_s": _pct(lat, 95),
+        "latency_p99_s": _pct(lat, 99),
+        "latency_max_s": float(lat.max()) if n_ok else np.nan,
+        "throughput_sps": n_ok / span if n_ok and span > 0 else np.nan,
+        "bytes_per_sample": float(g["bytes_total"].mean()),
+        "energy_j_per_sample": float(g["energy_j"].mean()),
+    }
+    tiers = g.loc[ok, "tier"].astype(str)
+    correct = g.loc[ok, "correct"]
+    for tier in ("end", "edge", "cloud"):
+        sel = tiers == tier
+        out[f"{tier}_accuracy"] = float(correct[sel].mean()) if sel.any() else np.nan
+    exits = g.loc[ok, "exit"]
+    cats = list(exits.cat.categories) if hasattr(exits, "cat") else sorted(exits.unique())
+    counts = exits.value_counts()
+    for e in cats:
+        out[f"exit_rate.{e}"] = float(counts.get(e, 0)) / n_ok if n_ok else np.nan
+    return out
+
+
+def _pct(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) if len(values) else np.nan

@@ -1,0 +1,1 @@
+"""Exit and partition policies, registered by name (see ``base.registry``)."""

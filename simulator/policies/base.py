@@ -1,0 +1,156 @@
+"""What a policy is: parameters, a bind step that checks them, and a route per sample.
+
+A policy's :meth:`Policy.route` is a generator. It yields steps for the engine to carry out —
+:class:`Compute` on a device, :class:`Send` between devices, :class:`Par` for branches that run
+side by side (one per end device, say) — and returns a :class:`Done` naming the exit. Between
+steps it may read live state from the simulation (queue lengths, bandwidth, which devices are up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Compute:
+    """Run ``flops`` of section ``label`` on ``device`` (waits for a free core)."""
+
+    __slots__ = ("device", "flops", "label")
+
+    def __init__(self, device: str, flops: float, label: str = ""):
+        self.device, self.flops, self.label = device, flops, label
+
+    def __repr__(self) -> str:
+        return f"Compute({self.device!r}, {self.flops:.4g}, {self.label!r})"
+
+
+class Send:
+    """Send ``nbytes`` of payload from ``src`` to ``dst`` over the links between them."""
+
+    __slots__ = ("dst", "label", "nbytes", "src")
+
+    def __init__(self, src: str, dst: str, nbytes: float, label: str = ""):
+        self.src, self.dst, self.nbytes, self.label = src, dst, nbytes, label
+
+    def __repr__(self) -> str:
+        return f"Send({self.src!r} -> {self.dst!r}, {self.nbytes:.6g} B, {self.label!r})"
+
+
+class Par:
+    """Branches (each a sequence of steps) that run concurrently; done when all are done."""
+
+    __slots__ = ("branches",)
+
+    def __init__(self, branches: Sequence[Sequence[Compute | Send]]):
+        self.branches = tuple(tuple(b) for b in branches)
+
+    def __repr__(self) -> str:
+        return f"Par({list(self.branches)!r})"
+
+
+Step = Compute | Send | Par
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """Where and with which answer a sample leaves the network."""
+
+    exit: str
+    tier: str
+    pred: int
+    correct: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A sample the policy gives up on, with the reason written into its record."""
+
+    reason: str
+
+
+class Sample:
+    """One arrived sample as a policy sees it."""
+
+    __slots__ = ("alive", "arrival", "id", "row", "source", "split")
+
+    def __init__(self, id: int, row: int, source: str | None, alive: frozenset[int],
+                 arrival: float, split: str = "test"):
+        self.id, self.row, self.source, self.alive, self.arrival = id, row, source, alive, arrival
+        self.split = split
+
+    def __repr__(self) -> str:
+        return (f"Sample(id={self.id}, row={self.row}, source={self.source!r}, "
+                f"alive={sorted(self.alive)}, arrival={self.arrival})")
+
+
+class Params(BaseModel):
+    """Base of every policy's parameter model (unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PolicyError(ValueError):
+    """A policy that cannot run in this scenario; ``key`` is the parameter at fault."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+class Policy:
+    """Base class: construct with parameters, :meth:`bind` to a scenario, then route samples.
+
+    Subclasses set ``Params`` (a pydantic model of their parameters), ``exits`` (the exit names
+    they may return, in order) and implement :meth:`route`.
+    """
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = Params
+    needs_oracle: ClassVar[bool] = True
+
+    def __init__(self, label: str, params: Params):
+        self.label, self.params = label, params
+        self.exits: list[str] = []
+
+    def bind(self, ctx: BindContext) -> None:
+        """Check the policy against the topology and the oracle; raise :class:`PolicyError`."""
+        self.ctx = ctx
+
+    def route(self, sample: Sample, sim: Any) -> Generator[Step, None, Done | Failed]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.label!r}, {self.params!r})"
+
+
+@dataclass
+class BindContext:
+    """What a policy may look at when it binds: topology, oracle, the scenario's RNG seed."""
+
+    topology: Any
+    oracle: Any
+    seed: int
+    workload: Any
+
+
+_REGISTRY: dict[str, type[Policy]] = {}
+
+
+def register_policy(cls: type[Policy]) -> type[Policy]:
+    """Class decorator: make a policy available by its ``name`` in scenario files."""
+    if not cls.name or cls.name in _REGISTRY:
+        raise ValueError(f"policy name {cls.name!r} missing or already registered")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registry() -> dict[str, type[Policy]]:
+    from simulator.policies import multiview, tiered  # noqa: F401  (registration)
+
+    return dict(_REGISTRY)
+
+
+PolicyFactory = Callable[[str, dict], Policy]

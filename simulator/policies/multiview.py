@@ -1,0 +1,245 @@
+"""Exit policies for the multi-view DDNN family (DDNN, ADA-DDNN, ATT-DDNN) and the baselines.
+
+Every sample is seen by all alive end devices at once. Exits follow the papers:
+
+* ``cloud_only``: each device uploads its raw view; the whole model runs in the cloud.
+* ``device_only``: devices run their sections and send class scores to the local aggregator;
+  the aggregated local exit always answers (DDNN's local exit without a cloud).
+* ``ddnn``: local exit if its normalized entropy is below ``threshold``, else features go up
+  (through the edge section and exit when the model has one) to the cloud exit.
+* ``ada``: devices upload (entropy, class, features) to the edge; edge exit 1 answers with the
+  minimum-entropy device if that entropy is below ``threshold``; else the edge fuses and answers
+  at edge exit 2 if confident; else the cloud answers.
+* ``att``: ``ada`` on an ATT-DDNN, whose oracle is built at importance threshold ``mu``
+  (channels with zero attention weight are not sent, so bytes shrink as ``mu`` grows).
+
+The local aggregator sits on the edge node the end devices reach first. A sample that does not
+exit early sends its features after the decision; the (tiny) notification is not modelled.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from simulator.policies.base import (
+    BindContext,
+    Compute,
+    Done,
+    Par,
+    Params,
+    Policy,
+    PolicyError,
+    Send,
+    register_policy,
+)
+
+#: Bytes of (entropy, class) a device adds to its upload in ADA/ATT (float32 + int32).
+ADA_HEADER_BYTES = 8
+
+
+class ThresholdParams(Params):
+    """``threshold``: a normalized entropy in [0, 1], or ``auto`` to tune it on the validation
+    split: the fewest bytes per sample whose accuracy is within ``max_drop`` of the final exit."""
+
+    threshold: float | Literal["auto"] = Field(0.5)
+    max_drop: float = Field(0.01, ge=0, le=1)
+
+    def fixed(self) -> float | None:
+        return None if self.threshold == "auto" else float(self.threshold)
+
+
+class MultiviewPolicy(Policy):
+    """Shared binding: end devices <-> oracle views, the aggregator (edge) and the cloud."""
+
+    requires_exits: tuple[str, ...] = ()
+
+    def bind(self, ctx: BindContext) -> None:
+        super().bind(ctx)
+        topo, oracle = ctx.topology, ctx.oracle
+        if ctx.workload.sources != "all":
+            raise PolicyError("policy", f"{self.name!r} is a multi-view policy: every end device "
+                              "sees each sample, so set workload.sources: all")
+        self.devices = topo.end_devices
+        if len(self.devices) != oracle.n_devices:
+            raise PolicyError("model", f"the model has {oracle.n_devices} end-device views but "
+                              f"the topology has {len(self.devices)} end devices")
+        missing = [e for e in self.requires_exits if e not in oracle.exits]
+        if missing:
+            raise PolicyError("model", f"the model has no exit {missing[0]!r} "
+                              f"(exits: {list(oracle.exits)})")
+        aggs = {topo.nearest(d, "edge") for d in self.devices}
+        self.edge = aggs.pop() if len(aggs) == 1 else None
+        self.cloud = topo.nearest(self.edge or self.devices[0], "cloud")
+        self.flops = dict(oracle.flops)
+        self._tables: dict = {}
+
+    def need(self, role: str) -> str:
+        node = {"edge": self.edge, "cloud": self.cloud}[role]
+        if node is None:
+            raise PolicyError("policy", f"{self.name!r} needs one {role} device reachable from "
+                              "every end device")
+        return node
+
+    def table(self, sample):
+        key = (sample.alive, sample.split)
+        t = self._tables.get(key)
+        if t is None:
+            t = self._tables[key] = self.ctx.oracle.table(sample.alive, sample.split)
+        return t
+
+    def done(self, t, row: int, exit_name: str, tier: str, column: str | None = None) -> Done:
+        j = t.column(column or exit_name)
+        return Done(exit_name, tier, int(t.pred[row, j]), bool(t.correct[row, j]))
+
+    def alive_devices(self, sample):
+        return [(i, self.devices[i]) for i in sorted(sample.alive)]
+
+    def tune(self, params: ThresholdParams) -> float:
+        """The threshold to use: the given one, or the one tuned on the validation split."""
+        fixed = params.fixed()
+        if fixed is not None:
+            return fixed
+        from simulator.policies.tuning import tune_threshold
+
+        return tune_threshold(self, params.max_drop)
+
+
+@register_policy
+class CloudOnly(MultiviewPolicy):
+    name = "cloud_only"
+    requires_exits = ("cloud",)
+
+    def bind(self, ctx):
+        super().bind(ctx)
+        self.exits = ["cloud"]
+        self.total_flops = sum(self.flops.values())
+        self.need("cloud")
+
+    def route(self, s, sim):
+        t = self.table(s)
+        yield Par([(Send(d, self.cloud, t.nbytes[f"raw.dev{i}"][s.row], "raw"),)
+                   for i, d in self.alive_devices(s)])
+        yield Compute(self.cloud, self.total_flops, "model")
+        return self.done(t, s.row, "cloud", "cloud")
+
+
+@register_policy
+class DeviceOnly(MultiviewPolicy):
+    name = "device_only"
+    requires_exits = ("local",)
+
+    def bind(self, ctx):
+        super().bind(ctx)
+        self.exits = ["local"]
+        self.need("edge")
+
+    def route(self, s, sim):
+        t = self.table(s)
+        yield Par([(Compute(d, self.flops[f"dev{i}"], "device"),
+                    Send(d, self.edge, t.nbytes[f"scores.dev{i}"][s.row], "scores"))
+                   for i, d in self.alive_devices(s)])
+        yield Compute(self.edge, self.flops.get("local", 0.0), "aggregate")
+        return self.done(t, s.row, "local", "end")
+
+
+class DdnnParams(ThresholdParams):
+    edge_threshold: float | None = Field(None, ge=0, le=1)
+
+
+@register_policy
+class Ddnn(MultiviewPolicy):
+    name = "ddnn"
+    Params = DdnnParams
+    requires_exits = ("local", "cloud")
+
+    def bind(self, ctx):
+        super().bind(ctx)
+        self.need("edge")
+        self.need("cloud")
+        self.has_edge = "edge" in ctx.oracle.exits
+        self.exits = ["local", "edge", "cloud"] if self.has_edge else ["local", "cloud"]
+        et = self.params.edge_threshold
+        self.threshold = self.edge_threshold = 0.0 if et is None else et
+        self.threshold = self.tune(self.params)
+        self.edge_threshold = self.threshold if et is None else et
+
+    def route(self, s, sim):
+        t, row = self.table(s), s.row
+        alive = self.alive_devices(s)
+        yield Par([(Compute(d, self.flops[f"dev{i}"], "device"),
+                    Send(d, self.edge, t.nbytes[f"scores.dev{i}"][row], "scores"))
+                   for i, d in alive])
+        yield Compute(self.edge, self.flops.get("local", 0.0), "aggregate")
+        if t.entropy[row, t.column("local")] < self.threshold:
+            return self.done(t, row, "local", "end")
+        if self.has_edge:
+            yield Par([(Send(d, self.edge, t.nbytes[f"feat.dev{i}"][row], "features"),)
+                       for i, d in alive])
+            yield Compute(self.edge, self.flops["edge"], "edge")
+            if t.entropy[row, t.column("edge")] < self.edge_threshold:
+                return self.done(t, row, "edge", "edge")
+            yield Send(self.edge, self.cloud, t.nbytes["feat.edge"][row], "features")
+        else:
+            yield Par([(Send(d, self.cloud, t.nbytes[f"feat.dev{i}"][row], "features"),)
+                       for i, d in alive])
+        yield Compute(self.cloud, self.flops["cloud"], "cloud")
+        return self.done(t, row, "cloud", "cloud")
+
+
+class AdaParams(ThresholdParams):
+    edge_threshold: float | None = Field(None, ge=0, le=1)
+
+
+@register_policy
+class Ada(MultiviewPolicy):
+    name = "ada"
+    Params = AdaParams
+    requires_exits = ("edge", "cloud")
+
+    def bind(self, ctx):
+        super().bind(ctx)
+        self.need("edge")
+        self.need("cloud")
+        self.exits = ["edge1", "edge2", "cloud"]
+        et = self.params.edge_threshold
+        self.threshold = self.edge_threshold = 0.0 if et is None else et
+        self.threshold = self.tune(self.params)
+        self.edge_threshold = self.threshold if et is None else et
+
+    def route(self, s, sim):
+        t, row = self.table(s), s.row
+        alive = self.alive_devices(s)
+        yield Par([(Compute(d, self.flops[f"dev{i}"], "device"),
+                    Send(d, self.edge, t.nbytes[f"feat.dev{i}"][row] + ADA_HEADER_BYTES,
+                         "features"))
+                   for i, d in alive])
+        cols = [t.column(f"dev{i}") for i, _ in alive]
+        ent = t.entropy[row, cols]
+        best = int(np.argmin(ent))
+        if ent[best] < self.threshold:
+            return self.done(t, row, "edge1", "edge", column=f"dev{alive[best][0]}")
+        yield Compute(self.edge, self.flops["edge"], "edge")
+        if t.entropy[row, t.column("edge")] < self.edge_threshold:
+            return self.done(t, row, "edge2", "edge", column="edge")
+        yield Send(self.edge, self.cloud, t.nbytes["feat.edge"][row], "features")
+        yield Compute(self.cloud, self.flops["cloud"], "cloud")
+        return self.done(t, row, "cloud", "cloud")
+
+
+class AttParams(AdaParams):
+    mu: float | None = Field(None, ge=0, le=1, description="importance threshold of the "
+                             "attention; overrides the model's mu")
+
+
+@register_policy
+class Att(Ada):
+    """ADA's exits on an ATT-DDNN; ``mu`` selects the oracle built at that threshold."""
+
+    name = "att"
+    Params = AttParams
+
+    def oracle_overrides(self) -> dict:
+        return {} if self.params.mu is None else {"mu": self.params.mu}

@@ -1,0 +1,197 @@
+"""One scenario run: resolve, simulate every policy, write the results directory.
+
+Results (``records.parquet``, ``summary.csv``, ``config.yaml``, ``manifest.json``, ``plots/``)
+are each written to a temporary file and renamed into place, so a crash never leaves a half file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from simulator import __version__, config, metrics
+from simulator.config import Loaded, ScenarioError
+from simulator.engine import Simulation
+from simulator.oracle import OracleError, SyntheticOracle, TraceOracle, atomic_write_bytes
+from simulator.policies.base import BindContext, Policy, PolicyError, registry
+from simulator.topology import Topology, build
+from simulator.workload import Arrivals, read_arrivals_csv
+
+
+@dataclass
+class RunResult:
+    out_dir: Path | None
+    summary: pd.DataFrame
+    records: pd.DataFrame | None
+    manifest: dict
+    hop_logs: dict[str, list] = field(default_factory=dict)
+
+
+def make_oracle(loaded: Loaded, model: str, overrides: dict | None = None,
+                progress: bool = True):
+    """Build the oracle of model ``model`` (with ``overrides`` such as ``mu``)."""
+    spec = loaded.scenario.models[model]
+    seed = loaded.scenario.seed
+    if spec.oracle == "synthetic":
+        return SyntheticOracle(spec.samples, spec.devices, spec.classes, spec.accuracy,
+                               spec.message_bytes, spec.flops, seed=seed)
+    if spec.oracle == "trace":
+        return TraceOracle(loaded.path(spec.file))
+    from models.oracle import build_oracle  # torch enters only here
+
+    data = spec.model_dump(exclude={"oracle"})
+    data.update(overrides or {})
+    if spec.data_dir is not None:
+        data["data_dir"] = str(loaded.path(spec.data_dir))
+    return build_oracle(data, seed=seed, cache_dir=Path(loaded.scenario.cache_dir),
+                        progress=progress)
+
+
+def prepare(loaded: Loaded, progress: bool = True) -> tuple[Topology, list[tuple[Policy, object]]]:
+    """Topology with failures applied, and every policy bound to its oracle."""
+    scn = loaded.scenario
+    topo, problems = build(loaded)
+    if problems:
+        raise ScenarioError(problems)
+    for f in scn.failures:
+        topo.devices[f.device].down.append((f.start, f.end if f.end is not None else float("inf")))
+    reg = registry()
+    oracles: dict[tuple, object] = {}
+    bound = []
+    for k, spec in enumerate(scn.policies):
+        cls = reg[spec.policy]
+        policy = cls(spec.label, cls.Params.model_validate(spec.params))
+        model = spec.model or next(iter(scn.models))
+        over = policy.oracle_overrides() if hasattr(policy, "oracle_overrides") else {}
+        key = (model, tuple(sorted(over.items())))
+        try:
+            if key not in oracles:
+                oracles[key] = make_oracle(loaded, model, over, progress)
+            policy.bind(BindContext(topo, oracles[key], scn.seed, scn.workload))
+        except PolicyError as exc:
+            raise ScenarioError([loaded.problem(("policies", k, exc.key), str(exc))]) from None
+        except OracleError as exc:
+            raise ScenarioError([loaded.problem(("models", model), str(exc))]) from None
+        bound.append((policy, oracles[key]))
+    return topo, bound
+
+
+def new_run_dir(loaded: Loaded, root: Path = Path("results")) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = root / loaded.scenario.name / f"{stamp}-s{loaded.scenario.seed}"
+    out, k = base, 1
+    while out.exists():
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out
+
+
+def _arrow(frame: pd.DataFrame) -> pa.Table:
+    """A table whose schema does not depend on the policy (stable across row groups)."""
+    df = frame.copy()
+    for c in ("policy", "status", "exit", "tier", "source"):
+        df[c] = df[c].astype("string")
+    return pa.Table.from_pandas(df, preserve_index=False)
+
+
+def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None = None,
+            keep_records: bool = True, hop_log: bool = False, plots: bool | None = None,
+            overrides: tuple[str, ...] = (), make_progress: bool = True) -> RunResult:
+    """Simulate every policy of ``loaded`` and (if ``out_dir``) write the results there.
+
+    ``progress(policy_label, total)`` returns a callback ``advance(n)``; records are written
+    policy by policy, so memory holds one policy's records at a time unless ``keep_records``.
+    """
+    scn = loaded.scenario
+    t0 = time.perf_counter()
+    topo, bound = prepare(loaded, progress=make_progress)
+    t_prep = time.perf_counter() - t0
+    times = None
+    if scn.workload.arrivals == "trace":
+        times = read_arrivals_csv(loaded.path(scn.workload.file))
+    writer, tmp_records = None, None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp_records = out_dir / ".records.parquet.tmp"
+    frames, summaries, timings, hop_logs = [], [], {}, {}
+    try:
+        for policy, oracle in bound:
+            arrivals = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices,
+                                          scn.seed, times)
+            advance = progress(policy.label, scn.samples) if progress else None
+            t1 = time.perf_counter()
+            sim = Simulation(topo, arrivals, policy, scn.samples, scn.seed, oracle.n_samples,
+                             hop_log=hop_log, progress=advance)
+            rec = sim.run()
+            wall = time.perf_counter() - t1
+            frame = rec.to_frame(policy.label, topo.end_devices)
+            if hop_log:
+                hop_logs[policy.label] = sim.hop_log
+            del sim, rec
+            summaries.append({"policy": policy.label, **metrics.summarize_one(frame)})
+            timings[policy.label] = {"wall_s": round(wall, 4),
+                                     "samples_per_s": round(scn.samples / wall, 1)}
+            if tmp_records is not None and scn.output.records:
+                table = _arrow(frame)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp_records, table.schema)
+                writer.write_table(table)
+            if keep_records:
+                frames.append(frame)
+            del frame
+        if writer is not None:
+            writer.close()
+            writer = None
+            os.replace(tmp_records, out_dir / "records.parquet")
+    finally:
+        if writer is not None:
+            writer.close()
+        if tmp_records is not None and tmp_records.exists():
+            tmp_records.unlink()
+    summary = pd.DataFrame(summaries)
+    records = pd.concat(frames, ignore_index=True) if frames else None
+    manifest = {
+        "scenario": loaded.file,
+        "name": scn.name,
+        "seed": scn.seed,
+        "samples": scn.samples,
+        "overrides": list(overrides),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "timings": {"prepare_s": round(t_prep, 4), "policies": timings,
+                    "total_s": round(time.perf_counter() - t0, 4)},
+        "oracles": {p.label: {"key": o.key, "arch": o.arch, "n_samples": o.n_samples}
+                    for p, o in bound},
+        "thresholds": {p.label: getattr(p, "threshold", None) for p, _ in bound},
+    }
+    if out_dir is not None:
+        atomic_write_bytes(out_dir / "summary.csv", summary.to_csv(index=False).encode())
+        atomic_write_bytes(out_dir / "config.yaml", config.dump(scn).encode())
+        atomic_write_bytes(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
+        if (scn.output.plots if plots is None else plots) and records is not None:
+            from simulator import plots as plotting
+
+            plotting.run_plots(records, summary, out_dir / "plots")
+    return RunResult(out_dir, summary, records, manifest, hop_logs)
+
+
+def _versions() -> dict:
+    import numpy
+    import simpy
+
+    out = {"ddnnsim": __version__, "python": platform.python_version(), "simpy": simpy.__version__,
+           "numpy": numpy.__version__, "pandas": pd.__version__}
+    if "torch" in sys.modules:
+        out["torch"] = sys.modules["torch"].__version__
+    return out
