@@ -1,0 +1,198 @@
+"""Engine timelines, closed forms, determinism, failures and loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import chain_scenario, merge, multiview_scenario, run
+
+from simulator.config import load_data
+from simulator.policies.base import Compute, Par, Send
+from simulator.run import prepare
+
+
+def test_exact_timeline_single_chain():
+    """Hand-computed hop times: 1 GFLOP/s device, 1 MB/s + 10 ms uplink, 10 MB/s + 20 ms WAN."""
+    res = run(chain_scenario(), hop_log=True)
+    log = res.hop_logs["tiered"]
+    expected = []
+    for k in range(3):  # periodic: one sample per second
+        t = float(k)
+        hops = [("compute", "cam", "device", 2e6 / 1e9 + 1e-3),
+                ("send", "up", "features", 512 / 1e6 + 10e-3),
+                ("compute", "edge", "edge", 1e7 / 1e10),
+                ("send", "wan", "features", 1024 / 1e7 + 20e-3),
+                ("compute", "cloud", "cloud", 5e7 / 1e11)]
+        for kind, where, label, dt in hops:
+            expected.append((k, kind, where, label, t, t + dt))
+            t += dt
+    assert [h[:4] for h in log] == [e[:4] for e in expected]
+    np.testing.assert_allclose([h[4:] for h in log], [e[4:] for e in expected], rtol=1e-12)
+    rec = res.records
+    np.testing.assert_allclose(rec["latency_s"], expected[4][5] - expected[0][4], rtol=1e-12)
+    assert (rec["exit"] == "cloud").all() and (rec["status"] == "ok").all()
+    # Energy: 2 W x 3 ms compute + 0.5 W x 0.512 ms radio on the camera.
+    np.testing.assert_allclose(rec["energy_j.cam"], 2 * 3e-3 + 0.5 * 512e-6, rtol=1e-12)
+    np.testing.assert_allclose(rec["bytes.up"], 512)
+    np.testing.assert_allclose(rec["bytes_total"], 512 + 1024)
+
+
+def test_fifo_contention_timeline():
+    """Two cameras fire together; their messages take turns on the shared FIFO uplink."""
+    data = chain_scenario(samples=2)
+    data["topology"]["devices"]["cam"]["count"] = 2
+    data["topology"]["links"][0]["sharing"] = "fifo"
+    data["models"]["m"]["devices"] = 2
+    log = run(data, hop_log=True).hop_logs["tiered"]
+    sends = sorted((h[4], h[5]) for h in log if h[2] == "up")
+    ser = 512 / 1e6
+    np.testing.assert_allclose(sends, [(0.003, 0.003 + ser + 0.01),
+                                       (0.003, 0.003 + 2 * ser + 0.01)], rtol=1e-12)
+
+
+def test_fair_sharing_timeline():
+    data = chain_scenario(samples=3)
+    data["topology"]["devices"]["cam"]["count"] = 3
+    data["topology"]["links"][0]["sharing"] = "fair"
+    data["models"]["m"]["devices"] = 3
+    log = run(data, hop_log=True).hop_logs["tiered"]
+    ends = [h[5] for h in log if h[2] == "up"]
+    np.testing.assert_allclose(ends, [0.003 + 3 * 512 / 1e6 + 0.01] * 3, rtol=1e-12)
+
+
+def _closed_form(policy, topo, sample) -> float:
+    """Latency of ``sample`` alone in the system: the sum of its hops, max over branches."""
+
+    def seq(steps) -> float:
+        total = 0.0
+        for st in steps:
+            if isinstance(st, Compute):
+                total += topo.devices[st.device].compute_time(st.flops)
+            elif isinstance(st, Send):
+                total += topo.min_transfer_time(st.src, st.dst, st.nbytes)
+        return total
+
+    gen, total = policy.route(sample, None), 0.0
+    try:
+        step = next(gen)
+        while True:
+            total += max(seq(b) for b in step.branches) if isinstance(step, Par) else seq([step])
+            step = gen.send(None)
+    except StopIteration:
+        return total
+
+
+def _closed_forms(data, res):
+    loaded = load_data(data, "<test>")
+    topo, bound = prepare(loaded, progress=False)
+    from simulator.policies.base import Sample
+
+    out = {}
+    for policy, oracle in bound:
+        rec = res.records[res.records["policy"] == policy.label]
+        ends = topo.end_devices
+        cf = []
+        for sid, src in zip(rec["sample_id"], rec["source"].astype(object), strict=True):
+            s = Sample(int(sid), int(sid) % oracle.n_samples, src if isinstance(src, str) else None,
+                       frozenset(range(len(ends))), 0.0)
+            cf.append(_closed_form(policy, topo, s))
+        out[policy.label] = (rec["latency_s"].to_numpy(), np.array(cf))
+    return out
+
+
+@pytest.mark.parametrize("policies", [
+    [{"policy": "cloud_only"}, {"policy": "device_only"}, {"policy": "ddnn", "threshold": 0.5},
+     {"policy": "ada", "threshold": 0.4}],
+])
+def test_no_contention_latency_is_sum_of_hops(policies):
+    # One view, closed loop: nothing else is in the system, and no two messages of a sample
+    # share a link (with several views, their messages take turns on shared hops).
+    data = multiview_scenario(1, samples=150, workload={"arrivals": "closed", "rate": None},
+                              policies=policies)
+    del data["workload"]["rate"]
+    res = run(data)
+    for label, (lat, cf) in _closed_forms(data, res).items():
+        np.testing.assert_allclose(lat, cf, rtol=1e-9, err_msg=label)
+
+
+def test_no_contention_tiered_chain():
+    data = chain_scenario(samples=120, policies=[{"policy": "tiered", "end_threshold": 0.3,
+                                                  "edge_threshold": 0.5}])
+    res = run(data)
+    (lat, cf), = _closed_forms(data, res).values()
+    np.testing.assert_allclose(lat, cf, rtol=1e-9)
+    assert set(res.records["exit"].astype(str)) == {"end", "edge", "cloud"}
+
+
+def test_same_seed_same_records_and_other_seed_other_arrivals():
+    data = multiview_scenario(3, samples=300)
+    a, b = run(data).records, run(data).records
+    pd.testing.assert_frame_equal(a, b)
+    c = run(merge(data, {"seed": 4})).records
+    assert not np.array_equal(a["arrival_s"].to_numpy(), c["arrival_s"].to_numpy())
+
+
+def test_policies_share_arrivals():
+    rec = run(multiview_scenario(3, samples=100)).records
+    arr = [g["arrival_s"].to_numpy() for _, g in rec.groupby("policy", observed=True)]
+    for other in arr[1:]:
+        np.testing.assert_array_equal(arr[0], other)
+
+
+def test_failed_device_shrinks_views_and_source_down_is_recorded():
+    data = multiview_scenario(3, samples=200, failures=[{"device": "cam1", "start": "5 s"}])
+    rec = run(data).records
+    late = rec["arrival_s"] >= 5
+    assert (rec.loc[late, "views"] == 2).all() and (rec.loc[~late, "views"] == 3).all()
+    assert (rec["status"] == "ok").all()
+    chain = chain_scenario(samples=6, failures=[{"device": "cam", "start": "2 s",
+                                                 "end": "4 s"}])
+    rec = run(chain).records
+    assert list(rec["status"]) == ["ok", "ok", "device_down", "device_down", "ok", "ok"]
+
+
+def test_loss_retransmits_and_can_lose():
+    base = chain_scenario(samples=50, workload={"arrivals": "closed", "rate": None})
+    del base["workload"]["rate"]
+    clean = run(base).records
+    lossy = merge(base, {})
+    lossy["topology"]["links"][0].update({"loss": 0.3, "mtu": "100 B", "header": "20 B"})
+    rec = run(lossy).records
+    assert (rec["status"] == "ok").all()
+    assert (rec["bytes.up"] >= 512 + 6 * 20).all() and (rec["bytes.up"] > 512 + 120).any()
+    assert (rec["latency_s"] >= clean["latency_s"].to_numpy() - 1e-12).all()
+    dead = merge(base, {})
+    dead["topology"]["links"][0].update({"loss": 1.0, "max_retries": 2})
+    rec = run(dead).records
+    assert (rec["status"] == "lost").all() and len(rec) == 50
+    assert not rec["correct"].any()
+
+
+def test_bandwidth_trace_slows_transfers(tmp_path):
+    trace = tmp_path / "bw.csv"
+    trace.write_text("time [s],bandwidth [MB/s]\n0,1\n0.5,0.1\n")
+    data = chain_scenario(samples=2)
+    data["topology"]["links"][0]["trace"] = {"file": str(trace), "loop": False}
+    log = run(data, hop_log=True).hop_logs["tiered"]
+    up = [h for h in log if h[2] == "up"]
+    np.testing.assert_allclose(up[0][5] - up[0][4], 512 / 1e6 + 0.01, rtol=1e-12)
+    np.testing.assert_allclose(up[1][5] - up[1][4], 512 / 1e5 + 0.01, rtol=1e-12)
+
+
+def test_stochastic_bandwidth_is_seeded():
+    data = multiview_scenario(2, samples=100)
+    data["topology"]["links"][0]["process"] = {"interval": "1 s", "sigma": 0.5}
+    a, b = run(data).records, run(data).records
+    pd.testing.assert_frame_equal(a, b)
+    plain = run(multiview_scenario(2, samples=100)).records
+    assert not np.allclose(a["latency_s"], plain["latency_s"])
+
+
+def test_no_torch_in_simulator():
+    import subprocess
+    import sys
+
+    code = ("import sys, simulator, simulator.run, simulator.cli, simulator.engine; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
