@@ -28,7 +28,7 @@ SetOpt = Annotated[list[str] | None, typer.Option(
 
 def _fail(problems) -> None:
     for p in problems:
-        err.print(str(p), markup=False, highlight=False)
+        err.print(str(p), markup=False, highlight=False, soft_wrap=True)  # one line each
     raise typer.Exit(2)
 
 
@@ -121,9 +121,9 @@ def _fmt(v, scale: float = 1.0, digits: int = 3) -> str:
     return f"{v * scale:.{digits}g}" if isinstance(v, float) else str(v)
 
 
-def print_summary(summary) -> None:
+def print_summary(summary, title: str = "ddnnsim summary") -> None:
     """The summary as a table: accuracy, tier accuracies, exits, latency, throughput, bytes."""
-    t = Table(title="ddnnsim summary", title_justify="left")
+    t = Table(title=title, title_justify="left")
     cols = [("policy", "policy", 1, 0), ("samples", "samples", 1, 0), ("acc", "accuracy", 100, 4),
             ("edge acc", "edge_accuracy", 100, 4), ("cloud acc", "cloud_accuracy", 100, 4),
             ("p50 ms", "latency_p50_s", 1e3, 4), ("p95 ms", "latency_p95_s", 1e3, 4),
@@ -134,7 +134,8 @@ def print_summary(summary) -> None:
     t.add_column("exit rates")
     for _, row in summary.iterrows():
         exits = " ".join(f"{c.removeprefix('exit_rate.')}={row[c]:.0%}" for c in summary.columns
-                         if c.startswith("exit_rate.") and not math.isnan(row[c]) and row[c] > 0)
+                         if c.startswith("exit_rate.") and isinstance(row[c], float)
+                         and not math.isnan(row[c]) and row[c] > 0)
         t.add_row(*[_fmt(row[c], s, d) if d else str(row[c]) for _, c, s, d in cols], exits)
     out.print(t)
     out.print("acc = correct / samples; edge/cloud acc = correct / samples leaving at that tier",
@@ -195,6 +196,55 @@ def plot(run_dir: Path) -> None:
     paths = plots.run_plots(records, pd.read_csv(summ), run_dir / "plots")
     for p in paths:
         out.print(str(p), highlight=False)
+
+
+@app.command()
+def sweep(
+    study_file: Annotated[Path, typer.Argument(metavar="STUDY")],
+    output: Annotated[Path | None, typer.Option("-o", "--output",
+                                                help="Study directory (resumed if it exists).")
+                      ] = None,
+    workers: Annotated[int, typer.Option(help="Local dask workers (processes).", min=1)] = 2,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Address of a running dask scheduler, e.g. tcp://10.0.0.5:8786.")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Run every point of a study on dask.distributed; rerun to resume after a crash."""
+    from simulator import plots
+    from simulator.study import load_study, run_study
+
+    with _user_errors():
+        study = load_study(study_file, set_ or [])
+    out_dir = output or Path("results") / study.spec.name
+    err.print(f"{study_file}: {len(study.points)} points -> {out_dir}", highlight=False)
+    bar = Progress(TextColumn("[bold]points"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.description}"), TimeRemainingColumn(), console=err)
+    failed = []
+    with bar:
+        task = bar.add_task("", total=len(study.points))
+
+        def progress(done: int, total: int, status: dict | None) -> None:
+            if status is not None and status.get("status") != "ok":
+                failed.append(status)
+            desc = f"last: {status['name']}" if status else "resuming" if done else ""
+            bar.update(task, completed=done, description=desc)
+
+        try:
+            summary = run_study(study, out_dir, workers=workers, scheduler=scheduler,
+                                progress=progress, log=lambda m: err.print(m, highlight=False))
+        except KeyboardInterrupt:
+            err.print(f"interrupted: finished points are kept; rerun to resume ({out_dir})")
+            raise typer.Exit(130) from None
+    for status in failed:
+        err.print(f"point {status['name']} failed: {status.get('error')}", highlight=False)
+    paths = plots.study_plots(summary, study.spec, out_dir / "plots")
+    if len(summary):
+        print_summary(summary.drop_duplicates("policy", keep="last")
+                      if "policy" in summary else summary, title="last point per policy")
+    out.print(f"{len(summary)} summary rows, {len(paths)} plots; results: {out_dir}",
+              highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -70,6 +70,79 @@ def exit_rates(summary: pd.DataFrame, path: Path) -> Path:
     ax.set_title("Exit rates per policy")
     ax.legend(fontsize=8, title="exit")
     return _save(fig, path)
+
+
+def metric_vs(summary: pd.DataFrame, x: str, metrics: Sequence[str], path: Path,
+              logx: bool = False) -> Path:
+    """Summary metrics against a varied study key, one line per policy (mean over seeds, with
+    the min-max range over seeds shaded)."""
+    metrics = [m for m in metrics if m in summary.columns]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.0 * len(metrics), 3.8), squeeze=False)
+    ok = summary[summary.get("error", pd.Series("", index=summary.index)).fillna("") == ""]
+    categorical = not pd.api.types.is_numeric_dtype(ok[x])
+    order = list(dict.fromkeys(ok[x]))
+    for ax, m in zip(axes[0], metrics, strict=True):
+        for policy, g in ok.groupby("policy", sort=False):
+            agg = g.groupby(x, sort=False)[m].agg(["mean", "min", "max"])
+            agg = agg.reindex([v for v in order if v in agg.index])
+            xs = np.arange(len(agg)) if categorical else agg.index.to_numpy(dtype=float)
+            scale = 1e3 if m.endswith("_s") else (100.0 if "accuracy" in m else 1.0)
+            ax.plot(xs, agg["mean"] * scale, marker="o", label=str(policy))
+            ax.fill_between(xs, agg["min"] * scale, agg["max"] * scale, alpha=0.15)
+        if categorical:
+            ax.set_xticks(np.arange(len(order)), [str(v) for v in order], rotation=20)
+        elif logx:
+            ax.set_xscale("log")
+        ax.set_xlabel(x)
+        ax.set_ylabel(_label(m))
+        ax.grid(True, alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{', '.join(_label(m) for m in metrics)} against {x}", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _label(metric: str) -> str:
+    if metric.endswith("_s"):
+        return metric.removesuffix("_s").replace("_", " ") + " [ms]"
+    units = {"throughput_sps": "throughput [samples/s]", "bytes_per_sample": "bytes per sample [B]",
+             "energy_j_per_sample": "energy per sample [J]"}
+    if metric in units:
+        return units[metric]
+    if "accuracy" in metric:
+        return metric.replace("_", " ") + " [%]"
+    return metric.replace("_", " ")
+
+
+def study_plots(summary: pd.DataFrame, spec, out: Path) -> list[Path]:
+    """Figures of a study: the study's own ``plots``, else latency and throughput (and
+    accuracy, bytes) against every key that takes several values."""
+    if summary.empty or "policy" not in summary.columns:
+        return []
+    paths = []
+    wanted = list(spec.plots)
+    if not wanted:
+        from simulator.study import PlotSpec
+
+        from simulator.study import param_column
+
+        for key in [*spec.grid, *spec.zip]:
+            if summary[param_column(key, summary.columns)].nunique() > 1:
+                wanted.append(PlotSpec(x=key, y=["latency_p50_s", "latency_p95_s",
+                                                 "throughput_sps"]))
+                wanted.append(PlotSpec(x=key, y=["accuracy", "bytes_per_sample"],
+                                       name=f"accuracy_bytes_vs_{key}"))
+    from simulator.study import param_column
+
+    for p in wanted:
+        name = p.name or f"vs_{p.x}"
+        paths.append(metric_vs(summary, param_column(p.x, summary.columns), p.y,
+                               out / f"{_file(name)}.png", p.logx))
+    return paths
+
+
+def _file(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
 def run_plots(records: pd.DataFrame, summary: pd.DataFrame, out: Path) -> Iterable[Path]:
