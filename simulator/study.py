@@ -112,6 +112,8 @@ def _short_keys(keys: Sequence[str]) -> dict[str, str]:
         parts = k.split(".")
         for n in range(1, len(parts) + 1):
             cand = ".".join(parts[-n:])
+            if parts[-n].isdigit():  # "2.threshold" says less than "policies.2.threshold"
+                continue
             if sum(1 for o in keys if o == cand or o.endswith("." + cand)) == 1:
                 out[k] = cand
                 break
@@ -306,6 +308,8 @@ def run_study(study: Study, out: Path, *, workers: int = 2, scheduler: str | Non
     atomic_write_bytes(out / "study.json", json.dumps({
         "name": study.spec.name, "file": study.file, "points": [p.name for p in study.points],
     }, indent=2).encode())
+    for stale in (out / "points").glob(".*.tmp-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     done = finished(out)
     todo = [p for p in study.points if p.name not in done]
     if progress:

@@ -1,0 +1,143 @@
+"""Study expansion, validation, failures recorded, and resume after a real kill."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import multiview_scenario
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator.config import ScenarioError
+from simulator.study import StudySpec, expand, load_study, point_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_study(tmp_path: Path, study: dict, base: dict | None = None) -> Path:
+    base = base or multiview_scenario(2, samples=40)
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
+    study = {"name": "s", "base": "base.yaml", **study}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def test_expand_counts_names_and_overrides(tmp_path):
+    path = write_study(tmp_path, {
+        "seeds": 2,
+        "grid": {"topology.links.0.bandwidth": ["1 Mbit/s", "10 Mbit/s", "100 Mbit/s"],
+                 "workload.rate": ["2 /s", "4 /s"]},
+        "zip": {"policies.2.threshold": [0.2, 0.6], "policies.3.threshold": [0.1, 0.5]},
+    })
+    study = load_study(path)
+    assert len(study.points) == 3 * 2 * 2 * 2
+    names = [p.name for p in study.points]
+    assert len(set(names)) == len(names)
+    assert names[0] == ("bandwidth=1Mbitpers,rate=2pers,policies.2.threshold=0.2,"
+                        "policies.3.threshold=0.1,seed=3")
+    p = study.points[-1]
+    data = point_data(study, p)
+    assert data["topology"]["links"][0]["bandwidth"] == "100 Mbit/s"
+    assert data["policies"][2]["threshold"] == 0.6 and data["policies"][3]["threshold"] == 0.5
+    assert data["seed"] == 4 and p.seed == 4
+
+
+@settings(max_examples=50, deadline=None)
+@given(grid=st.lists(st.integers(1, 4), max_size=3), zip_len=st.integers(0, 3),
+       seeds=st.integers(1, 3))
+def test_expand_count_property(grid, zip_len, seeds):
+    spec = StudySpec(name="x", scenario={}, seeds=seeds,
+                     grid={f"a.k{i}": list(range(n)) for i, n in enumerate(grid)},
+                     zip={"b.z1": list(range(zip_len)), "b.z2": list(range(zip_len))}
+                     if zip_len else {})
+    points = expand(spec, 0)
+    assert len(points) == math.prod(grid) * max(zip_len, 1) * seeds
+    assert len({p.name for p in points}) == len(points)
+    assert all(set(p.params) == set(spec.grid) | set(spec.zip) for p in points)
+
+
+def test_bad_point_is_blamed_on_the_study_line(tmp_path):
+    path = write_study(tmp_path, {"grid": {"workload.rate": ["2 /s", "4 Mbit/s"]}})
+    with pytest.raises(ScenarioError) as exc:
+        load_study(path)
+    [problem] = exc.value.problems
+    assert str(problem).startswith(f"{path}:4: workload.rate: ")
+    assert "not a rate" in problem.message and "4 Mbit/s" in problem.message
+
+
+def test_study_schema_errors(tmp_path):
+    path = write_study(tmp_path, {"grdi": {}})
+    with pytest.raises(ScenarioError) as exc:
+        load_study(path)
+    assert str(exc.value).startswith(f"{path}:3: grdi: unknown key (did you mean 'grid'?)")
+    path = write_study(tmp_path, {"zip": {"a": [1, 2], "b": [1]}})
+    with pytest.raises(ScenarioError) as exc:
+        load_study(path)
+    assert "same length" in str(exc.value)
+
+
+def _sweep(study: Path, out: Path, workers: int = 1, **kw):
+    return subprocess.Popen([sys.executable, "-m", "simulator.cli", "sweep", str(study),
+                             "-o", str(out), "--workers", str(workers)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, **kw)
+
+
+def test_failing_point_is_recorded_and_study_goes_on(tmp_path):
+    path = write_study(tmp_path, {"grid": {"workload.sources": ["all", "each"]}},
+                       multiview_scenario(2, samples=30, policies=[{"policy": "ada"}]))
+    proc = _sweep(path, tmp_path / "out")
+    output = proc.communicate(timeout=240)[0].decode()
+    assert proc.returncode == 1, output
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert len(summary) == 2
+    bad = summary[summary["workload.sources"] == "each"]
+    assert "multi-view policy" in bad["error"].iloc[0]
+    good = summary[summary["workload.sources"] == "all"]
+    assert good["error"].isna().all() and good["samples"].iloc[0] == 30
+    assert "failed" in output
+
+
+@pytest.mark.slow
+def test_resume_after_kill(tmp_path):
+    """Kill a real sweep after a few points, rerun: every point once, none recomputed."""
+    base = multiview_scenario(3, samples=3000)
+    path = write_study(tmp_path, {"grid": {"workload.rate": [f"{r} /s" for r in range(1, 9)]}},
+                       base)
+    out = tmp_path / "out"
+    proc = _sweep(path, out)
+    deadline = time.time() + 240
+    done: list[Path] = []
+    while time.time() < deadline and len(done) < 2:
+        done = [p for p in (out / "points").glob("*/point.json")] if out.exists() else []
+        time.sleep(0.2)
+    assert len(done) >= 2, "sweep made no progress"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = {p.parent.name: p.stat().st_mtime_ns for p in (out / "points").glob("*/point.json")}
+    assert 2 <= len(first) < 8, first
+    proc = _sweep(path, out)
+    output = proc.communicate(timeout=300)[0].decode()
+    assert proc.returncode == 0, output
+    final = {p.parent.name: p.stat().st_mtime_ns for p in (out / "points").glob("*/point.json")}
+    assert len(final) == 8
+    assert all(final[k] == v for k, v in first.items())  # finished points were not redone
+    assert not [p for p in (out / "points").iterdir() if p.name.startswith(".")]  # no tmp
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == 8 * len(base["policies"])
+    assert summary.groupby(["point", "policy"]).size().eq(1).all()
+    records = pd.read_parquet(out / "results.parquet")
+    assert len(records) == 8 * len(base["policies"]) * 3000
+    status = json.loads((out / "study.json").read_text())
+    assert len(status["points"]) == 8
