@@ -8,6 +8,7 @@ SI: seconds, bytes, bytes per second, FLOP, FLOP/s, watts, joules.
 
 from __future__ import annotations
 
+import decimal
 import math
 import re
 
@@ -112,12 +113,20 @@ def parse(value: object, dimension: str) -> float:
         raise UnitError(
             f"unit {unit!r} in {value!r} is not a {dimension}{hint}; write e.g. {example}"
         )
-    result = number * units[unit]
-    if not math.isfinite(result):
+    # In decimal, so that '4.9 ms' is the float nearest 0.0049 (4.9 * 1e-3 is not).
+    with decimal.localcontext(decimal.Context(prec=60)):
+        result = float(decimal.Decimal(m.group(1)) * decimal.Decimal(repr(units[unit])))
+    if not math.isfinite(number) or not math.isfinite(result):
         raise UnitError(f"{value!r} is not a finite {dimension}")
     return result
 
 
 def format_si(value: float, dimension: str) -> str:
-    """Write an SI float back as a parseable string: ``format_si(0.02, "time") == "0.02 s"``."""
-    return f"{value:.12g} {SI_UNIT[dimension]}"
+    """Write an SI float back as a parseable string: ``format_si(0.02, "time") == "0.02 s"``.
+
+    ``parse(format_si(x, d), d) == x`` exactly, so a resolved config reruns bit for bit.
+    """
+    text = f"{value:.12g}"
+    if float(text) != value:  # keep short spellings only when they read back exactly
+        text = repr(float(value))
+    return f"{text} {SI_UNIT[dimension]}"
