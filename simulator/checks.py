@@ -9,7 +9,7 @@ import importlib
 
 from pydantic import ValidationError
 
-from simulator.config import Loaded, Problem, suggest
+from simulator.config import Loaded, Problem, _data_loc, merge_problems, suggest
 from simulator.oracle import OracleError, TraceOracle
 from simulator.policies.base import registry
 
@@ -46,6 +46,13 @@ def check_scenario(loaded: Loaded) -> list[Problem]:
 
     for name, spec in scn.models.items():
         loc = ("models", name)
+        if spec.oracle == "synthetic":
+            for field, valid in _SYNTHETIC_KEYS.items():
+                for key in getattr(spec, field):
+                    if key not in valid:
+                        problems.append(loaded.problem(
+                            (*loc, field, key), f"unknown key{suggest(key, valid)}; valid keys: "
+                            f"{', '.join(valid)}"))
         if spec.oracle == "trace":
             try:
                 TraceOracle(loaded.path(spec.file))
@@ -68,6 +75,7 @@ def check_scenario(loaded: Loaded) -> list[Problem]:
             cls.Params.model_validate(p.params)
         except ValidationError as exc:
             fields = list(cls.Params.model_fields)
+            found = []
             for err in exc.errors(include_url=False):
                 if err["type"] == "extra_forbidden":
                     msg = (f"unknown parameter of policy {p.policy!r}"
@@ -75,7 +83,9 @@ def check_scenario(loaded: Loaded) -> list[Problem]:
                            f"{', '.join(['policy', 'name', 'model', *fields])}")
                 else:
                     msg = err["msg"].removeprefix("Value error, ")
-                problems.append(loaded.problem((*loc, *err["loc"]), msg))
+                # Drop the union members pydantic appends (threshold.float, ...).
+                found.append(loaded.problem((*loc, *_data_loc(p.params, err["loc"])), msg))
+            problems += merge_problems(found)
         if p.label in labels:
             problems.append(loaded.problem((*loc, "name" if p.name else "policy"),
                                            f"two policies are labelled {p.label!r}; "
@@ -88,6 +98,14 @@ def check_scenario(loaded: Loaded) -> list[Problem]:
             problems.append(loaded.problem(loc, "several models are defined: say which this "
                                            f"policy uses with model: one of {list(scn.models)}"))
     return problems
+
+
+#: The names a synthetic oracle knows (see ``SyntheticOracle``); others would be ignored.
+_SYNTHETIC_KEYS = {
+    "accuracy": ("dev", "local", "edge", "cloud"),
+    "message_bytes": ("raw", "scores", "feat", "feat.edge"),
+    "flops": ("dev", "local", "edge", "cloud"),
+}
 
 
 def _check_torch(loaded: Loaded, loc: tuple, spec) -> list[Problem]:

@@ -81,7 +81,18 @@ Flop = Annotated[float, *_quantity("flop"), Field(ge=0)]
 Watts = Annotated[float, *_quantity("power"), Field(ge=0)]
 Rate = Annotated[float, *_quantity("rate"), Field(gt=0)]
 Frequency = Annotated[float, *_quantity("rate"), Field(gt=0)]
-Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+def _not_bool(value: object) -> object:
+    # YAML reads yes/no/true/false as booleans; pydantic would take them as 1 and 0.
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
+Probability = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=1)]
 
 
 class Strict(BaseModel):
@@ -97,7 +108,7 @@ class EnergyModel(Strict):
     ``kf3`` = k f^3 T, the KPM paper's dynamic-power model."""
 
     model: Literal["linear", "kf3"] = "linear"
-    k: float = Field(1e-24, gt=0, description="kf3: switched-capacitance constant")
+    k: Float = Field(1e-24, gt=0, description="kf3: switched-capacitance constant")
     frequency: Frequency | None = Field(None, description="kf3: clock frequency, e.g. '1 GHz'")
 
 
@@ -106,9 +117,9 @@ class DeviceSpec(Strict):
 
     tier: Literal["end", "edge", "cloud"]
     profile: str | None = None
-    count: int | None = Field(None, ge=1, le=4096)
+    count: Int | None = Field(None, ge=1, le=4096)
     flops_per_s: FlopRate | None = None
-    cores: int | None = Field(None, ge=1)
+    cores: Int | None = Field(None, ge=1)
     call_overhead: Seconds | None = None
     power_active: Watts | None = None
     power_idle: Watts | None = None
@@ -132,7 +143,7 @@ class ProcessSpec(Strict):
 
     kind: Literal["lognormal"] = "lognormal"
     interval: PosSeconds
-    sigma: float = Field(gt=0, le=3)
+    sigma: Float = Field(gt=0, le=3)
 
 
 class LinkSpec(Strict):
@@ -155,7 +166,7 @@ class LinkSpec(Strict):
     header: Bytes | None = None
     loss: Probability | None = None
     retransmit_timeout: PosSeconds | None = None
-    max_retries: int = Field(8, ge=0)
+    max_retries: Int = Field(8, ge=0)
     trace: TraceSpec | None = None
     process: ProcessSpec | None = None
 
@@ -185,7 +196,7 @@ class WorkloadSpec(Strict):
     arrivals: Literal["poisson", "periodic", "closed", "trace"] = "poisson"
     rate: Rate | None = None
     sources: Literal["all", "each"] = "all"
-    concurrency: int = Field(1, ge=1)
+    concurrency: Int = Field(1, ge=1)
     think_time: Seconds = 0.0
     file: str | None = None
 
@@ -206,9 +217,9 @@ class SyntheticModel(Strict):
     """A model-free oracle with fixed per-exit accuracies (tests, benchmarks, what-ifs)."""
 
     oracle: Literal["synthetic"]
-    samples: int = Field(1000, ge=1)
-    devices: int = Field(6, ge=1)
-    classes: int = Field(10, ge=2)
+    samples: Int = Field(1000, ge=1)
+    devices: Int = Field(6, ge=1)
+    classes: Int = Field(10, ge=2)
     accuracy: dict[str, Probability] = Field(default_factory=dict)
     message_bytes: dict[str, PosBytes] = Field(default_factory=dict)
     flops: dict[str, Flop] = Field(default_factory=dict)
@@ -228,10 +239,10 @@ class TorchModel(Strict):
     arch: str
     dataset: Literal["mnist", "cifar10", "synthetic"] = "mnist"
     data_dir: str | None = None
-    devices: int = Field(6, ge=1)
+    devices: Int = Field(6, ge=1)
     views: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
-    mu: float | None = Field(None, ge=0, le=1)
+    mu: Float | None = Field(None, ge=0, le=1)
     train: dict[str, Any] = Field(default_factory=dict)
     encoding: Literal["float32", "float16", "int8", "bit"] = "float32"
 
@@ -279,8 +290,8 @@ class Scenario(Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    seed: int = Field(0, ge=0)
-    samples: int = Field(ge=1, le=100_000_000)
+    seed: Int = Field(0, ge=0)
+    samples: Int = Field(ge=1, le=100_000_000)
     topology: TopologySpec
     workload: WorkloadSpec
     models: dict[str, ModelSpec] = Field(min_length=1)
@@ -318,7 +329,12 @@ def _load_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int]]:
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for k_node, v_node in n.value:
-                key = constructor.construct_object(k_node, deep=True)
+                key = construct(k_node)
+                if not isinstance(key, typing.Hashable) or isinstance(key, (list, dict)):
+                    problems.append(Problem(file, k_node.start_mark.line + 1,
+                                            ".".join(map(str, path)),
+                                            "a key must be a plain name, not a list or mapping"))
+                    continue
                 if key in out:
                     problems.append(Problem(file, k_node.start_mark.line + 1,
                                             ".".join(map(str, (*path, key))), "duplicate key"))
@@ -327,12 +343,30 @@ def _load_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int]]:
             return out
         if isinstance(n, yaml.SequenceNode):
             return [build(v, (*path, i)) for i, v in enumerate(n.value)]
-        return constructor.construct_object(n, deep=True)
+        return construct(n)
+
+    def construct(n: yaml.Node) -> Any:
+        try:
+            return constructor.construct_object(n, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+            # e.g. an unknown !!tag, or a date such as 2001-13-45
+            mark = getattr(exc, "problem_mark", None) or n.start_mark
+            raise ScenarioError([Problem(file, mark.line + 1, "", f"not valid YAML: "
+                                         f"{getattr(exc, 'problem', None) or exc}")]) from None
 
     data = build(node, ())
     if problems:
         raise ScenarioError(problems)
     return data, lines
+
+
+def _locate(file: str, lines: Mapping[tuple, int], overridden: Sequence[tuple], loc: tuple,
+            message: str) -> Problem:
+    """A problem at ``loc``: in the file, or on the command line when ``--set`` gave it."""
+    key = ".".join(map(str, loc))
+    if any(loc[: len(o)] == o for o in overridden):
+        return Problem("--set", None, key, message)
+    return Problem(file, _line_of(lines, loc), key, message)
 
 
 def _line_of(lines: Mapping[tuple, int], loc: Sequence) -> int | None:
@@ -374,6 +408,13 @@ def _model_at(root: type[BaseModel], loc: Sequence) -> type[BaseModel] | None:
     """The pydantic model class that holds the mapping at ``loc`` (for key suggestions)."""
     tp: Any = root
     for part in loc:
+        if isinstance(part, str) and part.startswith(("function-", "tagged-union")):
+            continue
+        if part in _UNION_TAGS:  # maybe the tag pydantic adds to a discriminated-union loc
+            member = _unwrap(tp, part)
+            if member is not None and member is not _unwrap(tp, None):
+                tp = member
+                continue
         tp = _unwrap(tp, part)
         if tp is None:
             return None
@@ -417,15 +458,13 @@ def suggest(word: str, options: Iterable[str]) -> str:
 
 
 def _problems_from(exc: ValidationError, data: Any, lines: Mapping[tuple, int], file: str,
-                   root: type[BaseModel]) -> list[Problem]:
+                   root: type[BaseModel], overridden: Sequence[tuple] = ()) -> list[Problem]:
     out = []
     for err in exc.errors(include_url=False):
         loc = _data_loc(data, err["loc"])
-        # A union tried member by member gives one error per member; keep what the user wrote.
-        key = ".".join(map(str, loc))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            holder = _model_at(root, loc[:-1])
+            holder = _model_at(root, err["loc"][:-1])
             fields = []
             if holder is not None:
                 fields = [f.alias or n for n, f in holder.model_fields.items()]
@@ -442,14 +481,19 @@ def _problems_from(exc: ValidationError, data: Any, lines: Mapping[tuple, int], 
             msg = f"missing key 'oracle' (one of {sorted(_UNION_TAGS)})"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
-        out.append(Problem(file, _line_of(lines, loc), key, msg))
-    # Deduplicate identical lines (unions can repeat an error).
-    seen, uniq = set(), []
-    for p in out:
-        if str(p) not in seen:
-            seen.add(str(p))
-            uniq.append(p)
-    return uniq
+        out.append(_locate(file, lines, overridden, loc, msg))
+    return merge_problems(out)
+
+
+def merge_problems(problems: Iterable[Problem]) -> list[Problem]:
+    """One line per key: a union tried member by member gives one error per member (or the
+    same error twice); join them, keeping the first-seen order."""
+    merged: dict[tuple, list[str]] = {}
+    for p in problems:
+        msgs = merged.setdefault((p.file, p.line, p.key), [])
+        if p.message not in msgs:
+            msgs.append(p.message)
+    return [Problem(f, line, key, "; or ".join(msgs)) for (f, line, key), msgs in merged.items()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,17 +506,20 @@ def apply_override(data: dict, assignment: str) -> tuple[tuple, Any]:
         raise ScenarioError([Problem("--set", None, assignment, "expected key.path=value")])
     path_s, value_s = assignment.split("=", 1)
     path: list[Any] = [int(p) if p.lstrip("-").isdigit() else p for p in path_s.strip().split(".")]
+    if "" in path:
+        raise ScenarioError([Problem("--set", None, assignment, "expected key.path=value")])
     try:
         value = yaml.safe_load(value_s) if value_s.strip() else ""
     except yaml.YAMLError as exc:
-        raise ScenarioError(
-            [Problem("--set", None, path_s, f"value is not YAML: {exc}")]) from None
+        raise ScenarioError([Problem("--set", None, path_s, "value is not valid YAML: "
+                                     f"{getattr(exc, 'problem', None) or exc}")]) from None
     cur: Any = data
     for i, part in enumerate(path[:-1]):
         if isinstance(cur, list):
             if not isinstance(part, int) or not -len(cur) <= part < len(cur):
                 raise ScenarioError([Problem("--set", None, ".".join(map(str, path[: i + 1])),
                                              f"no list item {part} (the list has {len(cur)})")])
+            path[i] = part % len(cur)  # so that errors name the item as the file does
             cur = cur[part]
         elif isinstance(cur, dict):
             cur = cur.setdefault(part, {})
@@ -483,6 +530,7 @@ def apply_override(data: dict, assignment: str) -> tuple[tuple, Any]:
     if isinstance(cur, list):
         if not isinstance(last, int) or not -len(cur) <= last < len(cur):
             raise ScenarioError([Problem("--set", None, path_s, "no such list item")])
+        path[-1] = last = last % len(cur)
     elif not isinstance(cur, dict):
         raise ScenarioError([Problem("--set", None, path_s, "parent is not a mapping")])
     cur[last] = value
@@ -501,10 +549,10 @@ class Loaded:
     file: str
     lines: dict[tuple, int]
     base_dir: Path
+    overridden: tuple[tuple, ...] = ()  # key paths given with --set
 
     def problem(self, loc: Sequence, message: str) -> Problem:
-        return Problem(self.file, _line_of(self.lines, tuple(loc)), ".".join(map(str, loc)),
-                       message)
+        return _locate(self.file, self.lines, self.overridden, tuple(loc), message)
 
     def path(self, relative: str) -> Path:
         p = Path(relative).expanduser()
@@ -515,17 +563,21 @@ def load_data(data: Any, file: str = "<scenario>", lines: dict[tuple, int] | Non
               overrides: Sequence[str] = (), base_dir: Path | None = None) -> Loaded:
     """Validate already-parsed scenario data (used by studies and tests)."""
     lines = dict(lines or {})
-    for assignment in overrides:
-        path, _ = apply_override(data, assignment)
-        for k in range(1, len(path) + 1):
-            lines.pop(tuple(path[:k]), None)
     if not isinstance(data, dict):
         raise ScenarioError([Problem(file, 1, "", "a scenario must be a YAML mapping")])
+    overridden = []
+    for assignment in overrides:
+        path, _ = apply_override(data, assignment)
+        overridden.append(path)
+        # The value at ``path`` no longer comes from the file; its ancestors still do.
+        for key in [k for k in lines if k[: len(path)] == path]:
+            del lines[key]
     try:
         scn = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(_problems_from(exc, data, lines, file, Scenario)) from None
-    loaded = Loaded(scn, file, lines, base_dir or Path.cwd())
+        raise ScenarioError(
+            _problems_from(exc, data, lines, file, Scenario, tuple(overridden))) from None
+    loaded = Loaded(scn, file, lines, base_dir or Path.cwd(), tuple(overridden))
     from simulator.checks import check_scenario  # cross-references, profiles, paths, files
 
     problems = check_scenario(loaded)
