@@ -1,0 +1,184 @@
+"""The ddnnsim command line: run (results directory, rerun from config.yaml), validate and run
+exit codes, profiles, plot, and a few true end-to-end checks in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal
+from typer.testing import CliRunner
+
+from simulator.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "scenarios" / "synthetic_demo.yaml"
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    result = invoke("run", DEMO, "-o", out, "--no-progress", "--set", "samples=200")
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_run_writes_the_results_directory(demo_run):
+    out, result = demo_run
+    for name in ("records.parquet", "summary.csv", "config.yaml", "manifest.json"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    pngs = sorted((out / "plots").glob("*.png"))
+    assert pngs and all(p.stat().st_size > 0 for p in pngs)
+    assert not list(out.glob(".*tmp"))  # no temporary files left behind
+
+    records = pd.read_parquet(out / "records.parquet")
+    summary = pd.read_csv(out / "summary.csv")
+    labels = ["cloud_only", "device_only", "ddnn", "ada", "ada-auto"]
+    assert list(summary["policy"]) == labels
+    assert (summary["samples"] == 200).all()
+    assert len(records) == 200 * len(labels)  # --set samples=200 took effect
+    assert records.groupby("policy").size().to_dict() == dict.fromkeys(labels, 200)
+    for col in ("sample_id", "policy", "status", "exit", "tier", "correct", "arrival_s",
+                "finish_s", "latency_s", "bytes_total"):
+        assert col in records.columns, col
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["samples"] == 200 and manifest["seed"] == 7
+    assert manifest["overrides"] == ["samples=200"]
+    assert "ddnn" in result.stdout and f"results: {out}" in result.stdout
+
+
+def test_config_yaml_revalidates_and_reruns_identically(demo_run, tmp_path):
+    out, _ = demo_run
+    config_yaml = tmp_path / "config.yaml"
+    shutil.copy(out / "config.yaml", config_yaml)  # elsewhere: it must not need the original
+    check = invoke("validate", config_yaml)
+    assert check.exit_code == 0, check.output
+    assert "valid (200 samples, 5 policies)" in check.stdout
+
+    again = tmp_path / "again"
+    result = invoke("run", config_yaml, "-o", again, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert_frame_equal(pd.read_parquet(again / "records.parquet"),
+                       pd.read_parquet(out / "records.parquet"))
+    assert_frame_equal(pd.read_csv(again / "summary.csv"), pd.read_csv(out / "summary.csv"))
+    assert (again / "config.yaml").read_text() == (out / "config.yaml").read_text()
+
+
+def test_plot_redraws(demo_run, tmp_path):
+    out, _ = demo_run
+    run_dir = tmp_path / "copy"
+    shutil.copytree(out, run_dir)
+    shutil.rmtree(run_dir / "plots")
+    result = invoke("plot", run_dir)
+    assert result.exit_code == 0, result.output
+    assert list((run_dir / "plots").glob("*.png"))
+
+
+def test_plot_of_a_non_results_directory(tmp_path):
+    result = invoke("plot", tmp_path)
+    assert result.exit_code == 2
+    assert "records.parquet: not found" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_run_refuses_an_invalid_scenario(tmp_path):
+    text = DEMO.read_text().replace("rate: 2 /s", "rate: 2 Mb/s")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    line = text.splitlines().index("  rate: 2 Mb/s") + 1
+    out = tmp_path / "out"
+    result = invoke("run", bad, "-o", out, "--no-progress")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"{bad}:{line}: workload.rate: ambiguous unit 'Mb/s' in '2 Mb/s': "
+        "write 'Mbit/s' (megabits/s) or 'MB/s' (megabytes/s)"]
+    assert not (out / "records.parquet").exists()
+
+
+@pytest.mark.parametrize(("assignment", "expected"), [
+    ("workload.rat=3 /s", "--set: workload.rat: unknown key (did you mean 'rate'?)"),
+    ("samples=-5", "--set: samples: Input should be greater than or equal to 1"),
+    ("policies.9.threshold=0.1", "--set: policies.9: no list item 9 (the list has 5)"),
+])
+def test_run_refuses_a_bad_set(tmp_path, assignment, expected):
+    result = invoke("run", DEMO, "-o", tmp_path / "out", "--no-progress", "--set", assignment)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(expected)
+    assert "Traceback" not in result.output
+
+
+def test_run_refuses_a_missing_scenario(tmp_path):
+    result = invoke("run", tmp_path / "nope.yaml", "--no-progress")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"{tmp_path / 'nope.yaml'}: <top>: scenario file not found"
+
+
+def test_profiles_lists_devices_and_networks():
+    result = invoke("profiles")
+    assert result.exit_code == 0, result.output
+    assert "rpi4" in result.stdout and "4g" in result.stdout
+    devices = invoke("profiles", "devices")
+    assert "rpi4" in devices.stdout and "network profiles" not in devices.stdout
+    networks = invoke("profiles", "networks", "--sources")
+    assert "4g" in networks.stdout and "device profiles" not in networks.stdout
+
+
+def test_profiles_unknown_kind():
+    result = invoke("profiles", "gadgets")
+    assert result.exit_code == 2
+    assert "unknown kind 'gadgets'" in result.stderr
+
+
+# --- end to end, in a subprocess ---------------------------------------------------------------
+
+
+def _ddnnsim(*args, cwd):
+    exe = shutil.which("ddnnsim")
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "simulator.cli", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_validate_end_to_end(tmp_path):
+    ok = _ddnnsim("validate", str(DEMO), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stderr == ""
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(DEMO.read_text().replace("seed: 7", "sede: 7")
+                   .replace("profile: 4g,", "profile: 4gg,"))
+    lines = DEMO.read_text().splitlines()
+    seed_line = lines.index("seed: 7") + 1
+    res = _ddnnsim("validate", "bad.yaml", cwd=tmp_path)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr and res.stdout == ""
+    got = res.stderr.splitlines()
+    assert len(got) == 1  # a schema problem stops before the profile check
+    assert got[0].startswith(f"bad.yaml:{seed_line}: sede: unknown key (did you mean 'seed'?); "
+                             "valid keys: cache_dir,")
+
+
+def test_synthetic_runs_never_import_torch():
+    code = (
+        "import sys\n"
+        "import simulator, simulator.cli, simulator.run, simulator.checks, simulator.plots\n"
+        "from simulator import config\n"
+        "from simulator.run import execute\n"
+        f"loaded = config.load({str(DEMO)!r}, ['samples=50', 'policies.4.threshold=0.3'])\n"
+        "result = execute(loaded, None, plots=False)\n"
+        "assert len(result.records) == 250, len(result.records)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
