@@ -25,10 +25,10 @@ import simpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulator.config import load_data  # noqa: E402
-from simulator.engine import Simulation, stream  # noqa: E402
-from simulator.run import execute, prepare  # noqa: E402
-from simulator.workload import Arrivals  # noqa: E402
+from simulator.config import load_data
+from simulator.engine import Simulation, stream
+from simulator.run import execute, prepare
+from simulator.workload import Arrivals
 
 SCENARIO = {
     "name": "bench_engine",

@@ -97,7 +97,35 @@ def check_scenario(loaded: Loaded) -> list[Problem]:
         elif p.model is None and len(scn.models) > 1:
             problems.append(loaded.problem(loc, "several models are defined: say which this "
                                            f"policy uses with model: one of {list(scn.models)}"))
+    if not problems and topo is not None:
+        problems += _check_binding(loaded, topo)
     return problems
+
+
+def _check_binding(loaded: Loaded, topo) -> list[Problem]:
+    """Bind each policy whose oracle is cheap to build (synthetic, trace) without tuning, so
+    ``validate`` refuses what ``run`` would (wrong number of views, wrong workload sources).
+    Policies on torch models are bound at run time, after training."""
+    from simulator.policies.base import BindContext, PolicyError
+    from simulator.run import make_oracle
+
+    scn, out, reg = loaded.scenario, [], registry()
+    oracles: dict = {}
+    for k, spec in enumerate(scn.policies):
+        model = spec.model or next(iter(scn.models))
+        if scn.models[model].oracle == "torch":
+            continue
+        cls = reg[spec.policy]
+        policy = cls(spec.label, cls.Params.model_validate(spec.params))
+        try:
+            if model not in oracles:
+                oracles[model] = make_oracle(loaded, model)
+            policy.bind(BindContext(topo, oracles[model], scn.seed, scn.workload, tune=False))
+        except PolicyError as exc:
+            out.append(loaded.problem(("policies", k, exc.key), str(exc)))
+        except OracleError as exc:
+            out.append(loaded.problem(("models", model), str(exc)))
+    return out
 
 
 #: The names a synthetic oracle knows (see ``SyntheticOracle``); others would be ignored.

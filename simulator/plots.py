@@ -122,9 +122,7 @@ def study_plots(summary: pd.DataFrame, spec, out: Path) -> list[Path]:
     paths = []
     wanted = list(spec.plots)
     if not wanted:
-        from simulator.study import PlotSpec
-
-        from simulator.study import param_column
+        from simulator.study import PlotSpec, param_column
 
         for key in [*spec.grid, *spec.zip]:
             if summary[param_column(key, summary.columns)].nunique() > 1:

@@ -91,6 +91,8 @@ def build(loaded: Loaded) -> tuple[Topology | None, list[Problem]]:
         loc = ("topology", "devices", gname)
         values: dict = {"cores": 1, "call_overhead": 0.0, "power_active": 0.0,
                         "power_idle": 0.0, "tx_power": 0.0}
+        names = [gname] if spec.count is None else [f"{gname}{i}" for i in range(spec.count)]
+        groups[gname] = names  # even if this entry has a problem: links may still name it
         if spec.profile is not None:
             try:
                 prof = profiles.device(spec.profile)
@@ -109,8 +111,6 @@ def build(loaded: Loaded) -> tuple[Topology | None, list[Problem]]:
         if e.model == "kf3" and e.frequency is None:
             problems.append(loaded.problem((*loc, "energy", "frequency"),
                                            "energy model 'kf3' needs 'frequency', e.g. '1 GHz'"))
-        names = [gname] if spec.count is None else [f"{gname}{i}" for i in range(spec.count)]
-        groups[gname] = names
         for name in names:
             if name in devices:
                 problems.append(loaded.problem(loc, f"device name {name!r} defined twice"))
@@ -123,6 +123,8 @@ def build(loaded: Loaded) -> tuple[Topology | None, list[Problem]]:
     def resolve(ref: str, loc: tuple) -> list[str]:
         if ref in groups:
             return groups[ref]
+        if any(ref in names for names in groups.values()):
+            return [ref]
         if ref in devices:
             return [ref]
         problems.append(loaded.problem(

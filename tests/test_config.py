@@ -285,8 +285,6 @@ def test_unknown_device_profile(tmp_path):
         "did you mean 'edge_server'?")
 
 
-@pytest.mark.xfail(strict=True, reason="topology.build: a group whose profile is unknown is "
-                   "dropped, so links naming it also report 'unknown device' (reported)")
 def test_unknown_profile_has_no_follow_on_error(tmp_path):
     path = write(tmp_path, mutate("profile: rpi4,", "profile: rpi5,"))
     assert_problems(validate(path), str(path), [
@@ -506,3 +504,20 @@ def test_minimal_scenario_is_valid(tmp_path):
           - {policy: cloud_only}
         """)
     assert validate(write(tmp_path, text)).exit_code == 0
+
+
+def test_validate_binds_policies_to_cheap_oracles(tmp_path):
+    """What `run` would refuse at bind time, `validate` refuses too (synthetic oracle)."""
+    path = write(tmp_path, mutate("    devices: 2\n", "    devices: 3\n"))
+    assert_problems(validate(path), str(path), [
+        (L["policy0"], "policies.0.model", "3 end-device views"),
+        (L["policy1"], "policies.1.model", "3 end-device views")])
+    path = write(tmp_path, mutate("  rate: 2 /s\n", "  rate: 2 /s\n  sources: each\n"))
+    result = validate(path)
+    assert result.exit_code == 2 and "sources: all" in result.output
+
+
+def test_threshold_must_be_a_normalized_entropy(tmp_path):
+    path = write(tmp_path, BASE)
+    assert_problems(validate(path, "policies.1.threshold=-1"), "--set", [
+        (None, "policies.1.threshold", "greater than or equal to 0")])

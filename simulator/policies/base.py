@@ -134,6 +134,7 @@ class BindContext:
     oracle: Any
     seed: int
     workload: Any
+    tune: bool = True  # False: check only (``ddnnsim validate``), skip threshold tuning
 
 
 _REGISTRY: dict[str, type[Policy]] = {}

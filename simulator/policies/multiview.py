@@ -19,7 +19,7 @@ exit early sends its features after the decision; the (tiny) notification is not
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field
@@ -44,7 +44,7 @@ class ThresholdParams(Params):
     """``threshold``: a normalized entropy in [0, 1], or ``auto`` to tune it on the validation
     split: the fewest bytes per sample whose accuracy is within ``max_drop`` of the final exit."""
 
-    threshold: float | Literal["auto"] = Field(0.5)
+    threshold: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] = 0.5
     max_drop: float = Field(0.01, ge=0, le=1)
 
     def fixed(self) -> float | None:
@@ -102,6 +102,8 @@ class MultiviewPolicy(Policy):
         fixed = params.fixed()
         if fixed is not None:
             return fixed
+        if not self.ctx.tune:
+            return 0.5
         from simulator.policies.tuning import tune_threshold
 
         return tune_threshold(self, params.max_drop)
