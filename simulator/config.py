@@ -67,7 +67,8 @@ def _quantity(dimension: str):
 
     return (
         BeforeValidator(check),
-        PlainSerializer(lambda v: units.format_si(v, dimension), return_type=str),
+        PlainSerializer(lambda v: units.format_si(v, dimension), return_type=str,
+                        when_used="json"),
     )
 
 
@@ -225,6 +226,42 @@ class SyntheticModel(Strict):
     flops: dict[str, Flop] = Field(default_factory=dict)
 
 
+class ChainExit(Strict):
+    """An early-exit branch after a trunk layer."""
+
+    flops: Flop
+    out_bytes: PosBytes = Field(40.0, description="the branch's output (class scores)")
+    accuracy: Probability
+
+
+class ChainLayer(Strict):
+    """One trunk layer of a synthetic chain model."""
+
+    name: str
+    flops: Flop
+    out_bytes: PosBytes
+    exit: ChainExit | None = None
+
+
+class SyntheticChainModel(Strict):
+    """A model-free single-view chain with early exits, for partitioning studies."""
+
+    oracle: Literal["synthetic_chain"]
+    samples: Int = Field(1000, ge=1)
+    classes: Int = Field(10, ge=2)
+    input_bytes: PosBytes
+    layers: list[ChainLayer] = Field(min_length=1)
+    accuracy: Probability = 0.9
+
+    @model_validator(mode="after")
+    def _names(self):
+        names = [layer.name for layer in self.layers]
+        dup = {n for n in names if names.count(n) > 1} | ({"input"} & set(names))
+        if dup:
+            raise ValueError(f"layer names must be distinct and not 'input': {sorted(dup)}")
+        return self
+
+
 class TraceModel(Strict):
     """Replay a parquet oracle trace written by ddnnsim."""
 
@@ -248,7 +285,8 @@ class TorchModel(Strict):
 
 
 ModelSpec = Annotated[
-    Union[SyntheticModel, TraceModel, TorchModel], Field(discriminator="oracle")  # noqa: UP007
+    Union[SyntheticModel, SyntheticChainModel, TraceModel, TorchModel],  # noqa: UP007
+    Field(discriminator="oracle"),
 ]
 
 
@@ -401,7 +439,7 @@ def _data_loc(data: Any, loc: Sequence) -> tuple:
     return tuple(out)
 
 
-_UNION_TAGS = {"synthetic", "trace", "torch"}
+_UNION_TAGS = {"synthetic", "synthetic_chain", "trace", "torch"}
 
 
 def _model_at(root: type[BaseModel], loc: Sequence) -> type[BaseModel] | None:

@@ -199,6 +199,11 @@ class TraceOracle:
         self.exits: tuple[str, ...] = tuple(meta["exits"])
         self.flops: dict[str, float] = dict(meta["flops"])
         self.extra: dict = dict(meta.get("extra", {}))
+        self.graph = None  # the cost graph of partitionable (chain/DAG) models
+        if "graph" in self.extra:
+            import networkx as nx
+
+            self.graph = nx.node_link_graph(self.extra["graph"], edges="edges")
         df = table.to_pandas()
         self._tables: dict[tuple[str, str], OracleTable] = {}
         for label, part in df.groupby(["alive", "split"], sort=False):
@@ -239,6 +244,22 @@ def normalized_entropy(probs: np.ndarray) -> np.ndarray:
     """eta(x) = -sum x_i log x_i / log |C|, row-wise, in [0, 1] (DDNN's exit criterion)."""
     p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
     return -(p * np.log(p)).sum(axis=-1) / np.log(p.shape[-1])
+
+
+def synthetic_outputs(labels: np.ndarray, accuracy, n_classes: int,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predictions, correctness and entropies for exits of the given accuracies.
+
+    Correct samples get low normalized entropy (Beta(2, 5)) and wrong ones high (Beta(5, 2)), so
+    entropy thresholds trade accuracy for early exits as with a real model.
+    """
+    n, k = len(labels), len(accuracy)
+    draws = rng.random((k, n)).T
+    correct = draws < np.asarray(accuracy)[None, :]
+    wrong = (labels[:, None] + rng.integers(1, n_classes, (n, k))) % n_classes
+    pred = np.where(correct, labels[:, None], wrong)
+    entropy = np.where(correct, rng.beta(2, 5, (n, k)), rng.beta(5, 2, (n, k)))
+    return pred, correct, entropy
 
 
 class SyntheticOracle:
@@ -300,18 +321,15 @@ class SyntheticOracle:
         labels = np.random.default_rng([self.seed, s, 0]).integers(0, c, n)
         rng = np.random.default_rng([self.seed, s, 1, *sorted(alive)])
         penalty = self.missing_penalty * (self.n_devices - len(alive))
-        k = len(self.exits)
-        correct = np.empty((n, k), dtype=bool)
-        for j, e in enumerate(self.exits):
+        acc = []
+        for e in self.exits:
             base = self.accuracy["dev"] if e.startswith("dev") else self.accuracy[e]
             if e.startswith("dev") and int(e[3:]) not in alive:
                 base = 1.0 / c
             elif not e.startswith("dev"):
                 base = max(1.0 / c, base - penalty)
-            correct[:, j] = rng.random(n) < base
-        wrong = (labels[:, None] + rng.integers(1, c, (n, k))) % c
-        pred = np.where(correct, labels[:, None], wrong)
-        entropy = np.where(correct, rng.beta(2, 5, (n, k)), rng.beta(5, 2, (n, k)))
+            acc.append(base)
+        pred, correct, entropy = synthetic_outputs(labels, acc, c, rng)
         mb = self.message_bytes
         nbytes = {"raw": np.full(n, int(mb["raw"]), dtype=np.int64)}
         for i in range(self.n_devices):
@@ -326,3 +344,72 @@ class SyntheticOracle:
             f"SyntheticOracle(n_samples={self.n_samples}, n_devices={self.n_devices}, "
             f"seed={self.seed})"
         )
+
+
+class SyntheticChainOracle:
+    """A seeded, model-free single-view chain model with early exits, for partitioning.
+
+    ``layers`` are the trunk in order: ``{"name", "flops", "out_bytes"}`` plus optionally
+    ``"exit": {"flops", "out_bytes", "accuracy"}`` for an early-exit branch after that layer.
+    The last layer is the final classifier. ``graph`` is the cost graph (see
+    ``simulator.partition``); exits are named ``exit1``, ``exit2``, ... and ``final``.
+    """
+
+    arch = "synthetic_chain"
+    n_devices = 1
+
+    def __init__(self, layers, input_bytes: float, accuracy: float = 0.9, n_samples: int = 1000,
+                 n_classes: int = 10, seed: int = 0):
+        import networkx as nx
+
+        if not layers:
+            raise OracleError("a synthetic chain needs at least one layer")
+        self.n_samples, self.n_classes, self.seed = n_samples, n_classes, seed
+        g = nx.DiGraph()
+        g.add_node("input", flops=0.0, out_bytes=float(input_bytes))
+        prev, k, acc = "input", 0, []
+        exits: list[str] = []
+        for i, layer in enumerate(layers):
+            name = layer["name"]
+            last = i == len(layers) - 1
+            g.add_node(name, flops=float(layer["flops"]), out_bytes=float(layer["out_bytes"]))
+            if last:
+                g.nodes[name]["final"] = True
+            g.add_edge(prev, name)
+            prev = name
+            if layer.get("exit") and not last:
+                k += 1
+                br = layer["exit"]
+                g.add_node(f"exit{k}", flops=float(br["flops"]),
+                           out_bytes=float(br.get("out_bytes", 4.0 * n_classes)), exit=k)
+                g.add_edge(name, f"exit{k}")
+                exits.append(f"exit{k}")
+                acc.append(float(br["accuracy"]))
+        self.graph = g
+        self.exits = (*exits, "final")
+        self.accuracy = (*acc, float(accuracy))
+        self.flops = {v: float(d["flops"]) for v, d in g.nodes(data=True)}
+        self.input_bytes = float(input_bytes)
+        digest = json.dumps([layers, input_bytes, accuracy, n_classes], sort_keys=True,
+                            default=str)
+        self.key = (f"synthetic_chain-n{n_samples}-s{seed}-"
+                    + hashlib.sha256(digest.encode()).hexdigest()[:10])
+        self._cache: dict[str, OracleTable] = {}
+
+    def table(self, alive: frozenset[int] | None = None, split: str = "test") -> OracleTable:
+        if split not in ("test", "val"):
+            raise OracleError(f"unknown split {split!r}; use 'test' or 'val'")
+        if split not in self._cache:
+            s = 0 if split == "test" else 1
+            n = self.n_samples
+            labels = np.random.default_rng([self.seed, s, 0]).integers(0, self.n_classes, n)
+            rng = np.random.default_rng([self.seed, s, 2])
+            pred, correct, entropy = synthetic_outputs(labels, self.accuracy, self.n_classes,
+                                                       rng)
+            nbytes = {"raw": np.full(n, int(self.input_bytes), dtype=np.int64)}
+            self._cache[split] = OracleTable(self.exits, labels, pred, correct, entropy, nbytes)
+        return self._cache[split]
+
+    def __repr__(self) -> str:
+        return (f"SyntheticChainOracle({self.graph.number_of_nodes() - 1} nodes, "
+                f"exits={list(self.exits)}, n_samples={self.n_samples})")

@@ -23,7 +23,13 @@ import pyarrow.parquet as pq
 from simulator import __version__, config, metrics
 from simulator.config import Loaded, ScenarioError
 from simulator.engine import Simulation
-from simulator.oracle import OracleError, SyntheticOracle, TraceOracle, atomic_write_bytes
+from simulator.oracle import (
+    OracleError,
+    SyntheticChainOracle,
+    SyntheticOracle,
+    TraceOracle,
+    atomic_write_bytes,
+)
 from simulator.policies.base import BindContext, Policy, PolicyError, registry
 from simulator.topology import Topology, build
 from simulator.workload import Arrivals, read_arrivals_csv
@@ -46,6 +52,10 @@ def make_oracle(loaded: Loaded, model: str, overrides: dict | None = None,
     if spec.oracle == "synthetic":
         return SyntheticOracle(spec.samples, spec.devices, spec.classes, spec.accuracy,
                                spec.message_bytes, spec.flops, seed=seed)
+    if spec.oracle == "synthetic_chain":
+        layers = [layer.model_dump() for layer in spec.layers]
+        return SyntheticChainOracle(layers, spec.input_bytes, spec.accuracy, spec.samples,
+                                    spec.classes, seed=seed)
     if spec.oracle == "trace":
         return TraceOracle(loaded.path(spec.file))
     from models.oracle import build_oracle  # torch enters only here

@@ -149,7 +149,7 @@ def register_policy(cls: type[Policy]) -> type[Policy]:
 
 
 def registry() -> dict[str, type[Policy]]:
-    from simulator.policies import multiview, tiered  # noqa: F401  (registration)
+    from simulator.policies import multiview, partition, tiered  # noqa: F401  (registration)
 
     return dict(_REGISTRY)
 

@@ -1,0 +1,176 @@
+"""Partition policies: split a chain or DAG model between the end device and the edge.
+
+Each sample comes from one end device (``workload.sources: each``). The policy plans with the
+cost model of :mod:`simulator.partition` — the model's cost graph, the device's and the edge's
+FLOP rates, the uplink's current bandwidth and latency — and the engine then runs the device
+part, sends every cut tensor as one message, and runs the edge part. Plans are cached by the
+bandwidth observed when a sample starts, so a bandwidth trace makes the policy re-plan when the
+bandwidth changes. Under load, consecutive frames overlap on device, link and edge (each is a
+FIFO resource), so throughput is bounded by the slowest stage.
+
+Methods: ``device_only``, ``edge_only`` (raw upload), ``neurosurgeon`` (best single split of a
+chain), ``dads`` (light load: minimum s-t cut), ``heavy`` (the alpha/gamma search that minimizes
+the slowest stage) and ``dapdee`` (exit point and light/heavy mode chosen from live metrics and
+a deadline, algorithm 4).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import networkx as nx
+from pydantic import BeforeValidator, Field
+
+from simulator import partition as P
+from simulator import units
+from simulator.policies.base import (
+    BindContext,
+    Compute,
+    Done,
+    Params,
+    Policy,
+    PolicyError,
+    Send,
+    register_policy,
+)
+
+Seconds = Annotated[float, BeforeValidator(lambda v: units.parse(v, "time")), Field(gt=0)]
+
+
+class PartitionParams(Params):
+    method: Literal["device_only", "edge_only", "neurosurgeon", "dads", "heavy", "dapdee"] = "dads"
+    exit: Annotated[int, Field(ge=1)] | Literal["final"] = Field(
+        "final", description="the exit the model is cut at (every method but dapdee)")
+    deadline: Seconds | None = Field(None, description="dapdee: latency budget, e.g. '100 ms'")
+    priority: float = Field(0.0, ge=0, le=1, description="dapdee: task priority (1 = high)")
+    battery: float = Field(1.0, ge=0, le=1, description="dapdee: battery charge")
+
+
+_METHODS = {
+    "device_only": P.device_only,
+    "edge_only": P.edge_only,
+    "neurosurgeon": P.neurosurgeon,
+    "dads": P.dads_min_cut,
+    "heavy": P.heavy_load,
+}
+
+
+@register_policy
+class Partition(Policy):
+    name = "partition"
+    Params = PartitionParams
+
+    def bind(self, ctx: BindContext) -> None:
+        super().bind(ctx)
+        topo, oracle, p = ctx.topology, ctx.oracle, self.params
+        graph = getattr(oracle, "graph", None)
+        if graph is None:
+            raise PolicyError("model", "partitioning needs a model with a cost graph (oracle "
+                              "synthetic_chain, or a chain/DAG torch model)")
+        if ctx.workload.sources != "each":
+            raise PolicyError("policy", "partition policies route samples of one end device "
+                              "each: set workload.sources: each")
+        if p.method == "dapdee" and p.deadline is None:
+            raise PolicyError("deadline", "method dapdee needs a deadline, e.g. deadline: 100 ms")
+        nodes = P.exit_nodes(graph)
+        final = max(nodes)
+        self.exit_name = {k: ("final" if k == final else f"exit{k}") for k in nodes}
+        missing = [n for n in self.exit_name.values() if n not in oracle.exits]
+        if missing:
+            raise PolicyError("model", f"the model's graph has exit {missing[0]!r} but its "
+                              f"outputs do not (exits: {list(oracle.exits)})")
+        k = final if p.exit == "final" else p.exit
+        if k not in nodes:
+            raise PolicyError("exit", f"the model has no exit {k}; exits: {sorted(nodes)}")
+        self.graph, self.exit_k = graph, k
+        self.graphs = {n: P.subgraph_for_exit(graph, n) for n in nodes}
+        self.exits = [self.exit_name[n] for n in sorted(nodes)]
+        self.edge, self.link = {}, {}
+        for d in topo.end_devices:
+            edge = topo.nearest(d, "edge")
+            path = topo.path(d, edge) if edge is not None else []
+            if len(path) != 1:
+                raise PolicyError("policy", f"end device {d!r} needs a direct link to an edge "
+                                  "device for partitioning")
+            self.edge[d], self.link[d] = edge, path[0]
+        self.devices = topo.devices
+        self._plans: dict = {}
+        self._tables: dict = {}
+
+    # -- planning ------------------------------------------------------------------------------
+
+    def _wire_graph(self, n: int, link) -> nx.DiGraph:
+        """The cost graph of exit ``n`` with each output's size as bytes on this link's wire."""
+        g = self.graphs[n].copy()
+        for _, d in g.nodes(data=True):
+            d["out_bytes"] = link.wire_bytes(d["out_bytes"])[0]
+        return g
+
+    def plan(self, src: str, bandwidth: float, load: float | None = None):
+        """(exit number, Plan, mode) for a sample of ``src`` at ``bandwidth`` (bytes/s)."""
+        p, link = self.params, self.link[src]
+        dev, edge = self.devices[src], self.devices[self.edge[src]]
+        light = load is None or p.priority >= 1.0 or load < P.LIGHT_LOAD_THRESHOLD
+        key = (dev.flops_per_s, edge.flops_per_s, link.name, bandwidth,
+               light if p.method == "dapdee" else None)
+        got = self._plans.get(key)
+        if got is None:
+            costs = P.Costs(dev.flops_per_s, edge.flops_per_s, bandwidth, link.latency)
+            graphs = {n: self._wire_graph(n, link) for n in self.graphs}
+            if p.method == "dapdee":
+                got = None
+                for n in sorted(graphs, reverse=True):
+                    plan = (P.dads_min_cut if light else P.heavy_load)(graphs[n], costs)
+                    got = (n, plan, "light" if light else "heavy")
+                    if self._predict(src, plan) <= p.deadline:
+                        break
+            else:
+                got = (self.exit_k, _METHODS[p.method](graphs[self.exit_k], costs), p.method)
+            self._plans[key] = got
+        return got
+
+    def _predict(self, src: str, plan) -> float:
+        """Latency of one sample alone: the plan's stages plus one call overhead per side."""
+        dev, edge = self.devices[src], self.devices[self.edge[src]]
+        over = (dev.call_overhead if plan.device_nodes - {P.INPUT} else 0.0)
+        over += edge.call_overhead if plan.edge_nodes else 0.0
+        return plan.total + over
+
+    def predicted_latency(self, src: str, bandwidth: float | None = None) -> float:
+        """The cost model's latency for a sample of ``src`` with nothing else in the system."""
+        bw = self.link[src].bandwidth if bandwidth is None else bandwidth
+        _, plan, _ = self.plan(src, bw, self._score(src, bw, None))
+        return self._predict(src, plan)
+
+    def _score(self, src: str, bandwidth: float, sim) -> float | None:
+        if self.params.method != "dapdee":
+            return None
+        dev = self.devices[src]
+        cpu = min(1.0, sim.queue_len(src) / dev.cores) if sim is not None else 0.0
+        return P.load_score(P.LoadMetrics(
+            cpu=cpu, memory=0.0, uplink_Bps=bandwidth, delay_s=self.link[src].latency,
+            battery=self.params.battery, priority=self.params.priority,
+            deadline_s=self.params.deadline))
+
+    # -- routing -------------------------------------------------------------------------------
+
+    def route(self, s, sim):
+        src, link = s.source, self.link[s.source]
+        bw = sim.bandwidth(link.name, src) if sim is not None else link.bandwidth
+        n, plan, _ = self.plan(src, bw, self._score(src, bw, sim))
+        g = self.graphs[n]
+        dev_flops = sum(g.nodes[v]["flops"] for v in plan.device_nodes)
+        if plan.device_nodes - {P.INPUT}:
+            yield Compute(src, dev_flops, "device part")
+        if plan.edge_nodes:
+            for u in sorted(plan.transferred, key=str):
+                yield Send(src, self.edge[src], g.nodes[u]["out_bytes"], f"tensor:{u}")
+            yield Compute(self.edge[src], sum(g.nodes[v]["flops"] for v in plan.edge_nodes),
+                          "edge part")
+        key = s.split
+        t = self._tables.get(key)
+        if t is None:
+            t = self._tables[key] = self.ctx.oracle.table(None, s.split)
+        j = t.column(self.exit_name[n])
+        tier = "edge" if plan.edge_nodes else "end"
+        return Done(self.exit_name[n], tier, int(t.pred[s.row, j]), bool(t.correct[s.row, j]))
