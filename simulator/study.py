@@ -299,8 +299,11 @@ def warm_oracles(study: Study, points: Sequence[Point], log: Callable[[str], Non
 
 def run_study(study: Study, out: Path, *, workers: int = 2, scheduler: str | None = None,
               progress: Callable[[int, int, dict | None], None] | None = None,
-              log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Run every unfinished point on dask.distributed; return the combined summary."""
+              log: Callable[[str], None] = print, processes: bool = True) -> pd.DataFrame:
+    """Run every unfinished point on dask.distributed; return the combined summary.
+
+    ``processes=False`` runs the local workers as threads of this process (tests, debugging).
+    """
     from dask.distributed import Client, LocalCluster, as_completed
 
     out.mkdir(parents=True, exist_ok=True)
@@ -320,8 +323,8 @@ def run_study(study: Study, out: Path, *, workers: int = 2, scheduler: str | Non
         if scheduler:
             client = Client(scheduler)
         else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                   processes=processes, dashboard_address=None)
             client = Client(cluster)
         try:
             futures = [

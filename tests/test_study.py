@@ -19,7 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.config import ScenarioError
-from simulator.study import StudySpec, expand, load_study, point_data
+from simulator.policies.base import register_policy
+from simulator.policies.multiview import Ada
+from simulator.study import StudySpec, expand, load_study, point_data, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,19 +96,32 @@ def _sweep(study: Path, out: Path, workers: int = 1, **kw):
                             start_new_session=True, **kw)
 
 
+@register_policy
+class _Boom(Ada):
+    """An ADA policy that crashes mid-run when its threshold is 0.9 (a bug in a user policy)."""
+
+    name = "_test_boom"
+
+    def route(self, s, sim):
+        if self.threshold == 0.9 and s.id == 5:
+            raise RuntimeError("boom at sample 5")
+        return (yield from super().route(s, sim))
+
+
 def test_failing_point_is_recorded_and_study_goes_on(tmp_path):
-    path = write_study(tmp_path, {"grid": {"workload.sources": ["all", "each"]}},
-                       multiview_scenario(2, samples=30, policies=[{"policy": "ada"}]))
-    proc = _sweep(path, tmp_path / "out")
-    output = proc.communicate(timeout=240)[0].decode()
-    assert proc.returncode == 1, output
-    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
-    assert len(summary) == 2
-    bad = summary[summary["workload.sources"] == "each"]
-    assert "multi-view policy" in bad["error"].iloc[0]
-    good = summary[summary["workload.sources"] == "all"]
-    assert good["error"].isna().all() and good["samples"].iloc[0] == 30
-    assert "failed" in output
+    path = write_study(tmp_path, {"grid": {"policies.0.threshold": [0.3, 0.9]}},
+                       multiview_scenario(2, samples=30, policies=[{"policy": "_test_boom"}]))
+    study = load_study(path)
+    seen = []
+    summary = run_study(study, tmp_path / "out", workers=1, processes=False,
+                        progress=lambda d, t, s: seen.append(s), log=lambda m: None)
+    assert len(summary) == 2 and len([s for s in seen if s]) == 2
+    bad = summary[summary["policies.0.threshold"] == 0.9]
+    assert "RuntimeError: boom at sample 5" in bad["error"].iloc[0]
+    good = summary[summary["policies.0.threshold"] == 0.3]
+    assert (good["error"].fillna("") == "").all() and good["samples"].iloc[0] == 30
+    on_disk = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert len(on_disk) == 2
 
 
 @pytest.mark.slow
