@@ -1,0 +1,410 @@
+"""The multi-view DDNN family: ``ddnn``, ``ada_ddnn``, ``att_ddnn``, one registry, one factory.
+
+Every architecture is a :class:`MultiViewNet` with the sections of the deployment hierarchy as
+top-level submodules (cost accounting relies on these names):
+
+* ``devices.{i}``: end device i: residual 3x3 layers, optional max-pool, optional SE attention
+  (ATT-DDNN), and a linear classifier (exit ``dev{i}``). Its feature map is what it uploads.
+* ``local``: combines the devices' class scores into the ``local`` exit (max / avg / concat, or
+  ``minent`` = the answer of the alive device with the lowest normalized entropy, which is
+  ADA-/ATT-DDNN's edge exit 1).
+* ``edge`` (optional for ``ddnn``, always for the others): fuses the device feature maps
+  (max / avg / concat / attention), runs deeper residual layers and classifies (exit ``edge``,
+  ADA-/ATT-DDNN's edge exit 2).
+* ``cloud``: deeper residual layers and the final classifier (exit ``cloud``). Its input is the
+  fused device features (``cloud_from="fused"``, as the ADA/ATT papers describe) or the edge
+  layers' output (``cloud_from="edge"``, DDNN's hierarchy); without an edge section the cloud fuses
+  the device features itself (``cloud_agg``, concatenation = DDNN's "MP-CC").
+
+Options (``create_model(arch, **options)``; defaults per architecture in :data:`ARCH_DEFAULTS`):
+
+==============  ===============================================================================
+channels        channels of every end-device layer
+device_layers   residual 3x3 layers per end device
+pool            max-pool window after the device layers (1 = none); shrinks uploaded features
+local_agg       ``max`` | ``avg`` | ``concat`` | ``minent``: local exit aggregation of scores
+edge            ``ddnn`` only: add the edge section and exit
+edge_agg        ``max`` | ``avg`` | ``concat`` | ``attention``: fusion of device features
+edge_channels   channels of the edge layers
+edge_layers     residual layers at the edge
+cloud_agg       ``ddnn`` without edge: fusion of device features in the cloud
+cloud_from      ``fused`` | ``edge``: what the edge sends to the cloud
+cloud_channels  channels of the cloud layers
+cloud_layers    residual layers in the cloud
+reduction       SE reduction ratio r (device attention and attention fusion)
+==============  ===============================================================================
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from models.blocks import (
+    FEATURE_AGGREGATIONS,
+    SCORE_AGGREGATIONS,
+    FeatureFusion,
+    Head,
+    ScoreAggregator,
+    SEAttention,
+    residual_stack,
+)
+
+# --------------------------------------------------------------------------- configuration
+
+_COMMON = {
+    "channels": 8,
+    "device_layers": 4,
+    "pool": 2,
+    "local_agg": "minent",
+    "edge_agg": "concat",
+    "edge_channels": 32,
+    "edge_layers": 1,
+    "cloud_from": "fused",
+    "cloud_channels": 64,
+    "cloud_layers": 2,
+    "reduction": 4,
+}
+
+ARCH_DEFAULTS: dict[str, dict[str, object]] = {
+    "ddnn": {
+        **_COMMON,
+        "device_layers": 3,
+        "local_agg": "max",
+        "edge": False,
+        "cloud_agg": "concat",
+        "cloud_from": "edge",
+    },
+    "ada_ddnn": dict(_COMMON),
+    "att_ddnn": {**_COMMON, "edge_agg": "attention"},
+}
+
+_INT_OPTIONS = {
+    "channels": 1,
+    "device_layers": 1,
+    "pool": 1,
+    "edge_channels": 1,
+    "edge_layers": 1,
+    "cloud_channels": 1,
+    "cloud_layers": 1,
+    "reduction": 1,
+}
+_CHOICES = {
+    "local_agg": SCORE_AGGREGATIONS,
+    "edge_agg": FEATURE_AGGREGATIONS,
+    "cloud_agg": FEATURE_AGGREGATIONS,
+    "cloud_from": ("fused", "edge"),
+}
+
+
+def option_problems(arch: str, options: Mapping[str, object]) -> list[tuple[str, str]]:
+    """(option name, message) for every unknown or invalid option of ``arch``; [] when valid."""
+    defaults = ARCH_DEFAULTS[arch]
+    problems: list[tuple[str, str]] = []
+    for key, value in options.items():
+        if key not in defaults:
+            close = difflib.get_close_matches(str(key), list(defaults), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {sorted(defaults)}"
+            problems.append((str(key), f"unknown option for {arch}{hint}"))
+        elif key in _INT_OPTIONS:
+            if isinstance(value, bool) or not isinstance(value, int) or value < _INT_OPTIONS[key]:
+                problems.append((key, f"must be an integer >= {_INT_OPTIONS[key]}, got {value!r}"))
+        elif key in _CHOICES:
+            if value not in _CHOICES[key]:
+                problems.append((key, f"must be one of {list(_CHOICES[key])}, got {value!r}"))
+        elif key == "edge" and not isinstance(value, bool):
+            problems.append((key, f"must be true or false, got {value!r}"))
+    return problems
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Registry entry: what an architecture is and how to build it."""
+
+    name: str
+    description: str
+    paper: str
+    defaults: Mapping[str, object]
+    builder: Callable[..., MultiViewNet] = field(repr=False)
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(*, description: str, paper: str) -> Callable:
+    """Decorator registering a builder ``fn(n_devices, view_shape, n_classes, **options)``."""
+
+    def deco(fn: Callable[..., MultiViewNet]) -> Callable[..., MultiViewNet]:
+        name = fn.__name__
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelInfo(name, description, paper, ARCH_DEFAULTS[name], fn)
+        return fn
+
+    return deco
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def model_info(arch: str) -> ModelInfo:
+    try:
+        return _REGISTRY[arch]
+    except KeyError:
+        close = difflib.get_close_matches(arch, list(_REGISTRY), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise KeyError(f"unknown model {arch!r}{hint} (have {list_models()})") from None
+
+
+def resolve_options(arch: str, options: Mapping[str, object] | None = None) -> dict[str, object]:
+    """Defaults of ``arch`` updated by ``options``; ``ValueError`` listing every problem."""
+    options = dict(options or {})
+    problems = option_problems(arch, options)
+    if problems:
+        raise ValueError("; ".join(f"options.{k}: {m}" for k, m in problems))
+    return {**ARCH_DEFAULTS[arch], **options}
+
+
+def create_model(
+    arch: str, *, n_devices: int, view_shape: tuple[int, int, int], n_classes: int, **options
+) -> MultiViewNet:
+    """Build architecture ``arch`` for ``n_devices`` views of shape ``(C, h, w)``."""
+    info = model_info(arch)
+    return info.builder(n_devices, tuple(view_shape), n_classes, **resolve_options(arch, options))
+
+
+# --------------------------------------------------------------------------- network
+
+
+def alive_mask(alive, n: int, n_devices: int) -> torch.Tensor:
+    """``alive`` (None, iterable of device ids, ``(D,)`` or ``(N, D)`` bool) -> ``(N, D)`` bool."""
+    if alive is None:
+        return torch.ones(n, n_devices, dtype=torch.bool)
+    if isinstance(alive, torch.Tensor):
+        m = alive.to(torch.bool)
+        return m.expand(n, n_devices) if m.dim() == 1 else m
+    ids = set(alive)
+    bad = [i for i in ids if not 0 <= int(i) < n_devices]
+    if bad:
+        raise ValueError(f"alive devices {sorted(bad)} out of range 0..{n_devices - 1}")
+    m = torch.zeros(n_devices, dtype=torch.bool)
+    m[sorted(int(i) for i in ids)] = True
+    return m.expand(n, n_devices)
+
+
+@dataclass
+class MultiViewOutput:
+    """One forward pass.
+
+    Attributes:
+        logits: exit name -> ``(N, K)`` class scores.
+        device_features: ``(N, D, C, h, w)`` uploaded device feature maps (zeros for dead devices).
+        keep: ``(N, D, C)`` bool kept channels (attention devices) or ``None`` (all sent).
+        edge_features: the map the edge sends to the cloud, or ``None`` without an edge section.
+        alive: ``(N, D)`` bool.
+    """
+
+    logits: dict[str, torch.Tensor]
+    device_features: torch.Tensor
+    keep: torch.Tensor | None
+    edge_features: torch.Tensor | None
+    alive: torch.Tensor
+
+
+class DeviceSection(nn.Module):
+    """End device: residual layers, optional max-pool and SE attention, linear classifier."""
+
+    def __init__(self, view_shape, channels, layers, pool, n_classes, attention, reduction):
+        super().__init__()
+        c_in, h, w = view_shape
+        self.body = residual_stack(c_in, channels, layers)
+        self.pool = nn.MaxPool2d(pool, ceil_mode=True) if pool > 1 else nn.Identity()
+        self.attention = SEAttention(channels, reduction) if attention else None
+        self.feature_shape = (channels, -(-h // pool), -(-w // pool))
+        self.head = Head(channels * self.feature_shape[1] * self.feature_shape[2], n_classes)
+
+    def forward(self, x: torch.Tensor, mu: float = 0.0):
+        feat = self.pool(self.body(x))
+        keep = None
+        if self.attention is not None:
+            feat, keep = self.attention(feat, mu)
+        return feat, self.head(feat), keep
+
+
+class EdgeSection(nn.Module):
+    """Fusion of device features, deeper residual layers, classifier."""
+
+    def __init__(self, mode, n_devices, feat_shape, channels, layers, n_classes, reduction):
+        super().__init__()
+        c, h, w = feat_shape
+        self.fusion = FeatureFusion(mode, n_devices, c, reduction)
+        self.body = residual_stack(self.fusion.out_channels, channels, layers)
+        self.head = Head(channels * h * w, n_classes)
+
+    def forward(self, feats: torch.Tensor, alive: torch.Tensor):
+        fused = self.fusion(feats, alive)
+        deep = self.body(fused)
+        return fused, deep, self.head(deep)
+
+
+class CloudSection(nn.Module):
+    """Optional fusion (no edge section), deeper residual layers, final classifier."""
+
+    def __init__(self, fusion: FeatureFusion | None, c_in, hw, channels, layers, n_classes):
+        super().__init__()
+        self.fusion = fusion
+        self.body = residual_stack(c_in, channels, layers)
+        self.head = Head(channels * hw[0] * hw[1], n_classes)
+
+    def forward(self, x: torch.Tensor, alive: torch.Tensor | None = None) -> torch.Tensor:
+        if self.fusion is not None:
+            x = self.fusion(x, alive)
+        return self.head(self.body(x))
+
+
+class MultiViewNet(nn.Module):
+    """Multi-view, multi-exit network: ``devices`` -> ``local`` / ``edge`` -> ``cloud``."""
+
+    def __init__(
+        self,
+        arch: str,
+        n_devices: int,
+        view_shape: tuple[int, int, int],
+        n_classes: int,
+        *,
+        channels: int,
+        device_layers: int,
+        pool: int,
+        local_agg: str,
+        edge: bool,
+        edge_agg: str,
+        edge_channels: int,
+        edge_layers: int,
+        cloud_agg: str,
+        cloud_from: str,
+        cloud_channels: int,
+        cloud_layers: int,
+        reduction: int,
+        attention: bool,
+    ):
+        super().__init__()
+        self.arch, self.n_devices, self.n_classes = arch, n_devices, n_classes
+        self.view_shape = tuple(view_shape)
+        self.devices = nn.ModuleList(
+            DeviceSection(
+                view_shape, channels, device_layers, pool, n_classes, attention, reduction
+            )
+            for _ in range(n_devices)
+        )
+        self.feature_shape = self.devices[0].feature_shape
+        _, h, w = self.feature_shape
+        self.local = ScoreAggregator(local_agg, n_devices, n_classes)
+        self.edge: EdgeSection | None = None
+        self.cloud_from = cloud_from if edge else None
+        if edge:
+            self.edge = EdgeSection(
+                edge_agg,
+                n_devices,
+                self.feature_shape,
+                edge_channels,
+                edge_layers,
+                n_classes,
+                reduction,
+            )
+            c_in = self.edge.fusion.out_channels if cloud_from == "fused" else edge_channels
+            self.cloud = CloudSection(None, c_in, (h, w), cloud_channels, cloud_layers, n_classes)
+        else:
+            fusion = FeatureFusion(cloud_agg, n_devices, channels, reduction)
+            self.cloud = CloudSection(
+                fusion, fusion.out_channels, (h, w), cloud_channels, cloud_layers, n_classes
+            )
+
+    @property
+    def exits(self) -> tuple[str, ...]:
+        edge = ("edge",) if self.edge is not None else ()
+        return (*[f"dev{i}" for i in range(self.n_devices)], "local", *edge, "cloud")
+
+    @property
+    def has_attention(self) -> bool:
+        return self.devices[0].attention is not None
+
+    def forward(self, views: torch.Tensor, alive=None, mu: float = 0.0) -> MultiViewOutput:
+        """``views`` ``(N, D, C, h, w)``; ``alive`` see :func:`alive_mask`; ``mu`` ATT threshold."""
+        n = views.shape[0]
+        if views.shape[1] != self.n_devices:
+            raise ValueError(f"got {views.shape[1]} views for {self.n_devices} devices")
+        mask = alive_mask(alive, n, self.n_devices)
+        feats, scores, keeps = [], [], []
+        for i, dev in enumerate(self.devices):
+            f, s, k = dev(views[:, i], mu)
+            feats.append(f)
+            scores.append(s)
+            keeps.append(k)
+        feat = torch.stack(feats, 1) * mask.view(n, -1, 1, 1, 1).to(views.dtype)
+        score = torch.stack(scores, 1)
+        logits = {f"dev{i}": score[:, i] for i in range(self.n_devices)}
+        logits["local"] = self.local(score, mask)
+        keep = None
+        if self.has_attention:
+            keep = torch.stack(keeps, 1) & mask[:, :, None]
+        edge_feat = None
+        if self.edge is not None:
+            fused, deep, logits["edge"] = self.edge(feat, mask)
+            edge_feat = fused if self.cloud_from == "fused" else deep
+            logits["cloud"] = self.cloud(edge_feat)
+        else:
+            logits["cloud"] = self.cloud(feat, mask)
+        return MultiViewOutput(logits, feat, keep, edge_feat, mask)
+
+
+# --------------------------------------------------------------------------- architectures
+
+
+def _build(arch: str, n_devices, view_shape, n_classes, *, attention: bool, **o) -> MultiViewNet:
+    o.setdefault("edge", True)
+    o.setdefault("cloud_agg", "concat")
+    return MultiViewNet(arch, n_devices, view_shape, n_classes, attention=attention, **o)
+
+
+@register_model(
+    description="DDNN: per-device residual layers + local classifier, local aggregation of "
+    "scores (MP), optional edge, cloud over concatenated device features (CC).",
+    paper="Teerapittayanon, McDanel, Kung, ICDCS 2017",
+)
+def ddnn(n_devices: int, view_shape, n_classes: int, **options) -> MultiViewNet:
+    return _build("ddnn", n_devices, view_shape, n_classes, attention=False, **options)
+
+
+@register_model(
+    description="ADA-DDNN: 4 residual layers per device + classifier with entropy; edge exit 1 = "
+    "min-entropy device (local_agg=minent), edge exit 2 = fusion + deeper edge layers; cloud.",
+    paper="Wu & Yang, 2024",
+)
+def ada_ddnn(n_devices: int, view_shape, n_classes: int, **options) -> MultiViewNet:
+    return _build("ada_ddnn", n_devices, view_shape, n_classes, attention=False, **options)
+
+
+@register_model(
+    description="ATT-DDNN: ADA-DDNN + SE attention with importance threshold mu at each device "
+    "(zero-weight channels are not sent) + attention fusion at the edge.",
+    paper="Wu & Yang, 2026",
+)
+def att_ddnn(n_devices: int, view_shape, n_classes: int, **options) -> MultiViewNet:
+    return _build("att_ddnn", n_devices, view_shape, n_classes, attention=True, **options)
+
+
+def iter_alive_subsets(n_devices: int) -> Iterable[frozenset[int]]:
+    """Every subset of device ids, largest first (handy for fault-tolerance sweeps)."""
+    from itertools import combinations
+
+    for k in range(n_devices, -1, -1):
+        for c in combinations(range(n_devices), k):
+            yield frozenset(c)
