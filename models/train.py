@@ -1,0 +1,346 @@
+"""Joint multi-exit training and the checkpoint cache.
+
+Loss = sum over exits of weight x softmax cross-entropy (every device classifier, ``local``,
+``edge``, ``cloud``), optimised with SGD + momentum and a per-step cosine-annealed learning rate,
+as in the DDNN / ADA-DDNN papers (lr 0.1, momentum 0.9, batch 200; the epoch count is ours to pick).
+
+Checkpoints live in ``cache_dir/checkpoints/`` under a SHA-256 of (arch, model options, data
+config, train config, seed), so a second run with the same configuration does not retrain. They
+are read with ``torch.load(weights_only=True)``; a corrupt, mismatched or unloadable checkpoint
+raises a :class:`CheckpointWarning` saying why and is retrained, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from models.data import MultiViewData
+from models.multiview import MultiViewNet, create_model
+
+CHECKPOINT_FORMAT = 1
+EXIT_GROUPS = ("dev", "local", "edge", "cloud")
+
+
+class CheckpointWarning(UserWarning):
+    """A cached checkpoint could not be used and the model is being retrained."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters (all part of the checkpoint key).
+
+    Attributes:
+        epochs: passes over the training split.
+        lr: initial SGD learning rate, cosine-annealed to 0 over all steps.
+        batch_size: samples per step.
+        momentum: SGD momentum.
+        weight_decay: L2 penalty.
+        exit_weights: loss weight per exit group: ``dev`` (each device classifier), ``local``,
+            ``edge``, ``cloud``.
+        device_dropout: probability that a device is dead for a training sample (fault-tolerance
+            training; 0 = the papers' setting).
+        mu_max: attention models only: each step uses an importance threshold drawn uniformly
+            from [0, mu_max], so the network tolerates the threshold it is later served with
+            (0 = always train at mu = 0, as a plain SE network). Ignored by other models.
+    """
+
+    epochs: int = 10
+    lr: float = 0.1
+    batch_size: int = 200
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    exit_weights: Mapping[str, float] = field(
+        default_factory=lambda: {"dev": 1.0, "local": 1.0, "edge": 1.0, "cloud": 1.0}
+    )
+    device_dropout: float = 0.0
+    mu_max: float = 0.3
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["exit_weights"] = {k: float(d["exit_weights"][k]) for k in sorted(d["exit_weights"])}
+        return d
+
+
+def config_hash(obj) -> str:
+    """SHA-256 of the canonical JSON of ``obj``."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _exit_weight(cfg: TrainConfig, exit_name: str) -> float:
+    group = "dev" if exit_name.startswith("dev") else exit_name
+    return float(cfg.exit_weights.get(group, 1.0))
+
+
+def multi_exit_loss(
+    logits: Mapping[str, torch.Tensor],
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    alive: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted sum of per-exit cross-entropies; a dead device's own exit is not trained."""
+    total = torch.zeros(())
+    parts: dict[str, float] = {}
+    wsum = 0.0
+    for name, lg in logits.items():
+        w = _exit_weight(cfg, name)
+        if w == 0:
+            continue
+        if name.startswith("dev") and alive is not None:
+            m = alive[:, int(name[3:])]
+            if not m.any():
+                continue
+            ce = F.cross_entropy(lg[m], y[m])
+        else:
+            ce = F.cross_entropy(lg, y)
+        parts[name] = float(ce.detach())
+        total = total + w * ce
+        wsum += w
+    return total / max(wsum, 1e-12), parts
+
+
+@torch.no_grad()
+def evaluate(
+    model: MultiViewNet,
+    data: MultiViewData,
+    split: str = "val",
+    *,
+    alive=None,
+    mu: float = 0.0,
+    batch_size: int = 500,
+) -> dict[str, float]:
+    """Accuracy per exit on ``split``."""
+    was_training = model.training
+    model.eval()
+    n = data.size(split)
+    labels = data.labels_of(split)
+    hits = dict.fromkeys(model.exits, 0)
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, min(n, start + batch_size))
+        out = model(data.views(split, idx), alive=alive, mu=mu)
+        for e in model.exits:
+            hits[e] += int((out.logits[e].argmax(1) == labels[idx]).sum())
+    model.train(was_training)
+    return {e: hits[e] / max(n, 1) for e in model.exits}
+
+
+def _progress(enabled: bool):
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=12),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def _summary(acc: Mapping[str, float]) -> str:
+    return " ".join(f"{k} {v:.1%}" for k, v in acc.items() if not k.startswith("dev"))
+
+
+def train_model(
+    model: MultiViewNet,
+    data: MultiViewData,
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    progress: bool = True,
+) -> dict:
+    """Train ``model`` in place on ``data``'s train split; returns a history dict.
+
+    Deterministic given ``seed``: batches come from a private generator and the global torch RNG
+    is restored afterwards.
+    """
+    n = data.size("train")
+    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+    total_steps = cfg.epochs * steps_per_epoch
+    opt = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
+    gen = torch.Generator().manual_seed(seed)
+    labels = data.labels_of("train")
+    history: dict = {"loss": [], "val": []}
+    t0 = time.perf_counter()
+    with _progress(progress) as bar:
+        task = bar.add_task(model.arch, total=total_steps, info="")
+        for epoch in range(cfg.epochs):
+            model.train()
+            perm = torch.randperm(n, generator=gen)
+            run_loss = 0.0
+            for k in range(steps_per_epoch):
+                idx = perm[k * cfg.batch_size : (k + 1) * cfg.batch_size]
+                if len(idx) < 2:  # batch norm needs two samples
+                    continue
+                alive = None
+                if cfg.device_dropout > 0:
+                    alive = (
+                        torch.rand(len(idx), model.n_devices, generator=gen) >= cfg.device_dropout
+                    )
+                mu = 0.0
+                if cfg.mu_max > 0 and model.has_attention:
+                    mu = float(torch.rand((), generator=gen)) * cfg.mu_max
+                out = model(data.views("train", idx), alive=alive, mu=mu)
+                loss, _ = multi_exit_loss(out.logits, labels[idx], cfg, out.alive)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                run_loss += float(loss.detach())
+                bar.update(
+                    task,
+                    advance=1,
+                    info=f"ep {epoch + 1}/{cfg.epochs} loss {run_loss / (k + 1):.3f}",
+                )
+            acc = evaluate(model, data, "val")
+            history["loss"].append(run_loss / steps_per_epoch)
+            history["val"].append(acc)
+            bar.update(
+                task,
+                info=f"ep {epoch + 1}/{cfg.epochs} "
+                f"loss {history['loss'][-1]:.3f} val {_summary(acc)}",
+            )
+    model.eval()
+    history["train_seconds"] = time.perf_counter() - t0
+    return history
+
+
+# --------------------------------------------------------------------------- checkpoint cache
+
+
+def checkpoint_identity(
+    arch: str, options: Mapping, data_cfg: Mapping, train_cfg: TrainConfig, seed: int
+) -> dict:
+    """Everything that determines the trained weights (hashed into the checkpoint key)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "arch": arch,
+        "options": dict(sorted(options.items())),
+        "data": dict(sorted(data_cfg.items())),
+        "train": train_cfg.to_dict(),
+        "seed": int(seed),
+    }
+
+
+def checkpoint_path(cache_dir: Path, arch: str, key: str) -> Path:
+    return Path(cache_dir) / "checkpoints" / f"{arch}-{key[:20]}.pt"
+
+
+def _try_load(path: Path, key: str, model: MultiViewNet) -> dict | None:
+    """Load ``path`` into ``model``; on any problem warn and return None."""
+    if not path.exists():
+        return None
+
+    def reject(why: str) -> None:
+        warnings.warn(f"checkpoint {path}: {why}; retraining it", CheckpointWarning, stacklevel=3)
+
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        reject(f"unreadable or corrupt ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+        return None
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        reject("not a ddnnsim checkpoint of this format")
+        return None
+    if blob.get("key") != key:
+        reject(
+            f"its key {str(blob.get('key'))[:12]}... does not match the configuration {key[:12]}..."
+        )
+        return None
+    state = blob.get("state_dict")
+    if not isinstance(state, dict) or not all(
+        isinstance(v, torch.Tensor) and (not v.is_floating_point() or bool(torch.isfinite(v).all()))
+        for v in state.values()
+    ):
+        reject("weights missing or not finite")
+        return None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        reject(f"weights do not fit the model ({str(exc).splitlines()[0][:120]})")
+        return None
+    try:
+        return json.loads(blob.get("meta", "{}"))
+    except (TypeError, ValueError):
+        return {}
+
+
+def save_checkpoint(path: Path, key: str, model: MultiViewNet, meta: Mapping) -> None:
+    from simulator.oracle import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "key": key,
+            "arch": model.arch,
+            "state_dict": model.state_dict(),
+            "meta": json.dumps(meta, default=str),
+        },
+        buf,
+    )
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_or_train(
+    arch: str,
+    options: Mapping,
+    data: MultiViewData,
+    data_cfg: Mapping,
+    train_cfg: TrainConfig,
+    *,
+    seed: int,
+    cache_dir: Path | None,
+    progress: bool = True,
+) -> tuple[MultiViewNet, dict]:
+    """The trained model for this configuration: from the cache, or trained and cached.
+
+    Returns:
+        (model in eval mode, meta) where meta holds the key, the training history and whether the
+        checkpoint came from the cache (``meta["cached"]``).
+    """
+    ident = checkpoint_identity(arch, options, data_cfg, train_cfg, seed)
+    key = config_hash(ident)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = create_model(
+            arch,
+            n_devices=data.n_devices,
+            view_shape=data.view_shape,
+            n_classes=data.n_classes,
+            **options,
+        )
+        path = checkpoint_path(cache_dir, arch, key) if cache_dir is not None else None
+        if path is not None:
+            meta = _try_load(path, key, model)
+            if meta is not None:
+                model.eval()
+                return model, {**meta, "key": key, "cached": True, "path": str(path)}
+            torch.manual_seed(seed)  # a rejected checkpoint must not change the fresh weights
+            model = create_model(
+                arch,
+                n_devices=data.n_devices,
+                view_shape=data.view_shape,
+                n_classes=data.n_classes,
+                **options,
+            )
+        history = train_model(model, data, train_cfg, seed=seed, progress=progress)
+    meta = {"identity": ident, "history": history}
+    if path is not None:
+        save_checkpoint(path, key, model, meta)
+    return model, {**meta, "key": key, "cached": False, "path": str(path) if path else None}
