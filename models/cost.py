@@ -1,0 +1,123 @@
+"""Costs of a multi-view network: FLOPs and parameters per section, bytes per message.
+
+FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one sample (a multiply-add
+counts 2; only matrix products and convolutions are counted, not batch norm, ReLU or pooling),
+and attributed to the sections ``dev{i}``, ``local``, ``edge``, ``cloud`` by module name.
+
+Message encodings (bytes per transmitted value): ``float32`` 4, ``float16`` 2, ``int8`` 1,
+``bit`` 1/8 (binarized features, as in DDNN; the total is rounded up to whole bytes). A message
+that sends only some channels (ATT-DDNN) also carries a channel mask of ceil(C / 8) bytes. Class
+scores are always float32 (4 bytes per class, DDNN's 4|C|); raw pixels are uint8 (1 byte per pixel
+per colour channel).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from models.multiview import MultiViewNet
+
+ENCODINGS = ("float32", "float16", "int8", "bit")
+_BYTES_PER_VALUE = {"float32": 4, "float16": 2, "int8": 1}
+SCORE_BYTES_PER_CLASS = 4
+
+
+def _check_encoding(encoding: str) -> None:
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown encoding {encoding!r}; choose one of {list(ENCODINGS)}")
+
+
+def value_bytes(n_values, encoding: str):
+    """Bytes of ``n_values`` values (int or int array) under ``encoding``."""
+    _check_encoding(encoding)
+    if encoding == "bit":
+        if isinstance(n_values, np.ndarray):
+            return (n_values + 7) // 8
+        return math.ceil(n_values / 8)
+    return n_values * _BYTES_PER_VALUE[encoding]
+
+
+def mask_bytes(channels: int) -> int:
+    """Bytes of a kept-channel bit mask."""
+    return math.ceil(channels / 8)
+
+
+def masked_feature_bytes(kept_channels, channels: int, spatial: int, encoding: str):
+    """Bytes of a feature map sending only ``kept_channels`` of ``channels`` plus the mask."""
+    return value_bytes(kept_channels * spatial, encoding) + mask_bytes(channels)
+
+
+def score_bytes(n_classes: int) -> int:
+    return SCORE_BYTES_PER_CLASS * n_classes
+
+
+def _section_of(module_name: str) -> str | None:
+    parts = module_name.split(".")
+    if len(parts) < 2:
+        return None
+    if parts[1] == "devices" and len(parts) == 3:
+        return f"dev{parts[2]}"
+    if parts[1] in ("local", "edge", "cloud") and len(parts) == 2:
+        return parts[1]
+    return None
+
+
+@torch.no_grad()
+def section_flops(model: MultiViewNet) -> dict[str, float]:
+    """FLOPs per sample of each section (all devices alive), keyed ``dev{i}``, ``local``, ..."""
+    was_training = model.training
+    model.eval()
+    views = torch.zeros(1, model.n_devices, *model.view_shape)
+    with FlopCounterMode(display=False) as counter:
+        model(views)
+    model.train(was_training)
+    flops = {f"dev{i}": 0.0 for i in range(model.n_devices)}
+    flops["local"] = 0.0
+    if model.edge is not None:
+        flops["edge"] = 0.0
+    flops["cloud"] = 0.0
+    for name, counts in counter.get_flop_counts().items():
+        section = _section_of(name)
+        if section is not None:
+            flops[section] += float(sum(counts.values()))
+    return flops
+
+
+def section_params(model: MultiViewNet) -> dict[str, int]:
+    """Parameters of each section."""
+    out = {f"dev{i}": sum(p.numel() for p in d.parameters()) for i, d in enumerate(model.devices)}
+    out["local"] = sum(p.numel() for p in model.local.parameters())
+    if model.edge is not None:
+        out["edge"] = sum(p.numel() for p in model.edge.parameters())
+    out["cloud"] = sum(p.numel() for p in model.cloud.parameters())
+    return out
+
+
+def edge_feature_shape(model: MultiViewNet) -> tuple[int, int, int] | None:
+    """(C, h, w) of the map the edge sends to the cloud, or None without an edge section."""
+    if model.edge is None:
+        return None
+    _, h, w = model.feature_shape
+    if model.cloud_from == "fused":
+        return (model.edge.fusion.out_channels, h, w)
+    return (model.edge.body[-1].bn.num_features, h, w)
+
+
+def dense_message_bytes(model: MultiViewNet, encoding: str) -> dict[str, int]:
+    """Bytes per sample of the feature messages when every channel is sent.
+
+    Keys: ``feat.dev`` (one device's map; ATT devices include their channel mask) and
+    ``feat.edge`` (edge to cloud, when there is an edge).
+    """
+    c, h, w = model.feature_shape
+    out = {"feat.dev": value_bytes(c * h * w, encoding)}
+    if model.has_attention:
+        out["feat.dev"] = masked_feature_bytes(c, c, h * w, encoding)
+    shape = edge_feature_shape(model)
+    if shape is not None:
+        out["feat.edge"] = value_bytes(math.prod(shape), encoding)
+    return out
