@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -430,6 +431,7 @@ class TorchOracle:
             else None
         )
         self.compute_count = 0
+        self._lock = threading.RLock()
         self._tables: dict[tuple[frozenset[int], str], OracleTable] = {}
         self._model: MultiViewNet | None = None
         self._data = None
@@ -498,11 +500,23 @@ class TorchOracle:
         bad = sorted(i for i in alive if not 0 <= i < self.n_devices)
         if bad:
             raise OracleError(f"alive devices {bad} out of range 0..{self.n_devices - 1}")
-        hit = self._tables.get((alive, split))
-        if hit is None:
-            hit = self._tables[(alive, split)] = self.compute_table(alive, split)
-            self._write_trace()
+        with self._lock:  # threaded workers share one oracle: compute each table once
+            hit = self._tables.get((alive, split))
+            if hit is None:
+                hit = self._tables[(alive, split)] = self.compute_table(alive, split)
+                self._write_trace()
         return hit
+
+    def __getstate__(self) -> dict:
+        # Pickled (e.g. to a worker process) without the network and the images: they are
+        # reloaded from the cache if a new alive set is ever asked for.
+        state = dict(self.__dict__)
+        state.update(_model=None, _data=None, _lock=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     # -- computation
 

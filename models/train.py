@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import math
+import threading
 import time
 import warnings
 from collections.abc import Mapping
@@ -163,8 +164,8 @@ def train_model(
 ) -> dict:
     """Train ``model`` in place on ``data``'s train split; returns a history dict.
 
-    Deterministic given ``seed``: batches come from a private generator and the global torch RNG
-    is restored afterwards.
+    Deterministic given ``seed``: batches, dead devices and thresholds come from a private
+    generator; the global torch RNG is neither used nor changed.
     """
     n = data.size("train")
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
@@ -297,6 +298,26 @@ def save_checkpoint(path: Path, key: str, model: MultiViewNet, meta: Mapping) ->
     atomic_write_bytes(path, buf.getvalue())
 
 
+_INIT_LOCK = threading.Lock()
+
+
+def seeded_model(arch: str, options: Mapping, data: MultiViewData, seed: int) -> MultiViewNet:
+    """A freshly initialised model, the same for the same seed, leaving the global RNG as it was.
+
+    Initialisation draws from torch's global generator; the lock keeps threads that build models
+    at the same time from interleaving their draws.
+    """
+    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return create_model(
+            arch,
+            n_devices=data.n_devices,
+            view_shape=data.view_shape,
+            n_classes=data.n_classes,
+            **options,
+        )
+
+
 def load_or_train(
     arch: str,
     options: Mapping,
@@ -316,30 +337,15 @@ def load_or_train(
     """
     ident = checkpoint_identity(arch, options, data_cfg, train_cfg, seed)
     key = config_hash(ident)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = create_model(
-            arch,
-            n_devices=data.n_devices,
-            view_shape=data.view_shape,
-            n_classes=data.n_classes,
-            **options,
-        )
-        path = checkpoint_path(cache_dir, arch, key) if cache_dir is not None else None
-        if path is not None:
-            meta = _try_load(path, key, model)
-            if meta is not None:
-                model.eval()
-                return model, {**meta, "key": key, "cached": True, "path": str(path)}
-            torch.manual_seed(seed)  # a rejected checkpoint must not change the fresh weights
-            model = create_model(
-                arch,
-                n_devices=data.n_devices,
-                view_shape=data.view_shape,
-                n_classes=data.n_classes,
-                **options,
-            )
-        history = train_model(model, data, train_cfg, seed=seed, progress=progress)
+    path = checkpoint_path(cache_dir, arch, key) if cache_dir is not None else None
+    if path is not None:
+        model = seeded_model(arch, options, data, seed)
+        meta = _try_load(path, key, model)
+        if meta is not None:
+            model.eval()
+            return model, {**meta, "key": key, "cached": True, "path": str(path)}
+    model = seeded_model(arch, options, data, seed)  # fresh: a rejected load may have touched it
+    history = train_model(model, data, train_cfg, seed=seed, progress=progress)
     meta = {"identity": ident, "history": history}
     if path is not None:
         save_checkpoint(path, key, model, meta)

@@ -270,3 +270,26 @@ def test_oracle_without_cache_dir():
     o = TorchOracle(resolve_spec(tiny_spec("ddnn")), seed=0, cache_dir=None, progress=False)
     assert o.trace_path is None and o.table().n_samples == o.n_samples
     assert set(o.table(all_alive(6)).nbytes) >= {"raw", "feat.dev0"}
+
+
+def test_pickles_light_and_reloads_lazily(oracles):
+    import pickle
+    import threading
+
+    o = oracles["ddnn"]
+    o.table()
+    blob = pickle.dumps(o)
+    assert len(blob) < 200_000
+    back = pickle.loads(blob)
+    assert back._model is None and back.key == o.key
+    np.testing.assert_array_equal(back.table().pred, o.table().pred)
+    results = []
+    alive = frozenset({2, 3})
+    before = back.compute_count
+    threads = [threading.Thread(target=lambda: results.append(back.table(alive)))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert back.compute_count == before + 1 and all(r is results[0] for r in results)
