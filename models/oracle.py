@@ -62,6 +62,7 @@ from models.train import (
     checkpoint_identity,
     config_hash,
     load_or_train,
+    torch_threads,
 )
 from simulator.oracle import (
     OracleError,
@@ -443,8 +444,9 @@ class TorchOracle:
             self.flops = section_flops(model)
             self.params = section_params(model)
             full = all_alive(self.n_devices)
-            for split in SPLITS:
-                self._tables[(full, split)] = self.compute_table(full, split)
+            with torch_threads():
+                for split in SPLITS:
+                    self._tables[(full, split)] = self.compute_table(full, split)
             self._write_trace()
         else:
             self.exits = tuple(meta.exits)
@@ -503,7 +505,8 @@ class TorchOracle:
         with self._lock:  # threaded workers share one oracle: compute each table once
             hit = self._tables.get((alive, split))
             if hit is None:
-                hit = self._tables[(alive, split)] = self.compute_table(alive, split)
+                with torch_threads():
+                    hit = self._tables[(alive, split)] = self.compute_table(alive, split)
                 self._write_trace()
         return hit
 

@@ -12,10 +12,12 @@ raises a :class:`CheckpointWarning` saying why and is retrained, never used.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import math
+import os
 import threading
 import time
 import warnings
@@ -154,6 +156,29 @@ def _summary(acc: Mapping[str, float]) -> str:
     return " ".join(f"{k} {v:.1%}" for k, v in acc.items() if not k.startswith("dev"))
 
 
+#: Intra-op threads torch uses for training and inference (environment DDNNSIM_TORCH_THREADS).
+TORCH_THREADS = 1
+with contextlib.suppress(ValueError):
+    TORCH_THREADS = max(1, int(os.environ.get("DDNNSIM_TORCH_THREADS", "1")))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None = None):
+    """Run torch with ``n`` (default :data:`TORCH_THREADS`) threads, then restore the count.
+
+    One thread by default: results then do not depend on the machine's core count, and the
+    networks are so small that a second thread gains only about 30% on an idle 2-core machine,
+    while several processes (study workers, tests) each spinning two OpenMP threads on the same
+    cores slowed training down by more than 10x.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n or TORCH_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_model(
     model: MultiViewNet,
     data: MultiViewData,
@@ -165,8 +190,16 @@ def train_model(
     """Train ``model`` in place on ``data``'s train split; returns a history dict.
 
     Deterministic given ``seed``: batches, dead devices and thresholds come from a private
-    generator; the global torch RNG is neither used nor changed.
+    generator; the global torch RNG is neither used nor changed; torch runs single-threaded
+    (:func:`torch_threads`).
     """
+    with torch_threads():
+        return _train(model, data, cfg, seed=seed, progress=progress)
+
+
+def _train(
+    model: MultiViewNet, data: MultiViewData, cfg: TrainConfig, *, seed: int, progress: bool
+) -> dict:
     n = data.size("train")
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
     total_steps = cfg.epochs * steps_per_epoch
