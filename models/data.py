@@ -8,7 +8,7 @@ Three datasets, all returned as uint8 images ``(N, C, H, W)`` and int64 labels:
   pickled batches are read by a restricted unpickler that can build nothing but dicts, lists,
   strings, numbers and plain numeric numpy arrays (see :func:`read_cifar_batch`). Train = the five
   data batches minus 5000 seeded validation images; test = ``test_batch``.
-* ``synthetic``: a tiny seeded set of class-dependent blobs (1x12x12, 4 classes, 160/40/40), for
+* ``synthetic``: a tiny seeded set of class-dependent blobs (1x12x12, 4 classes, 800/200/200), for
   tests.
 
 Each of the ``n`` end devices sees its own view of an image (:class:`ViewSpec`): by default the
@@ -251,7 +251,7 @@ def load_mnist(spec: ViewSpec, seed: int = 0) -> MultiViewData:
 
 
 def load_synthetic(
-    spec: ViewSpec, seed: int = 0, n: int = 240, n_classes: int = 4
+    spec: ViewSpec, seed: int = 0, n: int = 1200, n_classes: int = 4
 ) -> MultiViewData:
     """Tiny seeded blobs: class k puts a bright spot near its own corner of a 12x12 image."""
     rng = np.random.default_rng([seed, 13])
