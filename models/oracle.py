@@ -73,7 +73,7 @@ from simulator.oracle import (
     write_trace,
 )
 
-ORACLE_FORMAT = 1
+ORACLE_FORMAT = 2  # 2: tables carry info (feature_loss_rate)
 SPEC_KEYS = (
     "arch",
     "dataset",
@@ -551,8 +551,12 @@ class TorchOracle:
                 j = model.exits.index(f"dev{i}")
                 pred[:, j], ent[:, j] = -1, 1.0
         correct = pred == labels[:, None]
+        info = {}
+        if model.has_attention and alive_list:
+            channels = model.feature_shape[0] * len(alive_list)
+            info["feature_loss_rate"] = 1.0 - kept[:, alive_list].sum(1) / channels
         return OracleTable(
-            model.exits, labels, pred, correct, ent, self._message_bytes(alive, kept, n)
+            model.exits, labels, pred, correct, ent, self._message_bytes(alive, kept, n), info
         )
 
     def _message_bytes(self, alive, kept: np.ndarray, n: int) -> dict[str, np.ndarray]:

@@ -47,6 +47,8 @@ class OracleTable:
         correct: ``pred == labels`` per exit, shape ``(n, len(exits))``.
         entropy: normalized entropy of the softmax at each exit, in [0, 1].
         nbytes: message name -> bytes per sample, shape ``(n,)``.
+        info: other per-sample facts of the model, shape ``(n,)`` (e.g. ``feature_loss_rate``,
+            the share of feature channels ATT-DDNN's attention did not send).
     """
 
     exits: tuple[str, ...]
@@ -55,6 +57,7 @@ class OracleTable:
     correct: np.ndarray
     entropy: np.ndarray
     nbytes: Mapping[str, np.ndarray] = field(default_factory=dict)
+    info: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n, k = len(self.labels), len(self.exits)
@@ -150,6 +153,8 @@ def write_trace(
             cols[f"entropy.{e}"] = t.entropy[:, j].astype(np.float64)
         for msg, arr in t.nbytes.items():
             cols[f"bytes.{msg}"] = np.asarray(arr, dtype=np.int64)
+        for name, arr in t.info.items():
+            cols[f"info.{name}"] = np.asarray(arr, dtype=np.float64)
         df = pd.DataFrame(cols)
         df.insert(0, "split", split)
         df.insert(0, "alive", _alive_label(alive))
@@ -219,6 +224,8 @@ class TraceOracle:
                     for c in part.columns
                     if c.startswith("bytes.")
                 },
+                info={c[len("info."):]: part[c].to_numpy() for c in part.columns
+                      if c.startswith("info.") and part[c].notna().all()},
             )
         full = self._tables.get((_alive_label(all_alive(self.n_devices)), "test"))
         if full is None:

@@ -149,7 +149,10 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
             if hop_log:
                 hop_logs[policy.label] = sim.hop_log
             del sim, rec
-            summaries.append({"policy": policy.label, **metrics.summarize_one(frame)})
+            model_info = {f"model.{k}": float(v.mean())
+                          for k, v in oracle.table().info.items()}
+            summaries.append({"policy": policy.label, **metrics.summarize_one(frame),
+                              **model_info})
             timings[policy.label] = {"wall_s": round(wall, 4),
                                      "samples_per_s": round(scn.samples / wall, 1)}
             if tmp_records is not None and scn.output.records:
