@@ -193,7 +193,9 @@ def plot(run_dir: Path) -> None:
     records = pd.read_parquet(rec)
     for c in ("policy", "status", "exit", "tier"):
         records[c] = records[c].astype("category")
-    paths = plots.run_plots(records, pd.read_csv(summ), run_dir / "plots")
+    hops = run_dir / "hops.parquet"
+    paths = plots.run_plots(records, pd.read_csv(summ), run_dir / "plots",
+                            pd.read_parquet(hops) if hops.is_file() else None)
     for p in paths:
         out.print(str(p), highlight=False)
 

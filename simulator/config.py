@@ -321,6 +321,8 @@ class OutputSpec(Strict):
     dir: str | None = None
     plots: bool = True
     records: bool = True
+    hops: Int = Field(20, ge=0, description="log every hop of the first N samples per policy "
+                      "(hops.parquet, Gantt chart)")
 
 
 class Scenario(Strict):

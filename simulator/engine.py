@@ -33,7 +33,7 @@ class Simulation:
     """One policy on one topology and workload. Policies read live state through this object."""
 
     def __init__(self, topology: Topology, arrivals: Arrivals, policy: Policy, n_samples: int,
-                 seed: int, n_rows: int, *, hop_log: bool = False,
+                 seed: int, n_rows: int, *, hop_log: bool | int = False,
                  progress: Callable[[int], None] | None = None):
         self.env = env = simpy.Environment()
         self.topology, self.policy, self.seed = topology, policy, seed
@@ -52,7 +52,11 @@ class Simulation:
         self._link_col = {n: i for i, n in enumerate(topology.links)}
         # Per path: tuple of (link, column, sender) hops, resolved once.
         self._hops: dict[tuple[str, str], tuple] = {}
+        # Hop log: (sample, "compute"|"send", device|link, label, start, end, requested) where
+        # start is when service began (a core or the medium was granted) and requested when the
+        # sample asked for it. ``hop_log`` True logs every sample, an int N the first N.
         self.hop_log: list[tuple] | None = [] if hop_log else None
+        self._log_below = float("inf") if hop_log is True else int(hop_log)
         self._progress = progress
         self._done = 0
 
@@ -159,6 +163,7 @@ class Simulation:
         p = dev.p
         if not p.is_up(env.now):
             raise SampleFailed("device_down")
+        asked = env.now
         req = dev.cores.request()
         yield req
         start = env.now
@@ -170,8 +175,8 @@ class Simulation:
         finally:
             dev.cores.release(req)
         self.records.energy[i, self._dev_col[step.device]] += p.compute_power * dt
-        if self.hop_log is not None:
-            self.hop_log.append((i, "compute", step.device, step.label, start, env.now))
+        if self.hop_log is not None and i < self._log_below:
+            self.hop_log.append((i, "compute", step.device, step.label, start, env.now, asked))
 
     def _path(self, src: str, dst: str) -> tuple:
         key = (src, dst)
@@ -192,13 +197,15 @@ class Simulation:
             lp = link.p
             medium = link.media[sender]
             wire, packets = lp.wire_bytes(step.nbytes)
-            start = env.now
+            asked = start = env.now
             to_send, attempt = wire, 0
             tx_power = self.devices[sender].p.tx_power
             while True:
                 if medium.__class__ is FifoMedium:
                     req = medium.resource.request()
                     yield req
+                    if not attempt:
+                        start = env.now
                     dt = medium.bw.time_to_send(env.now, to_send)
                     try:
                         yield env.timeout(dt)
@@ -220,8 +227,8 @@ class Simulation:
                 to_send, packets = wire * lost / packets, lost
             if lp.latency:
                 yield env.timeout(lp.latency)
-            if self.hop_log is not None:
-                self.hop_log.append((i, "send", lp.name, step.label, start, env.now))
+            if self.hop_log is not None and i < self._log_below:
+                self.hop_log.append((i, "send", lp.name, step.label, start, env.now, asked))
 
 
 def simulate(topology: Topology, arrivals: Arrivals, policy: Policy, n_samples: int, seed: int,

@@ -143,10 +143,51 @@ def _file(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
-def run_plots(records: pd.DataFrame, summary: pd.DataFrame, out: Path) -> Iterable[Path]:
+def gantt(hops: pd.DataFrame, path: Path, samples: int = 6, policies: int = 6) -> Path:
+    """Stages of the first ``samples`` samples of each policy: one row per device or link
+    (end, links, edge, cloud from top to bottom), one colour per sample; thin bars show the
+    time a sample waited for a busy core or medium."""
+    labels = list(dict.fromkeys(hops["policy"]))[:policies]
+    fig, axes = plt.subplots(len(labels), 1, figsize=(8.0, 1.2 + 1.9 * len(labels)),
+                             squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, label in zip(axes[:, 0], labels, strict=True):
+        h = hops[(hops["policy"] == label) & (hops["sample_id"] < samples)]
+        rows = _gantt_rows(h)
+        ypos = {r: k for k, r in enumerate(rows)}
+        for rec in h.itertuples(index=False):
+            y = ypos[rec.where]
+            c = colours(int(rec.sample_id) % 10)
+            if rec.start_s > rec.requested_s:
+                ax.barh(y, (rec.start_s - rec.requested_s) * 1e3, left=rec.requested_s * 1e3,
+                        height=0.15, color=c, alpha=0.5)
+            ax.barh(y, max((rec.end_s - rec.start_s) * 1e3, 1e-3), left=rec.start_s * 1e3,
+                    height=0.6, color=c, edgecolor="black", linewidth=0.3)
+        ax.set_yticks(range(len(rows)), rows, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(f"{label}: first {samples} samples", fontsize=9)
+        ax.grid(True, axis="x", alpha=0.3)
+    axes[-1, 0].set_xlabel("simulated time [ms] (bar colour = sample)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _gantt_rows(h: pd.DataFrame) -> list[str]:
+    """Resources in the order data flows (``level``: end, links, edge, links, cloud), then by
+    name."""
+    levels = h.groupby("where")["level"].first() if "level" in h else None
+    names = sorted(set(h["where"]))
+    return sorted(names, key=lambda n: (int(levels[n]) if levels is not None else 0, n))
+
+
+def run_plots(records: pd.DataFrame, summary: pd.DataFrame, out: Path,
+              hops: pd.DataFrame | None = None) -> Iterable[Path]:
     """The standard figures of a run, written into ``out``."""
-    return [
+    paths = [
         latency_cdf(records, out / "latency_cdf.png"),
         bytes_per_sample(records, out / "bytes_per_sample.png"),
         exit_rates(summary, out / "exit_rates.png"),
     ]
+    if hops is not None and len(hops):
+        paths.append(gantt(hops, out / "gantt.png"))
+    return paths

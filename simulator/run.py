@@ -116,7 +116,8 @@ def _arrow(frame: pd.DataFrame) -> pa.Table:
 
 
 def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None = None,
-            keep_records: bool = True, hop_log: bool = False, plots: bool | None = None,
+            keep_records: bool = True, hop_log: bool | int | None = None,
+            plots: bool | None = None,
             overrides: tuple[str, ...] = (), make_progress: bool = True) -> RunResult:
     """Simulate every policy of ``loaded`` and (if ``out_dir``) write the results there.
 
@@ -126,6 +127,8 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
     scn = loaded.scenario
     t0 = time.perf_counter()
     topo, bound = prepare(loaded, progress=make_progress)
+    if hop_log is None:
+        hop_log = scn.output.hops
     t_prep = time.perf_counter() - t0
     times = None
     if scn.workload.arrivals == "trace":
@@ -192,11 +195,40 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
         atomic_write_bytes(out_dir / "summary.csv", summary.to_csv(index=False).encode())
         atomic_write_bytes(out_dir / "config.yaml", config.dump(scn).encode())
         atomic_write_bytes(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
+        hops = hops_frame(hop_logs, topo)
+        if len(hops):
+            atomic_write_bytes(out_dir / "hops.parquet", _parquet_bytes(hops))
         if (scn.output.plots if plots is None else plots) and records is not None:
             from simulator import plots as plotting
 
-            plotting.run_plots(records, summary, out_dir / "plots")
+            plotting.run_plots(records, summary, out_dir / "plots", hops)
     return RunResult(out_dir, summary, records, manifest, hop_logs)
+
+
+HOP_COLUMNS = ["sample_id", "kind", "where", "label", "start_s", "end_s", "requested_s"]
+
+
+def hops_frame(hop_logs: dict[str, list], topo: Topology) -> pd.DataFrame:
+    """The hop logs of every policy as one table (see ``Simulation.hop_log``), with ``level``
+    ordering resources as data flows: end devices 0, their links 1, edge 2, its links 3,
+    cloud 4."""
+    tiers = {"end": 0, "edge": 1, "cloud": 2}
+    level = {n: 2 * tiers[d.tier] for n, d in topo.devices.items()}
+    level.update({n: 2 * tiers[topo.devices[lp.senders[0]].tier] + 1
+                  for n, lp in topo.links.items()})
+    frames = [pd.DataFrame(log, columns=HOP_COLUMNS).assign(policy=label)
+              for label, log in hop_logs.items() if log]
+    if not frames:
+        return pd.DataFrame(columns=["policy", *HOP_COLUMNS, "level"])
+    df = pd.concat(frames, ignore_index=True)
+    df["level"] = df["where"].map(level).astype("int64")
+    return df[["policy", *HOP_COLUMNS, "level"]]
+
+
+def _parquet_bytes(df: pd.DataFrame) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink)
+    return sink.getvalue().to_pybytes()
 
 
 def _versions() -> dict:

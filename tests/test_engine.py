@@ -28,7 +28,8 @@ def test_exact_timeline_single_chain():
             expected.append((k, kind, where, label, t, t + dt))
             t += dt
     assert [h[:4] for h in log] == [e[:4] for e in expected]
-    np.testing.assert_allclose([h[4:] for h in log], [e[4:] for e in expected], rtol=1e-12)
+    np.testing.assert_allclose([h[4:6] for h in log], [e[4:] for e in expected], rtol=1e-12)
+    np.testing.assert_allclose([h[6] for h in log], [e[4] for e in expected], rtol=1e-12)
     rec = res.records
     np.testing.assert_allclose(rec["latency_s"], expected[4][5] - expected[0][4], rtol=1e-12)
     assert (rec["exit"] == "cloud").all() and (rec["status"] == "ok").all()
@@ -45,10 +46,11 @@ def test_fifo_contention_timeline():
     data["topology"]["links"][0]["sharing"] = "fifo"
     data["models"]["m"]["devices"] = 2
     log = run(data, hop_log=True).hop_logs["tiered"]
-    sends = sorted((h[4], h[5]) for h in log if h[2] == "up")
+    sends = sorted((h[6], h[4], h[5]) for h in log if h[2] == "up")  # requested, start, end
     ser = 512 / 1e6
-    np.testing.assert_allclose(sends, [(0.003, 0.003 + ser + 0.01),
-                                       (0.003, 0.003 + 2 * ser + 0.01)], rtol=1e-12)
+    np.testing.assert_allclose(sends, [(0.003, 0.003, 0.003 + ser + 0.01),
+                                       (0.003, 0.003 + ser, 0.003 + 2 * ser + 0.01)],
+                               rtol=1e-12)
 
 
 def test_fair_sharing_timeline():
