@@ -22,7 +22,10 @@ def check_scenario(loaded: Loaded) -> list[Problem]:
     devices = set(topo.devices) if topo is not None else set()
 
     for k, f in enumerate(scn.failures):
-        if topo is not None and f.device not in devices:
+        if topo is not None and f.random is not None and f.random > len(topo.end_devices):
+            problems.append(loaded.problem(("failures", k, "random"), f"only "
+                                           f"{len(topo.end_devices)} end devices can fail"))
+        if topo is not None and f.device is not None and f.device not in devices:
             problems.append(loaded.problem(("failures", k, "device"), f"unknown device "
                                            f"{f.device!r}{suggest(f.device, devices)}"))
         if f.end is not None and f.end <= f.start:

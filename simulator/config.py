@@ -310,11 +310,20 @@ class PolicySpec(BaseModel):
 
 
 class FailureSpec(Strict):
-    """A device that is down from ``start`` until ``end`` (forever when ``end`` is omitted)."""
+    """A device that is down from ``start`` until ``end`` (forever when ``end`` is omitted);
+    ``random: k`` instead takes down k end devices drawn with the scenario's seed."""
 
-    device: str
+    device: str | None = None
+    random: Int | None = Field(None, ge=1)
     start: Seconds = 0.0
     end: Seconds | None = None
+
+    @model_validator(mode="after")
+    def _which(self):
+        if (self.device is None) == (self.random is None):
+            raise ValueError("give either 'device' (a name) or 'random' (a number of end "
+                             "devices drawn with the seed)")
+        return self
 
 
 class OutputSpec(Strict):

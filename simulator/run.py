@@ -68,14 +68,31 @@ def make_oracle(loaded: Loaded, model: str, overrides: dict | None = None,
                         progress=progress)
 
 
+def failures(loaded: Loaded, topo: Topology) -> list[tuple[str, float, float]]:
+    """(device, start, end) of every failure, random ones drawn with the scenario's seed."""
+    from simulator.engine import stream
+
+    out = []
+    for k, f in enumerate(loaded.scenario.failures):
+        end = f.end if f.end is not None else float("inf")
+        if f.device is not None:
+            out.append((f.device, f.start, end))
+        else:
+            rng = stream(loaded.scenario.seed, f"failures:{k}")
+            ends = topo.end_devices
+            for i in sorted(rng.choice(len(ends), size=f.random, replace=False)):
+                out.append((ends[int(i)], f.start, end))
+    return out
+
+
 def prepare(loaded: Loaded, progress: bool = True) -> tuple[Topology, list[tuple[Policy, object]]]:
     """Topology with failures applied, and every policy bound to its oracle."""
     scn = loaded.scenario
     topo, problems = build(loaded)
     if problems:
         raise ScenarioError(problems)
-    for f in scn.failures:
-        topo.devices[f.device].down.append((f.start, f.end if f.end is not None else float("inf")))
+    for device, start, end in failures(loaded, topo):
+        topo.devices[device].down.append((start, end))
     reg = registry()
     oracles: dict[tuple, object] = {}
     bound = []

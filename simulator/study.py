@@ -272,7 +272,7 @@ def warm_oracles(study: Study, points: Sequence[Point], log: Callable[[str], Non
     Workers then find every model and trace in the on-disk cache. Alive sets of permanent
     failures are computed too, so fault-tolerance points do not recompute them per worker.
     """
-    from simulator.run import prepare
+    from simulator.run import failures, prepare
 
     seen: set[str] = set()
     for point in points:
@@ -282,15 +282,15 @@ def warm_oracles(study: Study, points: Sequence[Point], log: Callable[[str], Non
             continue
         key = json.dumps([models, [p for p in data.get("policies", [])
                                    if isinstance(p, dict) and "mu" in p],
-                          data.get("seed")], sort_keys=True, default=str)
+                          data.get("seed"), data.get("failures")], sort_keys=True, default=str)
         if key in seen:
             continue
         seen.add(key)
         loaded = point_scenario(study, point)
         topo, bound = prepare(loaded, progress=True)
         ends = topo.end_devices
-        dead = {ends.index(f.device) for f in loaded.scenario.failures
-                if f.start == 0 and f.end is None and f.device in ends}
+        dead = {ends.index(d) for d, start, end in failures(loaded, topo)
+                if start == 0 and end == float("inf") and d in ends}
         if dead:
             for _, oracle in bound:
                 oracle.table(frozenset(range(len(ends))) - dead)

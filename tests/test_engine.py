@@ -198,3 +198,19 @@ def test_no_torch_in_simulator():
     code = ("import sys, simulator, simulator.run, simulator.cli, simulator.engine; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_random_failures_are_seeded():
+    data = multiview_scenario(4, samples=20, failures=[{"random": 2}])
+    views = run(data).records["views"]
+    assert (views == 2).all()
+    from simulator.run import failures
+
+    def chosen(seed):
+        loaded = load_data(merge(data, {"seed": seed}), "<test>")
+        topo, _ = prepare(loaded, progress=False)
+        return tuple(d for d, _, _ in failures(loaded, topo))
+
+    picks = [chosen(s) for s in range(10)]
+    assert all(len(set(p)) == 2 for p in picks)
+    assert chosen(3) == picks[3] and len(set(picks)) > 1
