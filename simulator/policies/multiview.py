@@ -97,6 +97,19 @@ class MultiviewPolicy(Policy):
     def alive_devices(self, sample):
         return [(i, self.devices[i]) for i in sorted(sample.alive)]
 
+    def bind_thresholds(self) -> None:
+        """Set ``threshold`` (given, or tuned) and ``edge_threshold`` (given, or the same)."""
+        et = self.params.edge_threshold
+        self.threshold = self.edge_threshold = 0.0 if et is None else et
+        self.threshold = self.tune(self.params)
+        self.edge_threshold = self.threshold if et is None else et
+
+    def scores_to_aggregator(self, t, row: int, alive) -> Par:
+        """Every alive device runs its section and sends its class scores to the edge."""
+        return Par([(Compute(d, self.flops[f"dev{i}"], "device"),
+                     Send(d, self.edge, t.nbytes[f"scores.dev{i}"][row], "scores"))
+                    for i, d in alive])
+
     def tune(self, params: ThresholdParams) -> float:
         """The threshold to use: the given one, or the one tuned on the validation split."""
         fixed = params.fixed()
@@ -140,21 +153,21 @@ class DeviceOnly(MultiviewPolicy):
 
     def route(self, s, sim):
         t = self.table(s)
-        yield Par([(Compute(d, self.flops[f"dev{i}"], "device"),
-                    Send(d, self.edge, t.nbytes[f"scores.dev{i}"][s.row], "scores"))
-                   for i, d in self.alive_devices(s)])
+        yield self.scores_to_aggregator(t, s.row, self.alive_devices(s))
         yield Compute(self.edge, self.flops.get("local", 0.0), "aggregate")
         return self.done(t, s.row, "local", "end")
 
 
-class DdnnParams(ThresholdParams):
+class TwoThresholdParams(ThresholdParams):
+    """``edge_threshold`` for the second early exit (default: ``threshold``)."""
+
     edge_threshold: float | None = Field(None, ge=0, le=1)
 
 
 @register_policy
 class Ddnn(MultiviewPolicy):
     name = "ddnn"
-    Params = DdnnParams
+    Params = TwoThresholdParams
     requires_exits = ("local", "cloud")
 
     def bind(self, ctx):
@@ -163,17 +176,12 @@ class Ddnn(MultiviewPolicy):
         self.need("cloud")
         self.has_edge = "edge" in ctx.oracle.exits
         self.exits = ["local", "edge", "cloud"] if self.has_edge else ["local", "cloud"]
-        et = self.params.edge_threshold
-        self.threshold = self.edge_threshold = 0.0 if et is None else et
-        self.threshold = self.tune(self.params)
-        self.edge_threshold = self.threshold if et is None else et
+        self.bind_thresholds()
 
     def route(self, s, sim):
         t, row = self.table(s), s.row
         alive = self.alive_devices(s)
-        yield Par([(Compute(d, self.flops[f"dev{i}"], "device"),
-                    Send(d, self.edge, t.nbytes[f"scores.dev{i}"][row], "scores"))
-                   for i, d in alive])
+        yield self.scores_to_aggregator(t, row, alive)
         yield Compute(self.edge, self.flops.get("local", 0.0), "aggregate")
         if t.entropy[row, t.column("local")] < self.threshold:
             return self.done(t, row, "local", "end")
@@ -191,14 +199,10 @@ class Ddnn(MultiviewPolicy):
         return self.done(t, row, "cloud", "cloud")
 
 
-class AdaParams(ThresholdParams):
-    edge_threshold: float | None = Field(None, ge=0, le=1)
-
-
 @register_policy
 class Ada(MultiviewPolicy):
     name = "ada"
-    Params = AdaParams
+    Params = TwoThresholdParams
     requires_exits = ("edge", "cloud")
 
     def bind(self, ctx):
@@ -206,10 +210,7 @@ class Ada(MultiviewPolicy):
         self.need("edge")
         self.need("cloud")
         self.exits = ["edge1", "edge2", "cloud"]
-        et = self.params.edge_threshold
-        self.threshold = self.edge_threshold = 0.0 if et is None else et
-        self.threshold = self.tune(self.params)
-        self.edge_threshold = self.threshold if et is None else et
+        self.bind_thresholds()
 
     def route(self, s, sim):
         t, row = self.table(s), s.row
@@ -231,7 +232,7 @@ class Ada(MultiviewPolicy):
         return self.done(t, row, "cloud", "cloud")
 
 
-class AttParams(AdaParams):
+class AttParams(TwoThresholdParams):
     mu: float | None = Field(None, ge=0, le=1, description="importance threshold of the "
                              "attention; overrides the model's mu")
 
