@@ -200,6 +200,9 @@ class WorkloadSpec(Strict):
     concurrency: Int = Field(1, ge=1)
     think_time: Seconds = 0.0
     file: str | None = None
+    deadline: PosSeconds | None = Field(
+        None, description="latency requirement: summaries add deadline_met and "
+        "accuracy_in_deadline; partition's dapdee uses it unless given its own")
 
     @model_validator(mode="after")
     def _needs(self):

@@ -140,7 +140,7 @@ class Simulation:
         if status == "ok":
             if result.__class__ is not Done:
                 raise TypeError(f"policy {self.policy.label!r} returned {result!r}, not Done")
-            rec.set_exit(i, result.exit, result.tier, result.pred, result.correct)
+            rec.set_exit(i, result.exit, result.tier, result.pred, result.correct, result.split)
         rec.set_status(i, status)
         self._done += 1
         if self._progress is not None and not self._done & 1023:

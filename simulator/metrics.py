@@ -9,6 +9,9 @@ Definitions (per policy):
   finish - first arrival).
 * ``bytes_per_sample`` and ``energy_j_per_sample``: means over arrived samples.
 * ``exit_rate.<exit>``: share of ok samples that left at that exit.
+* with a deadline (``workload.deadline``): ``deadline_met`` = ok samples within it / arrived
+  samples; ``accuracy_in_deadline`` = correct samples within it / arrived samples (the
+  "accuracy under a latency requirement" of the DAPDEE paper).
 """
 
 from __future__ import annotations
@@ -19,17 +22,18 @@ import pandas as pd
 SUMMARY_KEYS = ["policy"]
 
 
-def summarize(records: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
+def summarize(records: pd.DataFrame, by: list[str] | None = None,
+              deadline: float | None = None) -> pd.DataFrame:
     """One row per policy (or per ``by`` group) with the columns of the module docstring."""
     by = by or SUMMARY_KEYS
     rows = []
     for key, g in records.groupby(by, observed=True, sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, key, strict=True)), **summarize_one(g)})
+        rows.append({**dict(zip(by, key, strict=True)), **summarize_one(g, deadline)})
     return pd.DataFrame(rows)
 
 
-def summarize_one(g: pd.DataFrame) -> dict:
+def summarize_one(g: pd.DataFrame, deadline: float | None = None) -> dict:
     ok = g["status"] == "ok"
     lat = g.loc[ok, "latency_s"].to_numpy()
     n, n_ok = len(g), int(ok.sum())
@@ -47,6 +51,10 @@ def summarize_one(g: pd.DataFrame) -> dict:
         "bytes_per_sample": float(g["bytes_total"].mean()),
         "energy_j_per_sample": float(g["energy_j"].mean()),
     }
+    if deadline is not None:
+        met = ok & (g["latency_s"] <= deadline)
+        out["deadline_met"] = float(met.mean()) if n else np.nan
+        out["accuracy_in_deadline"] = float((met & g["correct"]).mean()) if n else np.nan
     tiers = g.loc[ok, "tier"].astype(str)
     correct = g.loc[ok, "correct"]
     for tier in ("end", "edge", "cloud"):

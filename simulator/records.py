@@ -1,9 +1,10 @@
 """Per-sample records: compact column arrays while simulating, a DataFrame afterwards.
 
 Columns (one row per sample and policy): ``sample_id, policy, status, exit, tier, correct, pred,
-source, views, arrival_s, finish_s, latency_s, bytes_total``, then ``bytes.<link>`` per link and
-``energy_j.<device>`` per device, and ``energy_j`` (their sum). ``status`` is ``ok`` or the reason
-a sample failed; failed samples have empty ``exit``/``tier`` and ``correct`` false.
+split, source, views, arrival_s, finish_s, latency_s, bytes_total``, then ``bytes.<link>`` per
+link and ``energy_j.<device>`` per device, and ``energy_j`` (their sum). ``status`` is ``ok`` or
+the reason a sample failed; failed samples have empty ``exit``/``tier`` and ``correct`` false.
+``split`` is the number of model layers a partition policy ran on the end device (-1 otherwise).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class RecordBlock:
         self.tier = np.full(n, -1, dtype=np.int8)
         self.correct = np.zeros(n, dtype=bool)
         self.pred = np.full(n, -1, dtype=np.int32)
+        self.split = np.full(n, -1, dtype=np.int16)
         self.source = np.full(n, -1, dtype=np.int16)
         self.views = np.zeros(n, dtype=np.int16)
         self.link_bytes = np.zeros((n, len(self.links)))
@@ -43,7 +45,8 @@ class RecordBlock:
     def filled(self) -> int:
         return int((self.status >= 0).sum())
 
-    def set_exit(self, i: int, exit: str, tier: str, pred: int, correct: bool) -> None:
+    def set_exit(self, i: int, exit: str, tier: str, pred: int, correct: bool,
+                 split: int = -1) -> None:
         code = self._exit_code.get(exit)
         if code is None:
             code = self._exit_code[exit] = len(self.exits)
@@ -52,6 +55,7 @@ class RecordBlock:
         self.tier[i] = TIERS.index(tier)
         self.pred[i] = pred
         self.correct[i] = correct
+        self.split[i] = split
 
     def set_status(self, i: int, status: str) -> None:
         code = self._status_code.get(status)
@@ -74,6 +78,7 @@ class RecordBlock:
             "tier": cat(self.tier, categories=list(TIERS)),
             "correct": self.correct,
             "pred": self.pred,
+            "split": self.split,
             "source": cat(self.source, categories=list(end_devices)),
             "views": self.views,
             "arrival_s": self.arrival,

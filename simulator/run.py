@@ -171,7 +171,8 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
             del sim, rec
             model_info = {f"model.{k}": float(v.mean())
                           for k, v in oracle.table().info.items()}
-            summaries.append({"policy": policy.label, **metrics.summarize_one(frame),
+            summaries.append({"policy": policy.label,
+                              **metrics.summarize_one(frame, scn.workload.deadline),
                               **model_info})
             timings[policy.label] = {"wall_s": round(wall, 4),
                                      "samples_per_s": round(scn.samples / wall, 1)}

@@ -58,3 +58,11 @@ def test_summarize_groups_by_policy():
     s = summarize(pd.concat([a, b], ignore_index=True)).set_index("policy")
     assert list(s.index) == ["ada", "ddnn"]
     assert s.loc["ada", "accuracy"] == pytest.approx(0.7) and s.loc["ddnn", "accuracy"] == 0.0
+
+
+def test_deadline_metrics():
+    s = summarize_one(records(), deadline=0.2)
+    # ok within 0.2 s: the 6 edge samples; correct among them: 4 (the lost one counts as missed).
+    assert s["deadline_met"] == pytest.approx(6 / 10)
+    assert s["accuracy_in_deadline"] == pytest.approx(4 / 10)
+    assert "deadline_met" not in summarize_one(records())

@@ -56,12 +56,14 @@ Step = Compute | Send | Par
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """Where and with which answer a sample leaves the network."""
+    """Where and with which answer a sample leaves the network; ``split`` is the number of
+    model layers that ran on the end device (partition policies; -1 when not applicable)."""
 
     exit: str
     tier: str
     pred: int
     correct: bool
+    split: int = -1
 
 
 @dataclass(frozen=True, slots=True)

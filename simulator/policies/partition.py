@@ -70,8 +70,10 @@ class Partition(Policy):
         if ctx.workload.sources != "each":
             raise PolicyError("policy", "partition policies route samples of one end device "
                               "each: set workload.sources: each")
-        if p.method == "dapdee" and p.deadline is None:
-            raise PolicyError("deadline", "method dapdee needs a deadline, e.g. deadline: 100 ms")
+        self.deadline = p.deadline if p.deadline is not None else ctx.workload.deadline
+        if p.method == "dapdee" and self.deadline is None:
+            raise PolicyError("deadline", "method dapdee needs a deadline, e.g. deadline: 100 ms "
+                              "(or workload.deadline)")
         nodes = P.exit_nodes(graph)
         final = max(nodes)
         self.exit_name = {k: ("final" if k == final else f"exit{k}") for k in nodes}
@@ -122,7 +124,7 @@ class Partition(Policy):
                 for n in sorted(graphs, reverse=True):
                     plan = (P.dads_min_cut if light else P.heavy_load)(graphs[n], costs)
                     got = (n, plan, "light" if light else "heavy")
-                    if self._predict(src, plan) <= p.deadline:
+                    if self._predict(src, plan) <= self.deadline:
                         break
             else:
                 got = (self.exit_k, _METHODS[p.method](graphs[self.exit_k], costs), p.method)
@@ -150,7 +152,7 @@ class Partition(Policy):
         return P.load_score(P.LoadMetrics(
             cpu=cpu, memory=0.0, uplink_Bps=bandwidth, delay_s=self.link[src].latency,
             battery=self.params.battery, priority=self.params.priority,
-            deadline_s=self.params.deadline))
+            deadline_s=self.deadline))
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -173,4 +175,5 @@ class Partition(Policy):
             t = self._tables[key] = self.ctx.oracle.table(None, s.split)
         j = t.column(self.exit_name[n])
         tier = "edge" if plan.edge_nodes else "end"
-        return Done(self.exit_name[n], tier, int(t.pred[s.row, j]), bool(t.correct[s.row, j]))
+        return Done(self.exit_name[n], tier, int(t.pred[s.row, j]), bool(t.correct[s.row, j]),
+                    len(plan.device_nodes) - 1)
