@@ -186,6 +186,15 @@ def plot(run_dir: Path) -> None:
 
     from simulator import plots
 
+    if (run_dir / "study.json").is_file() and (run_dir / "summary.csv").is_file():
+        import json
+
+        from simulator.study import StudySpec
+
+        spec = StudySpec.model_validate(json.loads((run_dir / "study.json").read_text())["spec"])
+        for p in plots.study_plots(pd.read_csv(run_dir / "summary.csv"), spec, run_dir / "plots"):
+            out.print(str(p), highlight=False)
+        return
     rec, summ = run_dir / "records.parquet", run_dir / "summary.csv"
     missing = [str(p) for p in (rec, summ) if not p.is_file()]
     if missing:

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import Field, ValidationError, model_validator
@@ -48,12 +48,31 @@ from simulator.oracle import atomic_write_bytes
 
 
 class PlotSpec(Strict):
-    """A figure of summary metrics against a varied key, one line per policy."""
+    """A figure of summary metrics against a varied key, one line per policy.
+
+    ``kind``: ``lines`` (each metric of ``y`` against ``x``), ``tradeoff`` (``y[1]`` against
+    ``y[0]``, one curve per policy through the values of ``x``), ``missing_device`` (bars per
+    missing end device; ``x`` is ``failures``), ``missing_count`` (metrics against the number of
+    random devices missing). ``where`` keeps the points whose study keys have these values,
+    ``policies`` the named policies.
+    """
 
     x: str
     y: list[str] = Field(default_factory=lambda: ["latency_p95_s", "throughput_sps"])
     name: str | None = None
+    kind: Literal["lines", "tradeoff", "missing_device", "missing_count"] = "lines"
     logx: bool = False
+    logy: bool = False
+    xlabel: str | None = None
+    title: str | None = None
+    where: dict[str, Any] = Field(default_factory=dict)
+    policies: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _two_metrics(self):
+        if self.kind == "tradeoff" and len(self.y) != 2:
+            raise ValueError("a 'tradeoff' plot needs y: [horizontal metric, vertical metric]")
+        return self
 
 
 class StudySpec(Strict):
@@ -81,6 +100,12 @@ class StudySpec(Strict):
         overlap = set(self.grid) & set(self.zip)
         if overlap:
             raise ValueError(f"{sorted(overlap)[0]}: a key cannot be in both grid and zip")
+        keys = {*self.grid, *self.zip}
+        for i, plot in enumerate(self.plots):
+            for key in [plot.x, *plot.where]:
+                if key not in keys:
+                    raise ValueError(f"plots.{i}: {key!r} is not a key of 'grid' or 'zip' "
+                                     f"(keys: {sorted(keys)})")
         return self
 
 
@@ -310,7 +335,8 @@ def run_study(study: Study, out: Path, *, workers: int = 2, scheduler: str | Non
     (out / "points").mkdir(exist_ok=True)
     atomic_write_bytes(out / "study.json", json.dumps({
         "name": study.spec.name, "file": study.file, "points": [p.name for p in study.points],
-    }, indent=2).encode())
+        "spec": study.spec.model_dump(mode="json"),
+    }, indent=2, default=str).encode())
     for stale in (out / "points").glob(".*.tmp-*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
     done = finished(out)

@@ -122,6 +122,15 @@ def test_failing_point_is_recorded_and_study_goes_on(tmp_path):
     assert (good["error"].fillna("") == "").all() and good["samples"].iloc[0] == 30
     on_disk = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert len(on_disk) == 2
+    # `ddnnsim plot` redraws a study directory from its summary and study.json.
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    result = CliRunner().invoke(app, ["plot", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    pngs = list((tmp_path / "out" / "plots").glob("*.png"))
+    assert pngs and all(p.stat().st_size > 1000 for p in pngs)
 
 
 @pytest.mark.slow
