@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from models.chain import ChainNet, create_chain_model, is_chain
 from models.data import MultiViewData
 from models.multiview import MultiViewNet, create_model
 
@@ -80,8 +81,19 @@ def config_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+#: Loss-weight groups of the chain/DAG models (``models.chain``): ``exit`` applies to each early
+#: exit ``exit{k}`` (unless ``exit{k}`` itself is given), ``final`` to the last classifier.
+CHAIN_EXIT_GROUPS = ("exit", "final")
+
+
 def _exit_weight(cfg: TrainConfig, exit_name: str) -> float:
-    group = "dev" if exit_name.startswith("dev") else exit_name
+    if exit_name in cfg.exit_weights:
+        return float(cfg.exit_weights[exit_name])
+    group = exit_name
+    if exit_name.startswith("dev"):
+        group = "dev"
+    elif exit_name.startswith("exit"):
+        group = "exit"
     return float(cfg.exit_weights.get(group, 1.0))
 
 
@@ -334,14 +346,22 @@ def save_checkpoint(path: Path, key: str, model: MultiViewNet, meta: Mapping) ->
 _INIT_LOCK = threading.Lock()
 
 
-def seeded_model(arch: str, options: Mapping, data: MultiViewData, seed: int) -> MultiViewNet:
+def seeded_model(
+    arch: str, options: Mapping, data: MultiViewData, seed: int
+) -> MultiViewNet | ChainNet:
     """A freshly initialised model, the same for the same seed, leaving the global RNG as it was.
+
+    Chain/DAG architectures (:mod:`models.chain`) take the whole image (``data.image_shape``).
 
     Initialisation draws from torch's global generator; the lock keeps threads that build models
     at the same time from interleaving their draws.
     """
     with _INIT_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        if is_chain(arch):
+            return create_chain_model(
+                arch, input_shape=data.image_shape, n_classes=data.n_classes, **options
+            )
         return create_model(
             arch,
             n_devices=data.n_devices,
@@ -361,7 +381,7 @@ def load_or_train(
     seed: int,
     cache_dir: Path | None,
     progress: bool = True,
-) -> tuple[MultiViewNet, dict]:
+) -> tuple[MultiViewNet | ChainNet, dict]:
     """The trained model for this configuration: from the cache, or trained and cached.
 
     Returns:
