@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.chain import CHAIN_DEFAULTS, chain_option_problems, is_chain, list_chain_models
 from models.cost import (
     ENCODINGS,
     dense_message_bytes,
@@ -57,6 +58,7 @@ from models.cost import (
 from models.data import CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, DATASETS, ViewSpec, cifar_fingerprint
 from models.multiview import ARCH_DEFAULTS, MultiViewNet, list_models, option_problems
 from models.train import (
+    CHAIN_EXIT_GROUPS,
     EXIT_GROUPS,
     TrainConfig,
     checkpoint_identity,
@@ -98,6 +100,9 @@ TRAIN_KEYS = (
 )
 IMAGE_SIZE = {"mnist": (28, 28), "cifar10": (32, 32), "synthetic": (12, 12)}
 SPLITS = ("test", "val")
+#: Default ``train.epochs`` of the chain/DAG models: keeps VGG-16-EE training on MNIST-5k under
+#: about 30 s on one CPU thread (accuracy barely moves between 8 and 10 epochs).
+CHAIN_EPOCHS = 8
 
 
 class SpecError(ValueError):
@@ -181,11 +186,13 @@ def _resolve(spec) -> tuple[ResolvedSpec | None, list[tuple[str, str]]]:
     p += _unknown(spec, SPEC_KEYS, "")
 
     arch = spec.get("arch")
-    if arch not in list_models():
-        close = difflib.get_close_matches(str(arch), list_models(), n=1)
+    archs = list_models() + list_chain_models()
+    if arch not in archs:
+        close = difflib.get_close_matches(str(arch), archs, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        p.append(("arch", f"must be one of {list_models()}, got {arch!r}{hint}"))
+        p.append(("arch", f"must be one of {archs}, got {arch!r}{hint}"))
         arch = None
+    chain = is_chain(arch)
 
     dataset = spec.get("dataset", "mnist")
     if dataset not in DATASETS:
@@ -210,18 +217,33 @@ def _resolve(spec) -> tuple[ResolvedSpec | None, list[tuple[str, str]]]:
                 p.append(("data_dir", f"{data_dir}: missing CIFAR-10 batch files {missing}"))
 
     devices = spec.get("devices", 6)
-    if not _is_int(devices) or not 1 <= devices <= 64:
+    if chain:
+        # One view: the whole image. ``devices`` is ignored rather than checked because scenario
+        # files fill in the multi-view default (6) when it is not given.
+        devices = 1
+        p += [
+            (f"views.{k}", f"{arch} takes the whole image as one view; only views.noise applies")
+            for k in (spec.get("views") or {})
+            if k in VIEW_KEYS and k != "noise"
+        ]
+    elif not _is_int(devices) or not 1 <= devices <= 64:
         p.append(("devices", f"must be an integer in 1..64, got {devices!r}"))
         devices = None
 
-    views, vp = _resolve_views(spec.get("views") or {}, devices, dataset)
+    views_in = spec.get("views") or {}
+    if chain and isinstance(views_in, Mapping):
+        views_in = {k: v for k, v in views_in.items() if k not in ("grid", "overlap", "crops")}
+    views, vp = _resolve_views(views_in, devices, dataset)
     p += vp
 
     options = spec.get("options") or {}
     if not isinstance(options, Mapping):
         p.append(("options", f"must be a mapping, got {type(options).__name__}"))
         options = {}
-    if arch is not None:
+    if chain:
+        p += [(f"options.{k}", m) for k, m in chain_option_problems(arch, options)]
+        opts = {**CHAIN_DEFAULTS[arch], **options}
+    elif arch is not None:
         p += [(f"options.{k}", m) for k, m in option_problems(arch, options)]
         opts = {**ARCH_DEFAULTS[arch], **options}
     else:
@@ -235,7 +257,14 @@ def _resolve(spec) -> tuple[ResolvedSpec | None, list[tuple[str, str]]]:
             p.append(("mu", f"the importance threshold applies to att_ddnn only, not {arch}"))
     mu = float(mu) if _is_num(mu) else 0.0
 
-    train, tp = _resolve_train(spec.get("train") or {})
+    if chain:
+        n_exits = len(opts["exits"]) if isinstance(opts.get("exits"), (list, tuple)) else 0
+        groups = (*CHAIN_EXIT_GROUPS, *[f"exit{k}" for k in range(1, n_exits + 1)])
+        train, tp = _resolve_train(spec.get("train") or {}, groups, epochs=CHAIN_EPOCHS)
+        if train is not None and train.device_dropout > 0:
+            tp.append(("train.device_dropout", f"{arch} has one view: there is no device to drop"))
+    else:
+        train, tp = _resolve_train(spec.get("train") or {})
     p += tp
 
     encoding = spec.get("encoding", "float32")
@@ -324,12 +353,14 @@ def _resolve_views(v, devices, dataset) -> tuple[ViewSpec | None, list[tuple[str
     return ViewSpec(devices, grid, overlap, crops, noise), []
 
 
-def _resolve_train(t) -> tuple[TrainConfig | None, list[tuple[str, str]]]:
+def _resolve_train(
+    t, groups: tuple[str, ...] = EXIT_GROUPS, *, epochs: int | None = None
+) -> tuple[TrainConfig | None, list[tuple[str, str]]]:
+    """``groups``: the allowed ``exit_weights`` keys (default 1.0 each); ``epochs``: default."""
     p: list[tuple[str, str]] = []
     if not isinstance(t, Mapping):
         return None, [("train", f"must be a mapping, got {type(t).__name__}")]
     p += _unknown(t, TRAIN_KEYS, "train.")
-    d = TrainConfig()
     checks = {
         "epochs": (_is_int, lambda x: x >= 1, "an integer >= 1"),
         "lr": (_is_num, lambda x: x > 0, "a number > 0"),
@@ -339,22 +370,22 @@ def _resolve_train(t) -> tuple[TrainConfig | None, list[tuple[str, str]]]:
         "device_dropout": (_is_num, lambda x: 0 <= x < 1, "a number in [0, 1)"),
         "mu_max": (_is_num, lambda x: 0 <= x <= 1, "a number in [0, 1]"),
     }
-    vals = {}
+    vals = {} if epochs is None else {"epochs": epochs}
     for key, (typ, ok, what) in checks.items():
         if key in t:
             if not (typ(t[key]) and ok(t[key])):
                 p.append((f"train.{key}", f"must be {what}, got {t[key]!r}"))
             else:
                 vals[key] = t[key]
-    weights = dict(d.exit_weights)
+    weights = {g: 1.0 for g in groups if not g.startswith("exit") or g == "exit"}
     ew = t.get("exit_weights")
     if ew is not None:
         if not isinstance(ew, Mapping):
             p.append(("train.exit_weights", f"must be a mapping, got {type(ew).__name__}"))
         else:
-            p += _unknown(ew, EXIT_GROUPS, "train.exit_weights.")
+            p += _unknown(ew, groups, "train.exit_weights.")
             for k, w in ew.items():
-                if k in EXIT_GROUPS:
+                if k in groups:
                     if not _is_num(w) or w < 0:
                         p.append((f"train.exit_weights.{k}", f"must be a number >= 0, got {w!r}"))
                     else:
@@ -423,6 +454,7 @@ class TorchOracle:
                     "checkpoint": self.checkpoint_key,
                     "mu": spec.mu,
                     "encoding": spec.encoding,
+                    **self._key_extra(),
                 }
             )[:24]
         )
@@ -437,23 +469,43 @@ class TorchOracle:
         self._model: MultiViewNet | None = None
         self._data = None
         self.train_meta: dict = {}
-        meta = self._read_trace()
+        meta = self._read_trace()  # restores exits, flops, ... when the trace is usable
         if meta is None:
-            model = self.model
-            self.exits = model.exits
-            self.flops = section_flops(model)
-            self.params = section_params(model)
+            self._describe(self.model)
             full = all_alive(self.n_devices)
             with torch_threads():
                 for split in SPLITS:
                     self._tables[(full, split)] = self.compute_table(full, split)
             self._write_trace()
-        else:
-            self.exits = tuple(meta.exits)
-            self.flops = dict(meta.flops)
-            self.params = dict(meta.extra.get("params", {}))
-            self.train_meta = dict(meta.extra.get("train", {}))
         self.n_samples = self._tables[(all_alive(self.n_devices), "test")].n_samples
+
+    # -- what differs between model families (see ChainOracle)
+
+    def _key_extra(self) -> dict:
+        """Extra identity hashed into the oracle key ({} keeps the multi-view keys as they were)."""
+        return {}
+
+    def _describe(self, model) -> None:
+        """Exits, FLOPs and parameters of a freshly loaded model."""
+        self.exits = model.exits
+        self.flops = section_flops(model)
+        self.params = section_params(model)
+
+    def _restore(self, trace: TraceOracle) -> None:
+        """The same from a cached trace; raises OracleError when the trace lacks something."""
+        self.exits = tuple(trace.exits)
+        self.flops = dict(trace.flops)
+        self.params = dict(trace.extra.get("params", {}))
+        self.train_meta = dict(trace.extra.get("train", {}))
+
+    def _trace_extra(self) -> dict:
+        return {
+            "params": self.params,
+            "spec": self.spec.to_dict(),
+            "seed": self.seed,
+            "checkpoint_key": self.checkpoint_key,
+            "train": self.train_meta,
+        }
 
     # -- model and data, loaded on first need
 
@@ -601,6 +653,7 @@ class TorchOracle:
                 tables[(alive, str(split))] = trace.table(alive, str(split))
             if any((all_alive(self.n_devices), s) not in tables for s in SPLITS):
                 raise OracleError(f"{path}: trace lacks the all-alive tables")
+            self._restore(trace)
         except Exception as exc:  # a damaged trace is recomputed, never trusted
             warnings.warn(
                 f"oracle trace {path}: cannot be used ({exc}); recomputing it",
@@ -634,13 +687,7 @@ class TorchOracle:
             arch=self.arch,
             n_devices=self.n_devices,
             flops=self.flops,
-            extra={
-                "params": self.params,
-                "spec": self.spec.to_dict(),
-                "seed": self.seed,
-                "checkpoint_key": self.checkpoint_key,
-                "train": self.train_meta,
-            },
+            extra=self._trace_extra(),
         )
 
     # -- conveniences
@@ -662,12 +709,66 @@ class TorchOracle:
         )
 
 
+class ChainOracle(TorchOracle):
+    """Per-sample outputs of a trained single-view chain/DAG network (:mod:`models.chain`).
+
+    Exits ``exit1`` .. ``exit{K}`` and ``final``; ``n_devices = 1``; message ``raw`` (the image
+    as uint8); ``graph`` is the cost graph of :mod:`models.graph` under the spec's encoding
+    (kept in the trace as ``extra["graph"]``, networkx node-link data with ``edges="edges"``,
+    so a :class:`TraceOracle` replays it); ``flops`` and ``params`` are per graph node.
+    """
+
+    GRAPH_FORMAT = 1
+
+    def _key_extra(self) -> dict:
+        return {"graph_format": self.GRAPH_FORMAT}
+
+    def _describe(self, model) -> None:
+        from models.graph import cost_graph
+
+        self.exits = model.exits
+        self.graph = cost_graph(model.net, model.input_shape, encoding=self.spec.encoding)
+        self.flops = {str(v): float(d["flops"]) for v, d in self.graph.nodes(data=True)}
+        self.params = {str(v): int(d["params"]) for v, d in self.graph.nodes(data=True)}
+
+    def _restore(self, trace: TraceOracle) -> None:
+        if trace.graph is None:
+            raise OracleError(f"{trace.path}: trace of a chain model without its cost graph")
+        super()._restore(trace)
+        self.graph = trace.graph
+
+    def _trace_extra(self) -> dict:
+        import networkx as nx
+
+        return {**super()._trace_extra(), "graph": nx.node_link_data(self.graph, edges="edges")}
+
+    def table(self, alive: frozenset[int] | None = None, split: str = "test") -> OracleTable:
+        """Outputs on ``split``; ``alive`` can only be None or {0} (one view, one device)."""
+        if alive is not None and frozenset(alive) != all_alive(1):
+            raise OracleError(f"{self.arch} has one view: alive must be None or {{0}}, "
+                              f"got {sorted(alive)}")
+        return super().table(None, split)
+
+    def _message_bytes(self, alive, kept: np.ndarray, n: int) -> dict[str, np.ndarray]:
+        return {"raw": np.full(n, self.data.raw_bytes, dtype=np.int64)}
+
+    def __repr__(self) -> str:
+        return (
+            f"ChainOracle(arch={self.arch!r}, key={self.key!r}, n_samples={self.n_samples}, "
+            f"exits={list(self.exits)}, nodes={self.graph.number_of_nodes()}, "
+            f"encoding={self.spec.encoding!r})"
+        )
+
+
 def build_oracle(
     spec: Mapping, *, seed: int, cache_dir: Path, progress: bool = True
 ) -> TorchOracle:
-    """Validate ``spec``, train (or load from ``cache_dir``) and return its :class:`TorchOracle`.
+    """Validate ``spec``, train (or load from ``cache_dir``) and return its :class:`TorchOracle`
+    (a :class:`ChainOracle` for the chain/DAG architectures of :mod:`models.chain`).
 
     Raises:
         SpecError: the spec is invalid (same problems as :func:`check_spec`).
     """
-    return TorchOracle(resolve_spec(spec), seed=seed, cache_dir=cache_dir, progress=progress)
+    resolved = resolve_spec(spec)
+    cls = ChainOracle if is_chain(resolved.arch) else TorchOracle
+    return cls(resolved, seed=seed, cache_dir=cache_dir, progress=progress)
