@@ -35,7 +35,7 @@ def latency_cdf(records: pd.DataFrame, path: Path) -> Path:
     ax.set_ylabel("fraction of samples")
     ax.set_title("Latency CDF per policy")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     return _save(fig, path)
 
 
@@ -68,74 +68,335 @@ def exit_rates(summary: pd.DataFrame, path: Path) -> Path:
     ax.set_ylabel("share of samples")
     ax.set_ylim(0, 1.0)
     ax.set_title("Exit rates per policy")
-    ax.legend(fontsize=8, title="exit")
+    _legend(ax, fontsize=8, title="exit")
     return _save(fig, path)
 
 
 def metric_vs(summary: pd.DataFrame, x: str, metrics: Sequence[str], path: Path,
-              logx: bool = False) -> Path:
+              logx: bool = False, *, logy: bool = False, xlabel: str | None = None,
+              title: str | None = None) -> Path:
     """Summary metrics against a varied study key, one line per policy (mean over seeds, with
-    the min-max range over seeds shaded)."""
+    the min-max range over seeds shaded).
+
+    Values of ``x`` written with units (``"10 /s"``, ``"5 Mbit/s"``) are plotted as numbers in SI
+    units; other non-numeric values are categories in the order they first appear.
+    """
+    summary = derive(summary)
     metrics = [m for m in metrics if m in summary.columns]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.0 * len(metrics), 3.8), squeeze=False)
-    ok = summary[summary.get("error", pd.Series("", index=summary.index)).fillna("") == ""]
+    ok = _ok(summary)
+    xs_all, unit = _numeric_x(ok[x])
+    ok = ok.assign(**{x: xs_all})
     categorical = not pd.api.types.is_numeric_dtype(ok[x])
     order = list(dict.fromkeys(ok[x]))
     for ax, m in zip(axes[0], metrics, strict=True):
+        scale = _scale(m)
         for policy, g in ok.groupby("policy", sort=False):
             agg = g.groupby(x, sort=False)[m].agg(["mean", "min", "max"])
             agg = agg.reindex([v for v in order if v in agg.index])
-            xs = np.arange(len(agg)) if categorical else agg.index.to_numpy(dtype=float)
-            scale = 1e3 if m.endswith("_s") else (100.0 if "accuracy" in m else 1.0)
-            ax.plot(xs, agg["mean"] * scale, marker="o", label=str(policy))
+            if agg["mean"].isna().all():
+                continue
+            xs = (np.array([order.index(v) for v in agg.index]) if categorical
+                  else agg.index.to_numpy(dtype=float))
+            ax.plot(xs, agg["mean"] * scale, marker="o", markersize=3, label=str(policy))
             ax.fill_between(xs, agg["min"] * scale, agg["max"] * scale, alpha=0.15)
         if categorical:
             ax.set_xticks(np.arange(len(order)), [str(v) for v in order], rotation=20)
         elif logx:
             ax.set_xscale("log")
-        ax.set_xlabel(x)
+        if logy:
+            ax.set_yscale("log")
+        ax.set_xlabel(xlabel or (f"{x} [{unit}]" if unit else x))
         ax.set_ylabel(_label(m))
-        ax.grid(True, alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"{', '.join(_label(m) for m in metrics)} against {x}", fontsize=10)
+        ax.grid(True, which="both" if logy else "major", alpha=0.3)
+    _legend(axes[0][0], fontsize=8)
+    fig.suptitle(title or f"{', '.join(_label(m) for m in metrics)} against {xlabel or x}",
+                 fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
 
+def tradeoff(summary: pd.DataFrame, key: str, x_metric: str, y_metric: str, path: Path,
+             logx: bool = False, *, title: str | None = None) -> Path:
+    """``y_metric`` against ``x_metric`` (say accuracy against bytes per sample), one curve per
+    policy through the values of the study key ``key`` (mean over seeds); the first and last
+    values of ``key`` are written beside their points."""
+    summary = derive(summary)
+    ok = _ok(summary)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for policy, g in ok.groupby("policy", sort=False):
+        agg = g.groupby(key, sort=False)[[x_metric, y_metric]].mean().dropna()
+        if agg.empty:
+            continue
+        xs, ys = agg[x_metric] * _scale(x_metric), agg[y_metric] * _scale(y_metric)
+        if len(agg) == 1 or (np.ptp(xs.to_numpy()) == 0 and np.ptp(ys.to_numpy()) == 0):
+            ax.plot(xs.iloc[:1], ys.iloc[:1], marker="*", markersize=12, linestyle="none",
+                    label=str(policy))
+            continue
+        line, = ax.plot(xs, ys, marker="o", markersize=3, label=str(policy))
+        for i in (0, len(agg) - 1):
+            ax.annotate(f"{_short(key)}={agg.index[i]}", (xs.iloc[i], ys.iloc[i]), fontsize=7,
+                        color=line.get_color(), xytext=(4, 4), textcoords="offset points")
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(_label(x_metric))
+    ax.set_ylabel(_label(y_metric))
+    ax.grid(True, which="both", alpha=0.3)
+    _legend(ax, fontsize=8)
+    ax.set_title(title or f"{_label(y_metric)} against {_label(x_metric)}", fontsize=10)
+    return _save(fig, path)
+
+
+def missing_device(summary: pd.DataFrame, key: str, metrics: Sequence[str], path: Path, *,
+                   title: str | None = None) -> Path:
+    """Bars per missing end device (and none missing) for each policy, one panel per metric.
+
+    ``key`` is the study's ``failures`` column: ``[]`` or one ``{device: NAME}`` per point; rows
+    with other failures are ignored. Bars are means over seeds; whiskers span min to max.
+    """
+    summary = derive(summary)
+    ok = _ok(summary)
+    kinds = ok[key].map(_failure)
+    ok = ok.assign(_what=[w for _, w in kinds])[[k in ("none", "device") for k, _ in kinds]]
+    cats = list(dict.fromkeys(["none", *ok.loc[ok["_what"] != "none", "_what"]]))
+    cats = [c for c in cats if c in set(ok["_what"])]
+    metrics = [m for m in metrics if m in ok.columns]
+    policies = list(dict.fromkeys(ok["policy"]))
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(max(6.4, 0.9 * len(cats) + 2.5),
+                                                       3.0 * len(metrics) + 0.6), squeeze=False)
+    width = 0.8 / max(len(policies), 1)
+    for ax, m in zip(axes[:, 0], metrics, strict=True):
+        scale = _scale(m)
+        for j, policy in enumerate(policies):
+            g = ok[ok["policy"] == policy].groupby("_what")[m].agg(["mean", "min", "max"])
+            g = g.reindex(cats) * scale
+            xs = np.arange(len(cats)) + (j - (len(policies) - 1) / 2) * width
+            err = np.vstack([g["mean"] - g["min"], g["max"] - g["mean"]])
+            ax.bar(xs, g["mean"], width, yerr=err, capsize=2, label=str(policy),
+                   error_kw={"elinewidth": 0.8})
+            for xv, yv in zip(xs, g["mean"], strict=True):
+                if np.isfinite(yv):
+                    ax.text(xv, yv / 2, f"{yv:.0f}", ha="center", va="center", fontsize=6,
+                            rotation=90, color="white")
+        ax.set_xticks(np.arange(len(cats)), ["none missing" if c == "none" else f"{c} missing"
+                                             for c in cats], rotation=20, fontsize=8)
+        ax.set_ylabel(_label(m), fontsize=8)
+        if scale == 100.0:
+            ax.set_ylim(0, 105)
+        ax.grid(True, axis="y", alpha=0.3)
+    _legend(axes[0][0], fontsize=8, loc="lower right")
+    seeds = _seeds(ok)
+    fig.suptitle(title or f"One end device missing ({seeds} seed(s); whiskers: min-max)",
+                 fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def missing_count(summary: pd.DataFrame, key: str, metrics: Sequence[str], path: Path, *,
+                  title: str | None = None) -> Path:
+    """Metrics against the number of end devices missing, one line per policy: the mean over
+    seeds, whiskers from min to max, and every seed as a dot.
+
+    ``key`` is the study's ``failures`` column: ``[]`` (0 missing) or ``[{random: k}]``.
+    """
+    summary = derive(summary)
+    ok = _ok(summary)
+    kinds = ok[key].map(_failure)
+    keep = [k in ("none", "random") for k, _ in kinds]
+    ok = ok.assign(_k=[0 if k == "none" else w for k, w in kinds])[keep]
+    metrics = [m for m in metrics if m in ok.columns]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.0 * len(metrics), 3.8), squeeze=False)
+    for ax, m in zip(axes[0], metrics, strict=True):
+        scale = _scale(m)
+        for j, (policy, g) in enumerate(ok.groupby("policy", sort=False)):
+            agg = g.groupby("_k")[m].agg(["mean", "min", "max"]).sort_index() * scale
+            off = (j - (ok["policy"].nunique() - 1) / 2) * 0.08
+            err = np.vstack([agg["mean"] - agg["min"], agg["max"] - agg["mean"]])
+            line = ax.errorbar(agg.index + off, agg["mean"], yerr=err, marker="o", markersize=4,
+                               capsize=3, label=str(policy))
+            ax.scatter(g["_k"] + off, g[m] * scale, s=8, alpha=0.4,
+                       color=line.lines[0].get_color())
+        ax.set_xlabel("end devices missing (drawn at random per seed)")
+        ax.set_ylabel(_label(m))
+        if scale == 100.0:
+            ax.set_ylim(-2, 102)
+        ax.set_xticks(sorted(set(ok["_k"])))
+        ax.grid(True, alpha=0.3)
+    _legend(axes[0][0], fontsize=8)
+    seeds = _seeds(ok)
+    fig.suptitle(title or f"Several end devices missing ({seeds} seeds: mean, min-max, dots)",
+                 fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def derive(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary with columns computed from it (when its columns allow):
+
+    * ``noncloud_exit_rate``: share of ok samples leaving before the cloud (any exit but
+      ``cloud``);
+    * ``noncloud_accuracy``: correct samples among those (the ADA-DDNN paper's "edge accuracy",
+      whichever exits a policy has below the cloud).
+    """
+    rates = [c for c in summary.columns if c.startswith("exit_rate.")]
+    if not rates or "noncloud_exit_rate" in summary.columns:
+        return summary
+    out = summary.copy()
+    below = [c for c in rates if c != "exit_rate.cloud"]
+    has_any = out[rates].notna().any(axis=1)
+    early = out[below].fillna(0.0).sum(axis=1) if below else pd.Series(0.0, index=out.index)
+    out["noncloud_exit_rate"] = early.where(has_any)
+    need = {"accuracy", "samples", "failed", "cloud_accuracy"}
+    if need <= set(out.columns):
+        n_ok = out["samples"] - out["failed"]
+        cloud_rate = out.get("exit_rate.cloud", pd.Series(0.0, index=out.index)).fillna(0.0)
+        correct_cloud = (out["cloud_accuracy"].fillna(0.0) * cloud_rate * n_ok)
+        n_early = early * n_ok
+        acc = (out["accuracy"] * out["samples"] - correct_cloud) / n_early.where(n_early > 0)
+        out["noncloud_accuracy"] = acc.clip(0.0, 1.0).where(has_any)
+    return out
+
+
+_LABELS = {
+    "throughput_sps": "throughput [samples/s]",
+    "bytes_per_sample": "bytes per sample [B] (all links)",
+    "energy_j_per_sample": "energy per sample [J]",
+    "accuracy": "accuracy [%]",
+    "end_accuracy": "accuracy at end/local exits [%]",
+    "edge_accuracy": "accuracy at edge exits [%]",
+    "cloud_accuracy": "accuracy of samples leaving at the cloud [%]",
+    "noncloud_exit_rate": "samples leaving before the cloud [%]",
+    "noncloud_accuracy": "accuracy of samples leaving before the cloud [%]",
+    "model.feature_loss_rate": "feature loss rate [%] (channels not sent)",
+}
+
+
 def _label(metric: str) -> str:
+    if metric in _LABELS:
+        return _LABELS[metric]
     if metric.endswith("_s"):
         return metric.removesuffix("_s").replace("_", " ") + " [ms]"
-    units = {"throughput_sps": "throughput [samples/s]", "bytes_per_sample": "bytes per sample [B]",
-             "energy_j_per_sample": "energy per sample [J]"}
-    if metric in units:
-        return units[metric]
-    if "accuracy" in metric:
+    if metric.startswith("exit_rate."):
+        return f"exit rate at {metric.removeprefix('exit_rate.')} [%]"
+    if _scale(metric) == 100.0:
         return metric.replace("_", " ") + " [%]"
     return metric.replace("_", " ")
 
 
+def _scale(metric: str) -> float:
+    """Factor from the stored value to the plotted one: seconds to ms, shares to percent."""
+    if metric.endswith("_s"):
+        return 1e3
+    if "accuracy" in metric or metric.endswith("_rate") or metric.startswith("exit_rate."):
+        return 100.0
+    return 1.0
+
+
+def _seeds(rows: pd.DataFrame) -> int:
+    return int(rows["seed"].nunique()) if "seed" in rows.columns else 1
+
+
+def _short(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+def _ok(summary: pd.DataFrame) -> pd.DataFrame:
+    """Rows of points that ran (no ``error``)."""
+    return summary[summary.get("error", pd.Series("", index=summary.index)).fillna("") == ""]
+
+
+def _legend(ax, **kw) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
+
+
+def _numeric_x(values: pd.Series) -> tuple[pd.Series, str | None]:
+    """Values with units (all of one dimension) as SI floats and that unit; else unchanged."""
+    if pd.api.types.is_numeric_dtype(values) or not len(values):
+        return values, None
+    from simulator import units
+
+    for dim in ("rate", "bandwidth", "time", "size", "flop_rate", "power"):
+        try:
+            return values.map(lambda v, d=dim: units.parse(v, d)).astype(float), units.SI_UNIT[dim]
+        except (units.UnitError, TypeError, ValueError):
+            continue
+    return values, None
+
+
+def _failure(value) -> tuple[str, object]:
+    """Read a ``failures`` study value: ``("none", None)``, ``("device", name)``,
+    ``("random", k)``, or ``("other", None)``."""
+    import json
+
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return "other", None
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        value = []
+    if not isinstance(value, list):
+        return "other", None
+    if not value:
+        return "none", "none"
+    if len(value) == 1 and isinstance(value[0], dict):
+        f = value[0]
+        if f.get("device") is not None and f.get("end") is None:
+            return "device", str(f["device"])
+        if f.get("random") is not None and f.get("end") is None:
+            return "random", int(f["random"])
+    return "other", None
+
+
+def _filter(summary: pd.DataFrame, where: dict, policies: Sequence[str] | None) -> pd.DataFrame:
+    from simulator.study import _cell, param_column
+
+    keep = pd.Series(True, index=summary.index)
+    for key, value in where.items():
+        col = param_column(key, summary.columns)
+        keep &= summary[col].astype(str) == str(_cell(value))
+    if policies:
+        keep &= summary["policy"].astype(str).isin([str(p) for p in policies])
+    return summary[keep]
+
+
 def study_plots(summary: pd.DataFrame, spec, out: Path) -> list[Path]:
     """Figures of a study: the study's own ``plots``, else latency and throughput (and
-    accuracy, bytes) against every key that takes several values."""
+    accuracy, bytes) against every key that takes several values.
+
+    Each plot (a ``PlotSpec``) keeps the rows its ``where`` and ``policies`` select and is
+    drawn by its ``kind``: ``lines`` (metric_vs), ``tradeoff``, ``missing_device`` or
+    ``missing_count``."""
     if summary.empty or "policy" not in summary.columns:
         return []
+    from simulator.study import PlotSpec, param_column
+
     paths = []
     wanted = list(spec.plots)
     if not wanted:
-        from simulator.study import PlotSpec, param_column
-
         for key in [*spec.grid, *spec.zip]:
             if summary[param_column(key, summary.columns)].nunique() > 1:
                 wanted.append(PlotSpec(x=key, y=["latency_p50_s", "latency_p95_s",
                                                  "throughput_sps"]))
                 wanted.append(PlotSpec(x=key, y=["accuracy", "bytes_per_sample"],
                                        name=f"accuracy_bytes_vs_{key}"))
-    from simulator.study import param_column
-
     for p in wanted:
         name = p.name or f"vs_{p.x}"
-        paths.append(metric_vs(summary, param_column(p.x, summary.columns), p.y,
-                               out / f"{_file(name)}.png", p.logx))
+        file = out / f"{_file(name)}.png"
+        kind = getattr(p, "kind", "lines")
+        rows = _filter(summary, getattr(p, "where", {}) or {}, getattr(p, "policies", None))
+        x = param_column(p.x, rows.columns)
+        title = getattr(p, "title", None)
+        if kind == "tradeoff":
+            paths.append(tradeoff(rows, x, p.y[0], p.y[1], file, p.logx, title=title))
+        elif kind == "missing_device":
+            paths.append(missing_device(rows, x, p.y, file, title=title))
+        elif kind == "missing_count":
+            paths.append(missing_count(rows, x, p.y, file, title=title))
+        else:
+            paths.append(metric_vs(rows, x, p.y, file, p.logx, logy=getattr(p, "logy", False),
+                                   xlabel=getattr(p, "xlabel", None), title=title))
     return paths
 
 

@@ -1,0 +1,276 @@
+"""Every figure function in simulator.plots draws a non-empty PNG from small synthetic tables;
+the derived summary columns and the study plot dispatch are checked by value."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simulator import plots
+from simulator.config import ScenarioError
+from simulator.study import PlotSpec, StudySpec
+
+POLICIES = ["cloud_only", "ddnn", "ada"]
+
+
+def records(n: int = 50) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for policy in POLICIES:
+        for i in range(n):
+            exit_ = {"cloud_only": "cloud", "ddnn": ["local", "cloud"][i % 2],
+                     "ada": ["edge1", "edge2", "cloud"][i % 3]}[policy]
+            status = "device_down" if i == n - 1 else "ok"
+            arrival = i * 0.1
+            lat = float(rng.uniform(0.02, 0.2))
+            rows.append({"sample_id": i, "policy": policy, "status": status,
+                         "exit": exit_ if status == "ok" else None,
+                         "tier": {"local": "end", "cloud": "cloud"}.get(exit_, "edge"),
+                         "correct": bool(rng.random() < 0.9), "arrival_s": arrival,
+                         "finish_s": arrival + lat, "latency_s": lat,
+                         "bytes_total": float(rng.integers(0, 3000))})
+    df = pd.DataFrame(rows)
+    for c in ("policy", "status", "exit", "tier"):
+        df[c] = df[c].astype("category")
+    return df
+
+
+def run_summary() -> pd.DataFrame:
+    return pd.DataFrame({"policy": POLICIES, "exit_rate.cloud": [1.0, 0.4, 0.1],
+                         "exit_rate.local": [np.nan, 0.6, np.nan],
+                         "exit_rate.edge1": [np.nan, np.nan, 0.7],
+                         "exit_rate.edge2": [np.nan, np.nan, 0.2]})
+
+
+def hops() -> pd.DataFrame:
+    rows = []
+    for policy in POLICIES[:2]:
+        for s in range(3):
+            t = s * 0.05
+            for where, level, d in (("cam0", 0, 0.002), ("cell", 1, 0.01), ("cloud", 4, 0.001)):
+                rows.append({"policy": policy, "sample_id": s, "kind": "compute", "where": where,
+                             "label": "x", "requested_s": t, "start_s": t + 0.001,
+                             "end_s": t + 0.001 + d, "level": level})
+                t += d + 0.001
+    return pd.DataFrame(rows)
+
+
+def study_summary() -> pd.DataFrame:
+    """Rows as simulator.study.combine writes them: point, seed, parameters, summary."""
+    failures = [[], *[[{"device": f"cam{i}"}] for i in range(3)],
+                *[[{"random": k}] for k in (1, 2, 3)]]
+    rows = []
+    for seed in (0, 1):
+        for threshold in (0.1, 0.5, 0.9):
+            for profile in ("3g", "4g"):
+                for fail in failures:
+                    for j, policy in enumerate(POLICIES):
+                        n_dead = len(fail) and (fail[0].get("random") or 1)
+                        acc = 0.95 - 0.1 * n_dead - 0.01 * seed - 0.02 * j
+                        cloud = 1.0 if policy == "cloud_only" else 1 - threshold
+                        rows.append({
+                            "point": f"p{len(rows)}", "seed": seed,
+                            "policies.1.threshold": threshold,
+                            "topology.links.0.profile": profile,
+                            "workload.rate": f"{10 * (1 + j + seed)} /s",
+                            "failures": json.dumps(fail), "policy": policy,
+                            "samples": 100, "failed": 0, "accuracy": acc,
+                            "latency_p50_s": 0.05 * (1 + j), "latency_p95_s": 0.1 * (1 + j),
+                            "throughput_sps": 10.0 + j, "bytes_per_sample": 3000 * cloud + 40,
+                            "exit_rate.cloud": cloud,
+                            "exit_rate.local": np.nan if policy == "cloud_only" else 1 - cloud,
+                            "cloud_accuracy": acc, "end_accuracy": acc,
+                            "model.feature_loss_rate": threshold / 2, "error": ""})
+    out = pd.DataFrame(rows)
+    out.loc[len(out) - 1, "error"] = "RuntimeError: boom"  # a failed point is left out
+    return out
+
+
+def assert_png(path: Path) -> None:
+    assert path.is_file(), path
+    assert path.stat().st_size > 1000, path
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+TESTED = set()
+
+
+def _covers(fn):
+    TESTED.add(fn.__name__.removeprefix("test_"))
+    return fn
+
+
+@_covers
+def test_latency_cdf(tmp_path):
+    assert_png(plots.latency_cdf(records(), tmp_path / "a.png"))
+
+
+@_covers
+def test_bytes_per_sample(tmp_path):
+    assert_png(plots.bytes_per_sample(records(), tmp_path / "a.png"))
+
+
+@_covers
+def test_exit_rates(tmp_path):
+    assert_png(plots.exit_rates(run_summary(), tmp_path / "a.png"))
+
+
+@_covers
+def test_gantt(tmp_path):
+    assert_png(plots.gantt(hops(), tmp_path / "a.png"))
+
+
+@_covers
+def test_run_plots(tmp_path):
+    paths = list(plots.run_plots(records(), run_summary(), tmp_path, hops()))
+    assert {p.name for p in paths} == {"latency_cdf.png", "bytes_per_sample.png",
+                                       "exit_rates.png", "gantt.png"}
+    for p in paths:
+        assert_png(p)
+
+
+def test_run_plots_when_every_sample_failed(tmp_path):
+    rec = records()
+    rec["status"] = pd.Categorical(["device_down"] * len(rec))
+    for p in plots.run_plots(rec, run_summary(), tmp_path):
+        assert_png(p)
+
+
+@_covers
+def test_metric_vs(tmp_path):
+    s = study_summary()
+    assert_png(plots.metric_vs(s, "policies.1.threshold", ["accuracy", "latency_p95_s"],
+                               tmp_path / "num.png"))
+    assert_png(plots.metric_vs(s, "topology.links.0.profile", ["throughput_sps"],
+                               tmp_path / "cat.png", logy=True, xlabel="uplink", title="t"))
+    # values with units become numbers: "10 /s" -> 10.0
+    assert_png(plots.metric_vs(s, "workload.rate", ["latency_p95_s", "noncloud_exit_rate"],
+                               tmp_path / "rate.png", logx=True))
+
+
+@_covers
+def test_tradeoff(tmp_path):
+    assert_png(plots.tradeoff(study_summary(), "policies.1.threshold", "bytes_per_sample",
+                              "accuracy", tmp_path / "a.png", logx=True))
+
+
+@_covers
+def test_missing_device(tmp_path):
+    assert_png(plots.missing_device(study_summary(), "failures",
+                                    ["accuracy", "noncloud_accuracy", "cloud_accuracy"],
+                                    tmp_path / "a.png"))
+
+
+@_covers
+def test_missing_count(tmp_path):
+    assert_png(plots.missing_count(study_summary(), "failures", ["accuracy"],
+                                   tmp_path / "a.png"))
+
+
+@_covers
+def test_study_plots(tmp_path):
+    spec = StudySpec.model_validate({
+        "name": "s", "base": "b.yaml",
+        "grid": {"policies.1.threshold": [0.1, 0.5, 0.9], "topology.links.0.profile": ["3g"],
+                 "failures": [[]], "workload.rate": ["10 /s"]},
+        "plots": [
+            {"x": "policies.1.threshold", "y": ["accuracy", "noncloud_accuracy"],
+             "where": {"topology.links.0.profile": "4g", "failures": []}},
+            {"x": "policies.1.threshold", "kind": "tradeoff", "name": "trade",
+             "y": ["bytes_per_sample", "accuracy"], "policies": ["ddnn", "ada"]},
+            {"x": "failures", "kind": "missing_device", "name": "one", "y": ["accuracy"]},
+            {"x": "failures", "kind": "missing_count", "name": "k", "y": ["accuracy"]},
+            {"x": "workload.rate", "name": "rate", "logx": True, "logy": True,
+             "y": ["latency_p95_s"], "xlabel": "arrival rate [samples/s]"},
+        ]})
+    paths = plots.study_plots(study_summary(), spec, tmp_path)
+    assert [p.name for p in paths] == ["vs_policies.1.threshold.png", "trade.png", "one.png",
+                                       "k.png", "rate.png"]
+    for p in paths:
+        assert_png(p)
+
+
+def test_study_plots_defaults_without_plot_entries(tmp_path):
+    spec = StudySpec.model_validate({"name": "s", "base": "b.yaml",
+                                     "grid": {"policies.1.threshold": [0.1, 0.5, 0.9]}})
+    paths = plots.study_plots(study_summary(), spec, tmp_path)
+    assert len(paths) == 2
+    for p in paths:
+        assert_png(p)
+    assert plots.study_plots(pd.DataFrame(), spec, tmp_path) == []
+
+
+def test_every_plot_function_is_tested():
+    public = {name for name, fn in inspect.getmembers(plots, inspect.isfunction)
+              if fn.__module__ == plots.__name__ and not name.startswith("_")
+              and name != "derive"}
+    assert public <= TESTED, f"untested plot functions: {sorted(public - TESTED)}"
+
+
+def test_derive_noncloud_columns():
+    s = pd.DataFrame({
+        "policy": ["cloud_only", "ddnn", "ada", "dead"],
+        "samples": [100, 100, 100, 100], "failed": [0, 0, 10, 100],
+        "accuracy": [0.9, 0.8, 0.72, 0.0],
+        "cloud_accuracy": [0.9, 0.95, 0.5, np.nan],
+        "exit_rate.cloud": [1.0, 0.4, 0.2, np.nan],
+        "exit_rate.local": [np.nan, 0.6, np.nan, np.nan],
+        "exit_rate.edge1": [np.nan, np.nan, 0.5, np.nan],
+        "exit_rate.edge2": [np.nan, np.nan, 0.3, np.nan],
+    })
+    d = plots.derive(s)
+    assert d["noncloud_exit_rate"].tolist()[:3] == pytest.approx([0.0, 0.6, 0.8])
+    assert math.isnan(d["noncloud_exit_rate"].iloc[3])
+    assert math.isnan(d["noncloud_accuracy"].iloc[0])  # nothing left before the cloud
+    # ddnn: 80 correct, 40 x 0.95 = 38 at the cloud -> 42 of 60 local
+    assert d["noncloud_accuracy"].iloc[1] == pytest.approx(42 / 60)
+    # ada: 90 ok; 72 correct, 18 x 0.5 = 9 at the cloud -> 63 of 72 at the edge
+    assert d["noncloud_accuracy"].iloc[2] == pytest.approx(63 / 72)
+    assert plots.derive(d) is d  # idempotent
+
+
+def test_failure_values_are_read():
+    assert plots._failure("[]") == ("none", "none")
+    assert plots._failure('[{"device": "cam3"}]') == ("device", "cam3")
+    assert plots._failure([{"random": 4}]) == ("random", 4)
+    assert plots._failure('[{"device": "cam3", "end": 5.0}]')[0] == "other"
+    assert plots._failure("not json")[0] == "other"
+
+
+def test_units_on_axes():
+    assert plots._label("latency_p95_s") == "latency p95 [ms]"
+    assert plots._label("exit_rate.local").endswith("[%]")
+    assert plots._label("model.feature_loss_rate").endswith("(channels not sent)")
+    assert plots._scale("throughput_sps") == 1.0 and plots._scale("accuracy") == 100.0
+    xs, unit = plots._numeric_x(pd.Series(["10 /s", "1.5 kHz"]))
+    assert xs.tolist() == [10.0, 1500.0] and unit == "/s"
+    xs, unit = plots._numeric_x(pd.Series(["3g", "4g"]))
+    assert unit is None and xs.tolist() == ["3g", "4g"]
+
+
+def test_plot_spec_checks():
+    with pytest.raises(ValueError, match="tradeoff"):
+        PlotSpec(x="a", kind="tradeoff", y=["accuracy"])
+    with pytest.raises(ValueError, match="not a key"):
+        StudySpec.model_validate({"name": "s", "base": "b.yaml", "grid": {"a": [1, 2]},
+                                  "plots": [{"x": "b"}]})
+    with pytest.raises(ValueError, match="not a key"):
+        StudySpec.model_validate({"name": "s", "base": "b.yaml", "grid": {"a": [1, 2]},
+                                  "plots": [{"x": "a", "where": {"c": 1}}]})
+
+
+def test_plot_spec_error_names_the_study_line(tmp_path):
+    from simulator.study import load_study
+
+    (tmp_path / "b.yaml").write_text("name: b\n")
+    study = tmp_path / "s.study.yaml"
+    study.write_text("name: s\nbase: b.yaml\ngrid:\n  a: [1, 2]\nplots:\n  - {x: nope}\n")
+    with pytest.raises(ScenarioError) as err:
+        load_study(study)
+    assert "'nope' is not a key" in str(err.value)
