@@ -1,10 +1,10 @@
-"""Shared builders: small scenarios as dicts, validated and run in memory."""
+"""Shared builders for the tests: small scenarios as dicts, validated and run in memory.
+
+A plain module (not conftest.py) so that tests/models/conftest.py cannot shadow it."""
 
 from __future__ import annotations
 
 import copy
-
-import pytest
 
 from simulator.config import load_data
 from simulator.run import execute
@@ -85,8 +85,3 @@ def run(data: dict, **kw):
     loaded = load_data(copy.deepcopy(data), "<test>")
     kw.setdefault("make_progress", False)
     return execute(loaded, None, **kw)
-
-
-@pytest.fixture
-def run_scenario():
-    return run

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import chain_scenario, merge, multiview_scenario, run
+from builders import chain_scenario, merge, multiview_scenario, run
 
 from simulator.config import load_data
 from simulator.policies.base import Compute, Par, Send

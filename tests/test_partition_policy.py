@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 import yaml
-from conftest import merge, run
+from builders import merge, run
 
 from simulator.config import load
 from simulator.run import prepare

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import chain_scenario, multiview_scenario, run
+from builders import chain_scenario, multiview_scenario, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_engine import _closed_forms

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import simpy
-from conftest import multiview_scenario, run
+from builders import multiview_scenario, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import multiview_scenario
+from builders import multiview_scenario
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
