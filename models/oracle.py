@@ -216,16 +216,20 @@ def _resolve(spec) -> tuple[ResolvedSpec | None, list[tuple[str, str]]]:
             if missing:
                 p.append(("data_dir", f"{data_dir}: missing CIFAR-10 batch files {missing}"))
 
-    devices = spec.get("devices", 6)
+    devices = spec.get("devices")
     if chain:
-        # One view: the whole image. ``devices`` is ignored rather than checked because scenario
-        # files fill in the multi-view default (6) when it is not given.
+        # One view: the whole image.
+        if devices not in (None, 1):
+            p.append(("devices", f"{arch} sees the whole image as one view: leave 'devices' out "
+                                 f"or set it to 1, not {devices!r}"))
         devices = 1
         p += [
             (f"views.{k}", f"{arch} takes the whole image as one view; only views.noise applies")
             for k in (spec.get("views") or {})
             if k in VIEW_KEYS and k != "noise"
         ]
+    elif devices is None:
+        devices = 6
     elif not _is_int(devices) or not 1 <= devices <= 64:
         p.append(("devices", f"must be an integer in 1..64, got {devices!r}"))
         devices = None

@@ -279,7 +279,8 @@ class TorchModel(Strict):
     arch: str
     dataset: Literal["mnist", "cifar10", "synthetic"] = "mnist"
     data_dir: str | None = None
-    devices: Int = Field(6, ge=1)
+    devices: Int | None = Field(None, ge=1, description="end-device views (default: 6 for "
+                                "the multi-view family, 1 for chain models)")
     views: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
     mu: Float | None = Field(None, ge=0, le=1)

@@ -239,8 +239,10 @@ def oracle(cache):
 
 def test_spec_checks():
     assert check_spec({"arch": "vgg16_ee"}) == []
-    assert check_spec({"arch": "alexnet_ee", "devices": 6, "views": {"noise": 0.1}}) == []
-    r = resolve_spec({"arch": "resnet_ee", "devices": 6})
+    assert check_spec({"arch": "alexnet_ee", "views": {"noise": 0.1}}) == []
+    assert check_spec({"arch": "alexnet_ee", "devices": 1}) == []
+    assert [k for k, _ in check_spec({"arch": "alexnet_ee", "devices": 6})] == ["devices"]
+    r = resolve_spec({"arch": "resnet_ee"})
     assert r.devices == 1 and r.views.n_devices == 1 and r.train.epochs == 8
     assert dict(r.train.exit_weights) == {"exit": 1.0, "final": 1.0}
     assert r.options == CHAIN_DEFAULTS["resnet_ee"]
