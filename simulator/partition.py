@@ -147,6 +147,7 @@ class Plan:
     method: str
     alpha: float | None = None
     gamma: float | None = None
+    T_prop: float = 0.0  # the propagation-delay part of T_t (latency once per message)
 
     @property
     def total(self) -> float:
@@ -155,8 +156,10 @@ class Plan:
 
     @property
     def bottleneck(self) -> float:
-        """The slowest pipeline stage, max(T_d, T_t, T_e); 1 / bottleneck is the throughput."""
-        return max(self.T_d, self.T_t, self.T_e)
+        """The slowest pipeline stage, max(T_d, T_t - T_prop, T_e); 1 / bottleneck is the
+        throughput. The link is busy only while it serializes: propagation delay adds latency
+        but frames overlap in flight, so it does not limit throughput."""
+        return max(self.T_d, self.T_t - self.T_prop, self.T_e)
 
 
 def _check_graph(G: nx.DiGraph) -> None:
@@ -203,7 +206,8 @@ def evaluate(G: nx.DiGraph, costs: Costs, device_nodes: Iterable[Hashable], meth
     T_e = math.fsum(costs.t_edge(G, v) for v in G if v in E)
     T_t = math.fsum(costs.t_tx(G.nodes[u].get("out_bytes", 0.0)) for u in order)
     nbytes = math.fsum(G.nodes[u].get("out_bytes", 0.0) for u in order)
-    return Plan(D, E, sent, cut, nbytes, T_d, T_t, T_e, method, alpha, gamma)
+    return Plan(D, E, sent, cut, nbytes, T_d, T_t, T_e, method, alpha, gamma,
+                T_prop=len(order) * costs.latency_s)
 
 
 # ----------------------------------------------------------------------------------- baselines
