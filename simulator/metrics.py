@@ -9,6 +9,7 @@ Definitions (per policy):
   finish - first arrival).
 * ``bytes_per_sample`` and ``energy_j_per_sample``: means over arrived samples.
 * ``exit_rate.<exit>``: share of ok samples that left at that exit.
+* ``split_mean``: mean number of model layers run on the end device (partition policies).
 * with a deadline (``workload.deadline``): ``deadline_met`` = ok samples within it / arrived
   samples; ``accuracy_in_deadline`` = correct samples within it / arrived samples (the
   "accuracy under a latency requirement" of the DAPDEE paper).
@@ -51,6 +52,8 @@ def summarize_one(g: pd.DataFrame, deadline: float | None = None) -> dict:
         "bytes_per_sample": float(g["bytes_total"].mean()),
         "energy_j_per_sample": float(g["energy_j"].mean()),
     }
+    if "split" in g and (g.loc[ok, "split"] >= 0).any():
+        out["split_mean"] = float(g.loc[ok & (g["split"] >= 0), "split"].mean())
     if deadline is not None:
         met = ok & (g["latency_s"] <= deadline)
         out["deadline_met"] = float(met.mean()) if n else np.nan

@@ -560,11 +560,20 @@ class Decision(NamedTuple):
     mode: str
 
 
+def dapdee_mode(metrics: LoadMetrics | Mapping[str, float], priority_high: bool = False,
+                weights: Mapping[str, float] | None = None) -> str:
+    """Algorithm 4's choice: 'light' if the task is high priority or the load score is below
+    0.4, else 'heavy'."""
+    m = _as_metrics(metrics)
+    light = priority_high or m.priority >= 1.0 or load_score(m, weights) < LIGHT_LOAD_THRESHOLD
+    return "light" if light else "heavy"
+
+
 def dapdee(graphs: Mapping[int, nx.DiGraph] | nx.DiGraph, costs: Costs, deadline_s: float,
            metrics: LoadMetrics | Mapping[str, float], priority_high: bool = False, *,
            exits: Iterable[int] | None = None, weights: Mapping[str, float] | None = None,
-           alphas: Iterable[float] | None = None,
-           gammas: Iterable[float] | None = None) -> Decision:
+           alphas: Iterable[float] | None = None, gammas: Iterable[float] | None = None,
+           latency: Callable[[Plan], float] | None = None) -> Decision:
     """DAPDEE algorithm 4: pick an exit point and a partition.
 
     ``graphs`` is either ``{exit n: truncated cost graph}`` or one multi-exit cost graph, then
@@ -572,7 +581,10 @@ def dapdee(graphs: Mapping[int, nx.DiGraph] | nx.DiGraph, costs: Costs, deadline
     mode is the same for every exit because the metrics are system-wide: 'light'
     (:func:`dads_min_cut`) if ``priority_high``, or the task priority is 1.0, or the load score
     is below 0.4; else 'heavy' (:func:`heavy_load`). Exits are tried from the deepest; the first
-    whose plan's per-frame latency ``plan.total`` is <= ``deadline_s`` is returned. If none
+    whose plan's per-frame latency (``latency(plan)``, default ``plan.total``) is <=
+    ``deadline_s`` is returned. In heavy mode, when the throughput-oriented plan of an exit
+    misses the deadline, that exit's light-load plan is tried before a shallower exit (our
+    refinement: the deadline comes first; the mode is then reported as 'light'). If no exit
     meets the deadline, the shallowest exit (the fastest model) is returned with its plan.
     """
     if isinstance(graphs, nx.DiGraph):
@@ -584,13 +596,16 @@ def dapdee(graphs: Mapping[int, nx.DiGraph] | nx.DiGraph, costs: Costs, deadline
         by_exit = dict(graphs)
     if not by_exit:
         raise ValueError("no exit to choose from")
-    m = _as_metrics(metrics)
-    light = priority_high or m.priority >= 1.0 or load_score(m, weights) < LIGHT_LOAD_THRESHOLD
-    mode = "light" if light else "heavy"
+    mode = dapdee_mode(metrics, priority_high, weights)
+    latency = latency or (lambda p: p.total)
     plan = None
     for n in sorted(by_exit, reverse=True):
         G = by_exit[n]
-        plan = dads_min_cut(G, costs) if light else heavy_load(G, costs, alphas, gammas)
-        if plan.total <= deadline_s:
+        plan = dads_min_cut(G, costs) if mode == "light" else heavy_load(G, costs, alphas, gammas)
+        if latency(plan) <= deadline_s:
             return Decision(n, plan, mode)
+        if mode == "heavy":
+            light = dads_min_cut(G, costs)
+            if latency(light) <= deadline_s:
+                return Decision(n, light, "light")
     return Decision(n, plan, mode)

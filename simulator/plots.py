@@ -89,17 +89,20 @@ def metric_vs(summary: pd.DataFrame, x: str, metrics: Sequence[str], path: Path,
     ok = ok.assign(**{x: xs_all})
     categorical = not pd.api.types.is_numeric_dtype(ok[x])
     order = list(dict.fromkeys(ok[x]))
+    colours = _colours(ok)
     for ax, m in zip(axes[0], metrics, strict=True):
         scale = _scale(m)
         for policy, g in ok.groupby("policy", sort=False):
             agg = g.groupby(x, sort=False)[m].agg(["mean", "min", "max"])
-            agg = agg.reindex([v for v in order if v in agg.index])
-            if agg["mean"].isna().all():
+            agg = agg.reindex([v for v in order if v in agg.index]).dropna(subset=["mean"])
+            if agg.empty:
                 continue
             xs = (np.array([order.index(v) for v in agg.index]) if categorical
                   else agg.index.to_numpy(dtype=float))
-            ax.plot(xs, agg["mean"] * scale, marker="o", markersize=3, label=str(policy))
-            ax.fill_between(xs, agg["min"] * scale, agg["max"] * scale, alpha=0.15)
+            c = colours[policy]
+            ax.plot(xs, agg["mean"] * scale, marker="o", markersize=3, label=str(policy),
+                    color=c)
+            ax.fill_between(xs, agg["min"] * scale, agg["max"] * scale, alpha=0.15, color=c)
         if categorical:
             ax.set_xticks(np.arange(len(order)), [str(v) for v in order], rotation=20)
         elif logx:
@@ -109,41 +112,46 @@ def metric_vs(summary: pd.DataFrame, x: str, metrics: Sequence[str], path: Path,
         ax.set_xlabel(xlabel or (f"{x} [{unit}]" if unit else x))
         ax.set_ylabel(_label(m))
         ax.grid(True, which="both" if logy else "major", alpha=0.3)
-    _legend(axes[0][0], fontsize=8)
-    fig.suptitle(title or f"{', '.join(_label(m) for m in metrics)} against {xlabel or x}",
+    _legend_all(axes[0][0], axes.ravel(), fontsize=8)
+    fig.suptitle(title or f"{', '.join(_flat(m) for m in metrics)} against {xlabel or x}",
                  fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
 
 def tradeoff(summary: pd.DataFrame, key: str, x_metric: str, y_metric: str, path: Path,
-             logx: bool = False, *, title: str | None = None) -> Path:
+             logx: bool = False, *, title: str | None = None,
+             key_label: str | None = None) -> Path:
     """``y_metric`` against ``x_metric`` (say accuracy against bytes per sample), one curve per
     policy through the values of the study key ``key`` (mean over seeds); the first and last
-    values of ``key`` are written beside their points."""
+    values of ``key`` (named ``key_label``) are written beside their points."""
     summary = derive(summary)
     ok = _ok(summary)
+    colours = _colours(ok)
+    name = key_label or _short(key)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for policy, g in ok.groupby("policy", sort=False):
+    for j, (policy, g) in enumerate(ok.groupby("policy", sort=False)):
         agg = g.groupby(key, sort=False)[[x_metric, y_metric]].mean().dropna()
         if agg.empty:
             continue
         xs, ys = agg[x_metric] * _scale(x_metric), agg[y_metric] * _scale(y_metric)
+        c = colours[policy]
         if len(agg) == 1 or (np.ptp(xs.to_numpy()) == 0 and np.ptp(ys.to_numpy()) == 0):
             ax.plot(xs.iloc[:1], ys.iloc[:1], marker="*", markersize=12, linestyle="none",
-                    label=str(policy))
+                    label=str(policy), color=c)
             continue
-        line, = ax.plot(xs, ys, marker="o", markersize=3, label=str(policy))
-        for i in (0, len(agg) - 1):
-            ax.annotate(f"{_short(key)}={agg.index[i]}", (xs.iloc[i], ys.iloc[i]), fontsize=7,
-                        color=line.get_color(), xytext=(4, 4), textcoords="offset points")
+        ax.plot(xs, ys, marker="o", markersize=3, label=str(policy), color=c)
+        for i in (0, len(agg) - 1):  # staggered so that curves ending together stay legible
+            ax.annotate(f"{name}={agg.index[i]}", (xs.iloc[i], ys.iloc[i]), fontsize=7,
+                        color=c, xytext=(5, -12 + 9 * j), textcoords="offset points",
+                        arrowprops={"arrowstyle": "-", "color": c, "lw": 0.4})
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(_label(x_metric))
     ax.set_ylabel(_label(y_metric))
     ax.grid(True, which="both", alpha=0.3)
     _legend(ax, fontsize=8)
-    ax.set_title(title or f"{_label(y_metric)} against {_label(x_metric)}", fontsize=10)
+    ax.set_title(title or f"{_flat(y_metric)} against {_flat(x_metric)}", fontsize=10)
     return _save(fig, path)
 
 
@@ -165,6 +173,7 @@ def missing_device(summary: pd.DataFrame, key: str, metrics: Sequence[str], path
     fig, axes = plt.subplots(len(metrics), 1, figsize=(max(6.4, 0.9 * len(cats) + 2.5),
                                                        3.0 * len(metrics) + 0.6), squeeze=False)
     width = 0.8 / max(len(policies), 1)
+    colours = _colours(ok)
     for ax, m in zip(axes[:, 0], metrics, strict=True):
         scale = _scale(m)
         for j, policy in enumerate(policies):
@@ -173,7 +182,7 @@ def missing_device(summary: pd.DataFrame, key: str, metrics: Sequence[str], path
             xs = np.arange(len(cats)) + (j - (len(policies) - 1) / 2) * width
             err = np.vstack([g["mean"] - g["min"], g["max"] - g["mean"]])
             ax.bar(xs, g["mean"], width, yerr=err, capsize=2, label=str(policy),
-                   error_kw={"elinewidth": 0.8})
+                   color=colours[policy], error_kw={"elinewidth": 0.8})
             for xv, yv in zip(xs, g["mean"], strict=True):
                 if np.isfinite(yv):
                     ax.text(xv, yv / 2, f"{yv:.0f}", ha="center", va="center", fontsize=6,
@@ -206,16 +215,16 @@ def missing_count(summary: pd.DataFrame, key: str, metrics: Sequence[str], path:
     ok = ok.assign(_k=[0 if k == "none" else w for k, w in kinds])[keep]
     metrics = [m for m in metrics if m in ok.columns]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.0 * len(metrics), 3.8), squeeze=False)
+    colours = _colours(ok)
     for ax, m in zip(axes[0], metrics, strict=True):
         scale = _scale(m)
         for j, (policy, g) in enumerate(ok.groupby("policy", sort=False)):
             agg = g.groupby("_k")[m].agg(["mean", "min", "max"]).sort_index() * scale
             off = (j - (ok["policy"].nunique() - 1) / 2) * 0.08
             err = np.vstack([agg["mean"] - agg["min"], agg["max"] - agg["mean"]])
-            line = ax.errorbar(agg.index + off, agg["mean"], yerr=err, marker="o", markersize=4,
-                               capsize=3, label=str(policy))
-            ax.scatter(g["_k"] + off, g[m] * scale, s=8, alpha=0.4,
-                       color=line.lines[0].get_color())
+            ax.errorbar(agg.index + off, agg["mean"], yerr=err, marker="o", markersize=4,
+                        capsize=3, label=str(policy), color=colours[policy])
+            ax.scatter(g["_k"] + off, g[m] * scale, s=8, alpha=0.4, color=colours[policy])
         ax.set_xlabel("end devices missing (drawn at random per seed)")
         ax.set_ylabel(_label(m))
         if scale == 100.0:
@@ -264,10 +273,10 @@ _LABELS = {
     "accuracy": "accuracy [%]",
     "end_accuracy": "accuracy at end/local exits [%]",
     "edge_accuracy": "accuracy at edge exits [%]",
-    "cloud_accuracy": "accuracy of samples leaving at the cloud [%]",
-    "noncloud_exit_rate": "samples leaving before the cloud [%]",
-    "noncloud_accuracy": "accuracy of samples leaving before the cloud [%]",
-    "model.feature_loss_rate": "feature loss rate [%] (channels not sent)",
+    "cloud_accuracy": "cloud accuracy [%]\n(samples leaving at the cloud)",
+    "noncloud_exit_rate": "edge exits [%]\n(samples leaving before the cloud)",
+    "noncloud_accuracy": "edge accuracy [%]\n(samples leaving before the cloud)",
+    "model.feature_loss_rate": "feature loss rate [%]\n(channels not sent)",
 }
 
 
@@ -281,6 +290,10 @@ def _label(metric: str) -> str:
     if _scale(metric) == 100.0:
         return metric.replace("_", " ") + " [%]"
     return metric.replace("_", " ")
+
+
+def _flat(metric: str) -> str:
+    return _label(metric).replace("\n", " ")
 
 
 def _scale(metric: str) -> float:
@@ -308,6 +321,22 @@ def _ok(summary: pd.DataFrame) -> pd.DataFrame:
 def _legend(ax, **kw) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(**kw)
+
+
+def _legend_all(ax, axes, **kw) -> None:
+    """One legend in ``ax`` naming every policy drawn in any of ``axes``."""
+    seen: dict = {}
+    for a in axes:
+        for h, label in zip(*a.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, h)
+    if seen:
+        ax.legend(list(seen.values()), list(seen), **kw)
+
+
+def _colours(rows: pd.DataFrame) -> dict:
+    """One colour per policy, the same in every panel of a figure."""
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {p: cycle[k % len(cycle)] for k, p in enumerate(dict.fromkeys(rows["policy"]))}
 
 
 def _numeric_x(values: pd.Series) -> tuple[pd.Series, str | None]:
@@ -389,7 +418,8 @@ def study_plots(summary: pd.DataFrame, spec, out: Path) -> list[Path]:
         x = param_column(p.x, rows.columns)
         title = getattr(p, "title", None)
         if kind == "tradeoff":
-            paths.append(tradeoff(rows, x, p.y[0], p.y[1], file, p.logx, title=title))
+            paths.append(tradeoff(rows, x, p.y[0], p.y[1], file, p.logx, title=title,
+                                  key_label=getattr(p, "xlabel", None)))
         elif kind == "missing_device":
             paths.append(missing_device(rows, x, p.y, file, title=title))
         elif kind == "missing_count":

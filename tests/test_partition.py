@@ -378,3 +378,20 @@ def test_load_score_extremes_and_weights():
         load_score(CALM, {"gpu": 1.0})
     with pytest.raises(ValueError, match="not all 0"):
         load_score(CALM, {"cpu": 0.0})
+
+
+def test_dapdee_heavy_mode_falls_back_to_light_plan_to_meet_the_deadline():
+    G = nx.DiGraph()
+    G.add_node("input", flops=0.0, out_bytes=1000.0)
+    G.add_node("a", flops=1e6, out_bytes=40.0, final=True)
+    G.add_edge("input", "a")
+    costs = Costs(device_flops_per_s=1e8, edge_flops_per_s=1e10, bandwidth_Bps=1e6,
+                  latency_s=0.05)
+    busy = {"cpu": 1.0, "memory": 1.0, "uplink_Bps": 1e5, "delay_s": 0.1, "battery": 0.0,
+            "priority": 0.0, "deadline_s": 1.0}
+    assert heavy_load(G, costs).device_nodes == {"input"}  # offload: 1 ms stages, 51 ms total
+    d = dapdee(G, costs, 0.02, busy)
+    assert d.mode == "light" and d.plan.device_nodes == {"input", "a"}
+    assert d.plan.total == pytest.approx(0.01)
+    d = dapdee(G, costs, 0.1, busy)  # the heavy plan meets a loose deadline: keep it
+    assert d.mode == "heavy" and d.plan.device_nodes == {"input"}

@@ -108,24 +108,19 @@ class Partition(Policy):
             d["out_bytes"] = link.wire_bytes(d["out_bytes"])[0]
         return g
 
-    def plan(self, src: str, bandwidth: float, load: float | None = None):
+    def plan(self, src: str, bandwidth: float, metrics: P.LoadMetrics | None = None):
         """(exit number, Plan, mode) for a sample of ``src`` at ``bandwidth`` (bytes/s)."""
         p, link = self.params, self.link[src]
         dev, edge = self.devices[src], self.devices[self.edge[src]]
-        light = load is None or p.priority >= 1.0 or load < P.LIGHT_LOAD_THRESHOLD
-        key = (dev.flops_per_s, edge.flops_per_s, link.name, bandwidth,
-               light if p.method == "dapdee" else None)
+        mode = P.dapdee_mode(metrics) if metrics is not None else None
+        key = (dev.flops_per_s, edge.flops_per_s, link.name, bandwidth, mode)
         got = self._plans.get(key)
         if got is None:
             costs = P.Costs(dev.flops_per_s, edge.flops_per_s, bandwidth, link.latency)
             graphs = {n: self._wire_graph(n, link) for n in self.graphs}
             if p.method == "dapdee":
-                got = None
-                for n in sorted(graphs, reverse=True):
-                    plan = (P.dads_min_cut if light else P.heavy_load)(graphs[n], costs)
-                    got = (n, plan, "light" if light else "heavy")
-                    if self._predict(src, plan) <= self.deadline:
-                        break
+                got = tuple(P.dapdee(graphs, costs, self.deadline, metrics,
+                                     latency=lambda plan: self._predict(src, plan)))
             else:
                 got = (self.exit_k, _METHODS[p.method](graphs[self.exit_k], costs), p.method)
             self._plans[key] = got
@@ -141,25 +136,27 @@ class Partition(Policy):
     def predicted_latency(self, src: str, bandwidth: float | None = None) -> float:
         """The cost model's latency for a sample of ``src`` with nothing else in the system."""
         bw = self.link[src].bandwidth if bandwidth is None else bandwidth
-        _, plan, _ = self.plan(src, bw, self._score(src, bw, None))
+        _, plan, _ = self.plan(src, bw, self._metrics(src, bw, None))
         return self._predict(src, plan)
 
-    def _score(self, src: str, bandwidth: float, sim) -> float | None:
+    def _metrics(self, src: str, bandwidth: float, sim) -> P.LoadMetrics | None:
+        """Live metrics of algorithm 4 (dapdee only): device queue as CPU load, the uplink's
+        current bandwidth and latency, the task's battery, priority and deadline. Memory use is
+        not modelled (0)."""
         if self.params.method != "dapdee":
             return None
         dev = self.devices[src]
         cpu = min(1.0, sim.queue_len(src) / dev.cores) if sim is not None else 0.0
-        return P.load_score(P.LoadMetrics(
-            cpu=cpu, memory=0.0, uplink_Bps=bandwidth, delay_s=self.link[src].latency,
-            battery=self.params.battery, priority=self.params.priority,
-            deadline_s=self.deadline))
+        return P.LoadMetrics(cpu=cpu, memory=0.0, uplink_Bps=bandwidth,
+                             delay_s=self.link[src].latency, battery=self.params.battery,
+                             priority=self.params.priority, deadline_s=self.deadline)
 
     # -- routing -------------------------------------------------------------------------------
 
     def route(self, s, sim):
         src, link = s.source, self.link[s.source]
         bw = sim.bandwidth(link.name, src) if sim is not None else link.bandwidth
-        n, plan, _ = self.plan(src, bw, self._score(src, bw, sim))
+        n, plan, _ = self.plan(src, bw, self._metrics(src, bw, sim))
         g = self.graphs[n]
         dev_flops = sum(g.nodes[v]["flops"] for v in plan.device_nodes)
         if plan.device_nodes - {P.INPUT}:
