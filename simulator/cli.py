@@ -43,6 +43,9 @@ def _user_errors():
         _fail(exc.problems)
     except OracleError as exc:
         _fail([str(exc)])
+    except KeyboardInterrupt:
+        err.print("interrupted: no partial results were written (files appear only when whole)")
+        raise typer.Exit(130) from None
     except Exception as exc:  # errors from the models package that name a user mistake
         if type(exc).__name__ in ("DataError", "ModelSpecError", "CheckpointError"):
             _fail([str(exc)])
