@@ -79,9 +79,10 @@ def metric_vs(summary: pd.DataFrame, x: str, metrics: Sequence[str], path: Path,
     the min-max range over seeds shaded).
 
     Values of ``x`` written with units (``"10 /s"``, ``"5 Mbit/s"``) are plotted as numbers in SI
-    units; other non-numeric values are categories in the order they first appear.
+    units; other non-numeric values are categories in the order they first appear. Cloud and
+    edge accuracies over fewer than ``MIN_SUPPORT`` samples are left out.
     """
-    summary = derive(summary)
+    summary = _drawable(summary)
     metrics = [m for m in metrics if m in summary.columns]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.0 * len(metrics), 3.8), squeeze=False)
     ok = _ok(summary)
@@ -124,13 +125,14 @@ def tradeoff(summary: pd.DataFrame, key: str, x_metric: str, y_metric: str, path
              key_label: str | None = None) -> Path:
     """``y_metric`` against ``x_metric`` (say accuracy against bytes per sample), one curve per
     policy through the values of the study key ``key`` (mean over seeds); the first and last
-    values of ``key`` (named ``key_label``) are written beside their points."""
-    summary = derive(summary)
+    values of ``key`` (named ``key_label``) are written beside the ends of the first curve."""
+    summary = _drawable(summary)
     ok = _ok(summary)
     colours = _colours(ok)
     name = key_label or _short(key)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for j, (policy, g) in enumerate(ok.groupby("policy", sort=False)):
+    ends: list = []
+    for policy, g in ok.groupby("policy", sort=False):
         agg = g.groupby(key, sort=False)[[x_metric, y_metric]].mean().dropna()
         if agg.empty:
             continue
@@ -141,10 +143,14 @@ def tradeoff(summary: pd.DataFrame, key: str, x_metric: str, y_metric: str, path
                     label=str(policy), color=c)
             continue
         ax.plot(xs, ys, marker="o", markersize=3, label=str(policy), color=c)
-        for i in (0, len(agg) - 1):  # staggered so that curves ending together stay legible
-            ax.annotate(f"{name}={agg.index[i]}", (xs.iloc[i], ys.iloc[i]), fontsize=7,
-                        color=c, xytext=(5, -12 + 9 * j), textcoords="offset points",
-                        arrowprops={"arrowstyle": "-", "color": c, "lw": 0.4})
+        if not ends:  # every curve runs through the same values: name the ends once
+            ends = [(f"{name} = {agg.index[i]}", xs.iloc[i], ys.iloc[i])
+                    for i in (0, len(agg) - 1)]
+    lo, hi = ax.get_ylim()
+    for text, xv, yv in ends:  # below the point in the upper half, above it in the lower
+        ax.annotate(text, (xv, yv), fontsize=8, xytext=(8, -14 if yv > (lo + hi) / 2 else 10),
+                    textcoords="offset points",
+                    arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.6})
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(_label(x_metric))
@@ -162,7 +168,7 @@ def missing_device(summary: pd.DataFrame, key: str, metrics: Sequence[str], path
     ``key`` is the study's ``failures`` column: ``[]`` or one ``{device: NAME}`` per point; rows
     with other failures are ignored. Bars are means over seeds; whiskers span min to max.
     """
-    summary = derive(summary)
+    summary = _drawable(summary)
     ok = _ok(summary)
     kinds = ok[key].map(_failure)
     ok = ok.assign(_what=[w for _, w in kinds])[[k in ("none", "device") for k, _ in kinds]]
@@ -208,7 +214,7 @@ def missing_count(summary: pd.DataFrame, key: str, metrics: Sequence[str], path:
 
     ``key`` is the study's ``failures`` column: ``[]`` (0 missing) or ``[{random: k}]``.
     """
-    summary = derive(summary)
+    summary = _drawable(summary)
     ok = _ok(summary)
     kinds = ok[key].map(_failure)
     keep = [k in ("none", "random") for k, _ in kinds]
@@ -245,7 +251,8 @@ def derive(summary: pd.DataFrame) -> pd.DataFrame:
     * ``noncloud_exit_rate``: share of ok samples leaving before the cloud (any exit but
       ``cloud``);
     * ``noncloud_accuracy``: correct samples among those (the ADA-DDNN paper's "edge accuracy",
-      whichever exits a policy has below the cloud).
+      whichever exits a policy has below the cloud);
+    * ``samples_noncloud``, ``samples_cloud``: how many ok samples left before / at the cloud.
     """
     rates = [c for c in summary.columns if c.startswith("exit_rate.")]
     if not rates or "noncloud_exit_rate" in summary.columns:
@@ -263,6 +270,22 @@ def derive(summary: pd.DataFrame) -> pd.DataFrame:
         n_early = early * n_ok
         acc = (out["accuracy"] * out["samples"] - correct_cloud) / n_early.where(n_early > 0)
         out["noncloud_accuracy"] = acc.clip(0.0, 1.0).where(has_any)
+        out["samples_noncloud"] = n_early.where(has_any).round()
+        out["samples_cloud"] = (cloud_rate * n_ok).where(has_any).round()
+    return out
+
+
+#: Accuracies over the samples of one tier are not drawn when fewer samples stand behind them
+#: (at a high threshold two samples reach the cloud, and "cloud accuracy 0%" misleads).
+MIN_SUPPORT = 20
+
+
+def _drawable(summary: pd.DataFrame) -> pd.DataFrame:
+    """``derive(summary)`` with tier accuracies over fewer than MIN_SUPPORT samples blanked."""
+    out = derive(summary)
+    for acc, n in (("cloud_accuracy", "samples_cloud"), ("noncloud_accuracy", "samples_noncloud")):
+        if acc in out.columns and n in out.columns:
+            out = out.assign(**{acc: out[acc].where(~(out[n] < MIN_SUPPORT))})
     return out
 
 

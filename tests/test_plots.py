@@ -232,7 +232,19 @@ def test_derive_noncloud_columns():
     assert d["noncloud_accuracy"].iloc[1] == pytest.approx(42 / 60)
     # ada: 90 ok; 72 correct, 18 x 0.5 = 9 at the cloud -> 63 of 72 at the edge
     assert d["noncloud_accuracy"].iloc[2] == pytest.approx(63 / 72)
+    assert d["samples_noncloud"].tolist()[:3] == [0, 60, 72]
+    assert d["samples_cloud"].tolist()[:3] == [100, 40, 18]
     assert plots.derive(d) is d  # idempotent
+
+
+def test_tier_accuracies_over_few_samples_are_not_drawn():
+    s = pd.DataFrame({"policy": ["a", "b"], "samples": [100, 100], "failed": [0, 0],
+                      "accuracy": [0.9, 0.9], "cloud_accuracy": [0.0, 0.9],
+                      "exit_rate.cloud": [0.02, 0.5], "exit_rate.local": [0.98, 0.5]})
+    d = plots._drawable(s)
+    assert math.isnan(d["cloud_accuracy"].iloc[0])  # 2 samples at the cloud
+    assert d["cloud_accuracy"].iloc[1] == 0.9
+    assert d["noncloud_accuracy"].notna().all()
 
 
 def test_failure_values_are_read():
