@@ -9,7 +9,7 @@ in ``.cache/ddnnsim``; a cold cache adds a few minutes of training) into
 ``results/gallery/<name>/``; an interrupted run resumes there. The study's figures are copied
 into ``docs/gallery/`` together with the quickstart run's latency CDF, exit rates and Gantt
 chart, and the figures that correspond to the papers' reported ones are printed as Markdown
-tables (also written to ``results/gallery/figures.md``) for ``docs/gallery.md``.
+tables (also written to ``results/gallery/figures.md``) for the README's gallery.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 STUDIES = ["ddnn_aggregation", "ada_vs_ddnn", "att_mu_sweep", "ada_fault_tolerance",
-           "network_sweep", "load_sweep"]
+           "network_sweep", "load_sweep", "dapdee_networks", "partition_demo"]
 
 
 def run_studies(names: list[str], out: Path, workers: int, fresh: bool) -> dict:
