@@ -31,14 +31,15 @@ The exits are named ``exit1`` .. ``exit{K}`` (shallowest first) and ``final``.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from models.graph import FusedLayer
+from models.registry import ArchInfo, Registry
 
 # --------------------------------------------------------------------------- layers
 
@@ -267,39 +268,15 @@ CHAIN_DEFAULTS: dict[str, dict[str, object]] = {
 }
 
 
-@dataclass(frozen=True)
-class ChainInfo:
-    """Registry entry of a chain/DAG architecture."""
-
-    name: str
-    description: str
-    paper: str
-    defaults: Mapping[str, object]
-    builder: Callable[..., ChainNet] = field(repr=False)
-
-
-_REGISTRY: dict[str, ChainInfo] = {}
-
-
-def register_chain(*, description: str, paper: str) -> Callable:
-    """Decorator registering ``fn(input_shape, n_classes, **options) -> ChainNet``."""
-
-    def deco(fn: Callable[..., ChainNet]) -> Callable[..., ChainNet]:
-        if fn.__name__ in _REGISTRY:
-            raise ValueError(f"model {fn.__name__!r} registered twice")
-        _REGISTRY[fn.__name__] = ChainInfo(fn.__name__, description, paper,
-                                           CHAIN_DEFAULTS[fn.__name__], fn)
-        return fn
-
-    return deco
-
-
-def list_chain_models() -> list[str]:
-    return sorted(_REGISTRY)
+CHAINS = Registry("chain model", CHAIN_DEFAULTS)
+ChainInfo = ArchInfo
+#: Decorator registering ``fn(input_shape, n_classes, **options) -> ChainNet``.
+register_chain = CHAINS.register
+list_chain_models = CHAINS.names
 
 
 def is_chain(arch: object) -> bool:
-    return arch in _REGISTRY
+    return arch in CHAINS
 
 
 def chain_option_problems(arch: str, options: Mapping[str, object]) -> list[tuple[str, str]]:
@@ -344,10 +321,7 @@ def resolve_chain_options(arch: str, options: Mapping[str, object] | None = None
 
 def create_chain_model(arch: str, *, input_shape, n_classes: int, **options) -> ChainNet:
     """Build ``arch`` for inputs of shape ``(C, H, W)``."""
-    try:
-        info = _REGISTRY[arch]
-    except KeyError:
-        raise KeyError(f"unknown chain model {arch!r} (have {list_chain_models()})") from None
+    info = CHAINS.info(arch)
     return info.builder(tuple(input_shape), n_classes, **resolve_chain_options(arch, options))
 
 

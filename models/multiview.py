@@ -38,8 +38,8 @@ reduction       SE reduction ratio r (device attention and attention fusion)
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -53,6 +53,7 @@ from models.blocks import (
     SEAttention,
     residual_stack,
 )
+from models.registry import ArchInfo, Registry
 
 # --------------------------------------------------------------------------- configuration
 
@@ -124,44 +125,12 @@ def option_problems(arch: str, options: Mapping[str, object]) -> list[tuple[str,
 # --------------------------------------------------------------------------- registry
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """Registry entry: what an architecture is and how to build it."""
-
-    name: str
-    description: str
-    paper: str
-    defaults: Mapping[str, object]
-    builder: Callable[..., MultiViewNet] = field(repr=False)
-
-
-_REGISTRY: dict[str, ModelInfo] = {}
-
-
-def register_model(*, description: str, paper: str) -> Callable:
-    """Decorator registering a builder ``fn(n_devices, view_shape, n_classes, **options)``."""
-
-    def deco(fn: Callable[..., MultiViewNet]) -> Callable[..., MultiViewNet]:
-        name = fn.__name__
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelInfo(name, description, paper, ARCH_DEFAULTS[name], fn)
-        return fn
-
-    return deco
-
-
-def list_models() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def model_info(arch: str) -> ModelInfo:
-    try:
-        return _REGISTRY[arch]
-    except KeyError:
-        close = difflib.get_close_matches(arch, list(_REGISTRY), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown model {arch!r}{hint} (have {list_models()})") from None
+MODELS = Registry("model", ARCH_DEFAULTS)
+ModelInfo = ArchInfo
+#: Decorator registering a builder ``fn(n_devices, view_shape, n_classes, **options)``.
+register_model = MODELS.register
+list_models = MODELS.names
+model_info = MODELS.info
 
 
 def resolve_options(arch: str, options: Mapping[str, object] | None = None) -> dict[str, object]:
