@@ -722,16 +722,20 @@ class ChainOracle(TorchOracle):
     so a :class:`TraceOracle` replays it); ``flops`` and ``params`` are per graph node.
     """
 
-    GRAPH_FORMAT = 1
+    GRAPH_FORMAT = 2  # 2: nodes carry host_s (measured host seconds for one sample)
 
     def _key_extra(self) -> dict:
         return {"graph_format": self.GRAPH_FORMAT}
 
     def _describe(self, model) -> None:
-        from models.graph import cost_graph
+        from models.graph import cost_graph, measure_seconds
 
         self.exits = model.exits
         self.graph = cost_graph(model.net, model.input_shape, encoding=self.spec.encoding)
+        # Host timing per node (median of 7 runs), for devices with a measured_scale. Measured
+        # once, when the trace is built, and replayed from it afterwards.
+        for v, s in measure_seconds(model.net, model.input_shape).items():
+            self.graph.nodes[v]["host_s"] = float(s)
         self.flops = {str(v): float(d["flops"]) for v, d in self.graph.nodes(data=True)}
         self.params = {str(v): int(d["params"]) for v, d in self.graph.nodes(data=True)}
 

@@ -126,6 +126,10 @@ class DeviceSpec(Strict):
     power_idle: Watts | None = None
     tx_power: Watts | None = None
     energy: EnergyModel = EnergyModel()
+    measured_scale: Float | None = Field(
+        None, gt=0, description="compute time = the model's host-measured seconds x this factor "
+        "(models that carry host timings: chain/DAG models); e.g. 8 for a device 8x slower "
+        "than the host that measured them")
     service: Literal["fixed", "exponential"] = Field(
         "fixed", description="compute time: fixed, or exponential with the same mean")
 
@@ -234,15 +238,18 @@ class ChainExit(Strict):
 
     flops: Flop
     out_bytes: PosBytes = Field(40.0, description="the branch's output (class scores)")
+    host_time: Seconds | None = None
     accuracy: Probability
 
 
 class ChainLayer(Strict):
-    """One trunk layer of a synthetic chain model."""
+    """One trunk layer of a synthetic chain model; ``host_time`` is its time for one sample on
+    a reference host (used on devices with a ``measured_scale``)."""
 
     name: str
     flops: Flop
     out_bytes: PosBytes
+    host_time: Seconds | None = None
     exit: ChainExit | None = None
 
 

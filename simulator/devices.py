@@ -28,9 +28,14 @@ class DeviceParams:
     k: float = 1e-24
     frequency: float | None = None
     service: str = "fixed"  # "fixed" | "exponential" (same mean)
+    measured_scale: float | None = None  # compute = host-measured seconds x this (if known)
     down: list[tuple[float, float]] = field(default_factory=list)  # [start, end) intervals
 
-    def compute_time(self, flops: float) -> float:
+    def compute_time(self, flops: float, host_seconds: float | None = None) -> float:
+        """Seconds for a step: host-measured seconds x ``measured_scale`` when both are known,
+        else FLOPs / rate; plus the per-call overhead."""
+        if host_seconds is not None and self.measured_scale is not None:
+            return host_seconds * self.measured_scale + self.call_overhead
         return flops / self.flops_per_s + self.call_overhead
 
     @property

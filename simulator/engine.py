@@ -167,7 +167,7 @@ class Simulation:
         req = dev.cores.request()
         yield req
         start = env.now
-        dt = step.flops / p.flops_per_s + p.call_overhead
+        dt = p.compute_time(step.flops, step.seconds)
         if p.service == "exponential":
             dt = float(self._dev_rng[step.device].exponential(dt))
         try:

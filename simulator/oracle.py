@@ -357,7 +357,8 @@ class SyntheticChainOracle:
     """A seeded, model-free single-view chain model with early exits, for partitioning.
 
     ``layers`` are the trunk in order: ``{"name", "flops", "out_bytes"}`` plus optionally
-    ``"exit": {"flops", "out_bytes", "accuracy"}`` for an early-exit branch after that layer.
+    ``"exit": {"flops", "out_bytes", "accuracy"}`` for an early-exit branch after that layer;
+    ``"host_time"`` (seconds on a reference host) becomes the node's ``host_s``.
     The last layer is the final classifier. ``graph`` is the cost graph (see
     ``simulator.partition``); exits are named ``exit1``, ``exit2``, ... and ``final``.
     """
@@ -380,6 +381,8 @@ class SyntheticChainOracle:
             name = layer["name"]
             last = i == len(layers) - 1
             g.add_node(name, flops=float(layer["flops"]), out_bytes=float(layer["out_bytes"]))
+            if layer.get("host_time") is not None:
+                g.nodes[name]["host_s"] = float(layer["host_time"])
             if last:
                 g.nodes[name]["final"] = True
             g.add_edge(prev, name)
@@ -389,6 +392,8 @@ class SyntheticChainOracle:
                 br = layer["exit"]
                 g.add_node(f"exit{k}", flops=float(br["flops"]),
                            out_bytes=float(br.get("out_bytes", 4.0 * n_classes)), exit=k)
+                if br.get("host_time") is not None:
+                    g.nodes[f"exit{k}"]["host_s"] = float(br["host_time"])
                 g.add_edge(name, f"exit{k}")
                 exits.append(f"exit{k}")
                 acc.append(float(br["accuracy"]))

@@ -118,6 +118,7 @@ def build(loaded: Loaded) -> tuple[Topology | None, list[Problem]]:
                 name=name, tier=spec.tier,
                 **{f: values[k] for k, (_, f) in _DEVICE_FIELDS.items()},
                 energy_model=e.model, k=e.k, frequency=e.frequency, service=spec.service,
+                measured_scale=spec.measured_scale,
             )
 
     def resolve(ref: str, loc: tuple) -> list[str]:

@@ -112,3 +112,35 @@ def test_partition_needs_a_cost_graph():
 
 def test_scenario_file_validates():
     assert load("scenarios/partition_demo.yaml").scenario.samples > 0
+
+
+def test_measured_mode_uses_host_timings_and_agrees_with_the_cost_model():
+    """Devices with a measured_scale compute from host seconds x scale, in plans and engine."""
+    data = demo(workload={"arrivals": "closed", "rate": None})
+    del data["workload"]["rate"]
+    for k, layer in enumerate(data["models"]["chain"]["layers"]):
+        layer["host_time"] = f"{2 + k} ms"
+        if "exit" in layer:
+            layer["exit"]["host_time"] = "0.5 ms"
+    data["topology"]["devices"]["cam"]["measured_scale"] = 10.0
+    data["topology"]["devices"]["edge"]["measured_scale"] = 0.5
+    res = run(data)
+    topo, bound = prepare(_loaded(data), progress=False)
+    for policy, _ in bound:
+        rec = res.records[res.records["policy"] == policy.label]
+        for src, g in rec.groupby("source", observed=True):
+            np.testing.assert_allclose(g["latency_s"], policy.predicted_latency(str(src)),
+                                       rtol=1e-9, err_msg=policy.label)
+    dev = res.records[res.records["policy"] == "device_only"]
+    # Final model: the 7 trunk layers at (2..8 ms) x 10 on the camera, plus its call overhead.
+    expected = 10 * sum(range(2, 9)) * 1e-3 + topo.devices["cam0"].call_overhead
+    assert dev["latency_s"].iloc[0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_measured_scale_needs_host_timings():
+    from simulator.config import ScenarioError
+
+    data = demo()
+    data["topology"]["devices"]["cam"]["measured_scale"] = 10.0
+    with pytest.raises(ScenarioError, match="no host timing"):
+        _loaded(data)

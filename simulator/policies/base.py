@@ -16,12 +16,15 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Compute:
-    """Run ``flops`` of section ``label`` on ``device`` (waits for a free core)."""
+    """Run ``flops`` of section ``label`` on ``device`` (waits for a free core). ``seconds``, if
+    known, is the work's measured time on the reference host (devices with a measured_scale use
+    it instead of the FLOPs)."""
 
-    __slots__ = ("device", "flops", "label")
+    __slots__ = ("device", "flops", "label", "seconds")
 
-    def __init__(self, device: str, flops: float, label: str = ""):
-        self.device, self.flops, self.label = device, flops, label
+    def __init__(self, device: str, flops: float, label: str = "",
+                 seconds: float | None = None):
+        self.device, self.flops, self.label, self.seconds = device, flops, label, seconds
 
     def __repr__(self) -> str:
         return f"Compute({self.device!r}, {self.flops:.4g}, {self.label!r})"

@@ -96,6 +96,13 @@ class Partition(Policy):
                                   "device for partitioning")
             self.edge[d], self.link[d] = edge, path[0]
         self.devices = topo.devices
+        timed = [d for d in {*self.edge, *self.edge.values()}
+                 if self.devices[d].measured_scale is not None]
+        untimed = [v for v, d in graph.nodes(data=True) if v != P.INPUT and "host_s" not in d]
+        if timed and untimed:
+            raise PolicyError("model", f"device {sorted(timed)[0]!r} has a measured_scale but "
+                              f"the model carries no host timing for {untimed[0]!r} (torch "
+                              "chain models and synthetic_chain layers with host_time do)")
         self._plans: dict = {}
         self._tables: dict = {}
 
@@ -116,7 +123,8 @@ class Partition(Policy):
         key = (dev.flops_per_s, edge.flops_per_s, link.name, bandwidth, mode)
         got = self._plans.get(key)
         if got is None:
-            costs = P.Costs(dev.flops_per_s, edge.flops_per_s, bandwidth, link.latency)
+            costs = P.Costs(dev.flops_per_s, edge.flops_per_s, bandwidth, link.latency,
+                            measured=self._measured(dev, edge))
             graphs = {n: self._wire_graph(n, link) for n in self.graphs}
             if p.method == "dapdee":
                 got = tuple(P.dapdee(graphs, costs, self.deadline, metrics,
@@ -125,6 +133,20 @@ class Partition(Policy):
                 got = (self.exit_k, _METHODS[p.method](graphs[self.exit_k], costs), p.method)
             self._plans[key] = got
         return got
+
+    def _measured(self, dev, edge) -> dict | None:
+        """Per-node (device, edge) seconds when either side computes from host timings (its
+        measured_scale and the graph's ``host_s``), so plans and the engine agree."""
+        if dev.measured_scale is None and edge.measured_scale is None:
+            return None
+        out = {}
+        for v, d in self.graph.nodes(data=True):
+            if v == P.INPUT:
+                continue
+            host = d.get("host_s")
+            out[v] = (dev.compute_time(d["flops"], host) - dev.call_overhead,
+                      edge.compute_time(d["flops"], host) - edge.call_overhead)
+        return out
 
     def _predict(self, src: str, plan) -> float:
         """Latency of one sample alone: the plan's stages plus one call overhead per side."""
@@ -153,19 +175,26 @@ class Partition(Policy):
 
     # -- routing -------------------------------------------------------------------------------
 
+    @staticmethod
+    def _work(g, nodes) -> tuple[float, float | None]:
+        """FLOPs of ``nodes`` and their host seconds (None unless every node has a timing)."""
+        flops = sum(g.nodes[v]["flops"] for v in nodes)
+        timed = [g.nodes[v].get("host_s") for v in nodes if v != P.INPUT]
+        return flops, (sum(timed) if all(t is not None for t in timed) else None)
+
     def route(self, s, sim):
         src, link = s.source, self.link[s.source]
         bw = sim.bandwidth(link.name, src) if sim is not None else link.bandwidth
         n, plan, _ = self.plan(src, bw, self._metrics(src, bw, sim))
         g = self.graphs[n]
-        dev_flops = sum(g.nodes[v]["flops"] for v in plan.device_nodes)
         if plan.device_nodes - {P.INPUT}:
-            yield Compute(src, dev_flops, "device part")
+            flops, seconds = self._work(g, plan.device_nodes)
+            yield Compute(src, flops, "device part", seconds)
         if plan.edge_nodes:
             for u in sorted(plan.transferred, key=str):
                 yield Send(src, self.edge[src], g.nodes[u]["out_bytes"], f"tensor:{u}")
-            yield Compute(self.edge[src], sum(g.nodes[v]["flops"] for v in plan.edge_nodes),
-                          "edge part")
+            flops, seconds = self._work(g, plan.edge_nodes)
+            yield Compute(self.edge[src], flops, "edge part", seconds)
         key = s.split
         t = self._tables.get(key)
         if t is None:
