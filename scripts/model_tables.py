@@ -33,6 +33,11 @@ def summary(overrides: list[str], cache: str):
     return s
 
 
+def pct(x: float) -> str:
+    """A share as a percentage, '-' when undefined (no sample left at that tier)."""
+    return "-" if x != x else f"{x:.1%}"
+
+
 def policies(items: list[dict]) -> str:
     return "policies=" + "[" + ", ".join(
         "{" + ", ".join(f"{k}: {v}" for k, v in p.items()) + "}" for p in items) + "]"
@@ -52,9 +57,9 @@ def main() -> None:
                                {"policy": "ada", "model": "ada", "threshold": t}])], args.cache)
         d, a = s.loc["ddnn"], s.loc["ada"]
         edge_rate = a.get("exit_rate.edge1", 0) + a.get("exit_rate.edge2", 0)
-        print(f"| {t} | {d['exit_rate.local']:.1%} | {d['end_accuracy']:.1%} | "
-              f"{d['accuracy']:.1%} | {edge_rate:.1%} | {a['edge_accuracy']:.1%} | "
-              f"{a['cloud_accuracy']:.1%} | {a['accuracy']:.1%} |")
+        print(f"| {t} | {pct(d['exit_rate.local'])} | {pct(d['end_accuracy'])} | "
+              f"{pct(d['accuracy'])} | {pct(edge_rate)} | {pct(a['edge_accuracy'])} | "
+              f"{pct(a['cloud_accuracy'])} | {pct(a['accuracy'])} |")
 
     print("\n### ATT-DDNN against mu (T = 0.2, int8 features)\n")
     print("| mu | device uploads B/sample (cell, wire) | feature payload B/sample | "
