@@ -87,6 +87,47 @@ def section_flops(model: MultiViewNet) -> dict[str, float]:
     return flops
 
 
+@torch.no_grad()
+def section_seconds(model: MultiViewNet, repeats: int = 7, warmup: int = 2) -> dict[str, float]:
+    """Host seconds per sample of each section (all devices alive): the median over ``repeats``
+    timed forwards of one sample, after ``warmup``; keyed like :func:`section_flops`."""
+    import time
+
+    was_training = model.training
+    model.eval()
+    views = torch.zeros(1, model.n_devices, *model.view_shape)
+    names = {f"devices.{i}": f"dev{i}" for i in range(model.n_devices)}
+    names.update({s: s for s in ("local", "edge", "cloud")})
+    runs: list[dict[str, float]] = []
+    current: dict[str, float] = {}
+    started: dict[str, float] = {}
+    handles = []
+    for name, module in model.named_modules():
+        section = names.get(name)
+        if section is None:
+            continue
+
+        def pre(_m, _args, section=section):
+            started[section] = time.perf_counter()
+
+        def post(_m, _args, _out, section=section):
+            current[section] = current.get(section, 0.0) + time.perf_counter() - started[section]
+
+        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    try:
+        for k in range(warmup + repeats):
+            current.clear()
+            model(views)
+            if k >= warmup:
+                runs.append(dict(current))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    keys = section_flops(model).keys()
+    return {s: float(np.median([r.get(s, 0.0) for r in runs])) for s in keys}
+
+
 def section_params(model: MultiViewNet) -> dict[str, int]:
     """Parameters of each section."""
     out = {f"dev{i}": sum(p.numel() for p in d.parameters()) for i, d in enumerate(model.devices)}

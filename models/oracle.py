@@ -53,6 +53,7 @@ from models.cost import (
     score_bytes,
     section_flops,
     section_params,
+    section_seconds,
     value_bytes,
 )
 from models.data import CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, DATASETS, ViewSpec, cifar_fingerprint
@@ -75,7 +76,7 @@ from simulator.oracle import (
     write_trace,
 )
 
-ORACLE_FORMAT = 2  # 2: tables carry info (feature_loss_rate)
+ORACLE_FORMAT = 3  # 2: tables carry info; 3: host seconds per section
 SPEC_KEYS = (
     "arch",
     "dataset",
@@ -494,17 +495,22 @@ class TorchOracle:
         self.exits = model.exits
         self.flops = section_flops(model)
         self.params = section_params(model)
+        # Host timing per section, for devices with a measured_scale (measured once, when the
+        # trace is built, and replayed from it afterwards).
+        self.seconds = section_seconds(model)
 
     def _restore(self, trace: TraceOracle) -> None:
         """The same from a cached trace; raises OracleError when the trace lacks something."""
         self.exits = tuple(trace.exits)
         self.flops = dict(trace.flops)
         self.params = dict(trace.extra.get("params", {}))
+        self.seconds = dict(trace.extra.get("seconds") or {}) or None
         self.train_meta = dict(trace.extra.get("train", {}))
 
     def _trace_extra(self) -> dict:
         return {
             "params": self.params,
+            "seconds": getattr(self, "seconds", None),
             "spec": self.spec.to_dict(),
             "seed": self.seed,
             "checkpoint_key": self.checkpoint_key,
@@ -738,6 +744,7 @@ class ChainOracle(TorchOracle):
             self.graph.nodes[v]["host_s"] = float(s)
         self.flops = {str(v): float(d["flops"]) for v, d in self.graph.nodes(data=True)}
         self.params = {str(v): int(d["params"]) for v, d in self.graph.nodes(data=True)}
+        self.seconds = {str(v): float(d["host_s"]) for v, d in self.graph.nodes(data=True)}
 
     def _restore(self, trace: TraceOracle) -> None:
         if trace.graph is None:

@@ -136,6 +136,7 @@ _SYNTHETIC_KEYS = {
     "accuracy": ("dev", "local", "edge", "cloud"),
     "message_bytes": ("raw", "scores", "feat", "feat.edge"),
     "flops": ("dev", "local", "edge", "cloud"),
+    "host_time": ("dev", "local", "edge", "cloud"),
 }
 
 

@@ -231,6 +231,9 @@ class SyntheticModel(Strict):
     accuracy: dict[str, Probability] = Field(default_factory=dict)
     message_bytes: dict[str, PosBytes] = Field(default_factory=dict)
     flops: dict[str, Flop] = Field(default_factory=dict)
+    host_time: dict[str, Seconds] = Field(
+        default_factory=dict, description="seconds per sample of each section on a reference "
+        "host (dev, local, edge, cloud), for devices with a measured_scale")
 
 
 class ChainExit(Strict):

@@ -15,6 +15,9 @@ Naming convention shared by oracles and policies (multi-view family, ``n_devices
   (fused edge features sent to the cloud).
 * sections (FLOPs per sample): ``dev{i}``, ``local``, ``edge``, ``cloud``.
 
+Optionally an oracle carries ``seconds`` (section -> seconds per sample measured on a reference
+host) for devices with a ``measured_scale``, and ``graph`` (a cost graph, for partitioning).
+
 An oracle serves outputs for a subset of alive end devices (``alive``), so the engine can simulate
 failed devices; ``None`` means all devices are alive. It serves two splits: ``test`` (the samples
 that are simulated) and ``val`` (for tuning exit thresholds; never simulated).
@@ -289,6 +292,7 @@ class SyntheticOracle:
         flops: Mapping[str, float] | None = None,
         missing_penalty: float = 0.05,
         seed: int = 0,
+        host_seconds: Mapping[str, float] | None = None,
     ):
         self.n_samples, self.n_devices, self.n_classes = n_samples, n_devices, n_classes
         self.seed, self.missing_penalty = seed, missing_penalty
@@ -307,6 +311,13 @@ class SyntheticOracle:
             "edge": float(fl["edge"]),
             "cloud": float(fl["cloud"]),
         }
+        hs = dict(host_seconds or {})
+        self.seconds = None
+        if hs:
+            self.seconds = {
+                **{f"dev{i}": float(hs.get("dev", 0.0)) for i in range(n_devices)},
+                **{k: float(hs.get(k, 0.0)) for k in ("local", "edge", "cloud")},
+            }
         self.key = (
             f"synthetic-n{n_samples}-d{n_devices}-c{n_classes}-s{seed}-"
             + hashlib.sha256(json.dumps([acc, mb, fl], sort_keys=True).encode()).hexdigest()[:10]
@@ -401,6 +412,7 @@ class SyntheticChainOracle:
         self.exits = (*exits, "final")
         self.accuracy = (*acc, float(accuracy))
         self.flops = {v: float(d["flops"]) for v, d in g.nodes(data=True)}
+        self.seconds = {v: d["host_s"] for v, d in g.nodes(data=True) if "host_s" in d} or None
         self.input_bytes = float(input_bytes)
         digest = json.dumps([layers, input_bytes, accuracy, n_classes], sort_keys=True,
                             default=str)

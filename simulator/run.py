@@ -51,7 +51,8 @@ def make_oracle(loaded: Loaded, model: str, overrides: dict | None = None,
     seed = loaded.scenario.seed
     if spec.oracle == "synthetic":
         return SyntheticOracle(spec.samples, spec.devices, spec.classes, spec.accuracy,
-                               spec.message_bytes, spec.flops, seed=seed)
+                               spec.message_bytes, spec.flops, seed=seed,
+                               host_seconds=spec.host_time)
     if spec.oracle == "synthetic_chain":
         layers = [layer.model_dump() for layer in spec.layers]
         return SyntheticChainOracle(layers, spec.input_bytes, spec.accuracy, spec.samples,

@@ -70,7 +70,7 @@ def _closed_form(policy, topo, sample) -> float:
         total = 0.0
         for st in steps:
             if isinstance(st, Compute):
-                total += topo.devices[st.device].compute_time(st.flops)
+                total += topo.devices[st.device].compute_time(st.flops, st.seconds)
             elif isinstance(st, Send):
                 total += topo.min_transfer_time(st.src, st.dst, st.nbytes)
         return total
@@ -214,3 +214,27 @@ def test_random_failures_are_seeded():
     picks = [chosen(s) for s in range(10)]
     assert all(len(set(p)) == 2 for p in picks)
     assert chosen(3) == picks[3] and len(set(picks)) > 1
+
+
+def test_measured_mode_multiview():
+    """Devices with a measured_scale compute host seconds x scale; the closed form still holds."""
+    data = multiview_scenario(1, samples=60, workload={"arrivals": "closed", "rate": None},
+                              policies=[{"policy": "cloud_only"}, {"policy": "ddnn",
+                                                                   "threshold": 0.5}])
+    del data["workload"]["rate"]
+    data["models"]["m"]["host_time"] = {"dev": "2 ms", "edge": "3 ms", "cloud": "4 ms"}
+    data["topology"]["devices"]["cam"]["measured_scale"] = 10.0
+    data["topology"]["devices"]["cloud"]["measured_scale"] = 0.5
+    res = run(data, hop_log=True)
+    for label, (lat, cf) in _closed_forms(data, res).items():
+        np.testing.assert_allclose(lat, cf, rtol=1e-9, err_msg=label)
+    cam = [h for h in res.hop_logs["ddnn"] if h[2] == "cam0"]
+    np.testing.assert_allclose([h[5] - h[4] for h in cam], 10 * 2e-3 + 0.5e-3, rtol=1e-12)
+    cloud = [h for h in res.hop_logs["cloud_only"] if h[2] == "cloud"]  # whole model: 9 ms
+    np.testing.assert_allclose([h[5] - h[4] for h in cloud], 0.5 * 9e-3, rtol=1e-12)
+    # the edge has no scale: FLOPs / rate as before
+    del data["models"]["m"]["host_time"]
+    from simulator.config import ScenarioError
+
+    with pytest.raises(ScenarioError, match="no host timings"):
+        load_data(data, "<test>")

@@ -123,6 +123,17 @@ class Policy:
     def bind(self, ctx: BindContext) -> None:
         """Check the policy against the topology and the oracle; raise :class:`PolicyError`."""
         self.ctx = ctx
+        self.seconds = dict(getattr(ctx.oracle, "seconds", None) or {})
+        timed = [n for n, d in ctx.topology.devices.items() if d.measured_scale is not None]
+        if timed and not self.seconds:
+            raise PolicyError("model", f"device {timed[0]!r} has a measured_scale but the model "
+                              "carries no host timings (torch models measure them; a synthetic "
+                              "oracle takes host_time)")
+
+    def compute(self, device: str, section: str, label: str) -> Compute:
+        """A compute step running ``section`` of the model (its FLOPs and host seconds)."""
+        return Compute(device, self.ctx.oracle.flops.get(section, 0.0), label,
+                       self.seconds.get(section))
 
     def route(self, sample: Sample, sim: Any) -> Generator[Step, None, Done | Failed]:
         raise NotImplementedError

@@ -106,7 +106,7 @@ class MultiviewPolicy(Policy):
 
     def scores_to_aggregator(self, t, row: int, alive) -> Par:
         """Every alive device runs its section and sends its class scores to the edge."""
-        return Par([(Compute(d, self.flops[f"dev{i}"], "device"),
+        return Par([(self.compute(d, f"dev{i}", "device"),
                      Send(d, self.edge, t.nbytes[f"scores.dev{i}"][row], "scores"))
                     for i, d in alive])
 
@@ -131,13 +131,14 @@ class CloudOnly(MultiviewPolicy):
         super().bind(ctx)
         self.exits = ["cloud"]
         self.total_flops = sum(self.flops.values())
+        self.total_seconds = sum(self.seconds.values()) if self.seconds else None
         self.need("cloud")
 
     def route(self, s, sim):
         t = self.table(s)
         yield Par([(Send(d, self.cloud, t.nbytes[f"raw.dev{i}"][s.row], "raw"),)
                    for i, d in self.alive_devices(s)])
-        yield Compute(self.cloud, self.total_flops, "model")
+        yield Compute(self.cloud, self.total_flops, "model", self.total_seconds)
         return self.done(t, s.row, "cloud", "cloud")
 
 
@@ -154,7 +155,7 @@ class DeviceOnly(MultiviewPolicy):
     def route(self, s, sim):
         t = self.table(s)
         yield self.scores_to_aggregator(t, s.row, self.alive_devices(s))
-        yield Compute(self.edge, self.flops.get("local", 0.0), "aggregate")
+        yield self.compute(self.edge, "local", "aggregate")
         return self.done(t, s.row, "local", "end")
 
 
@@ -182,20 +183,20 @@ class Ddnn(MultiviewPolicy):
         t, row = self.table(s), s.row
         alive = self.alive_devices(s)
         yield self.scores_to_aggregator(t, row, alive)
-        yield Compute(self.edge, self.flops.get("local", 0.0), "aggregate")
+        yield self.compute(self.edge, "local", "aggregate")
         if t.entropy[row, t.column("local")] < self.threshold:
             return self.done(t, row, "local", "end")
         if self.has_edge:
             yield Par([(Send(d, self.edge, t.nbytes[f"feat.dev{i}"][row], "features"),)
                        for i, d in alive])
-            yield Compute(self.edge, self.flops["edge"], "edge")
+            yield self.compute(self.edge, "edge", "edge")
             if t.entropy[row, t.column("edge")] < self.edge_threshold:
                 return self.done(t, row, "edge", "edge")
             yield Send(self.edge, self.cloud, t.nbytes["feat.edge"][row], "features")
         else:
             yield Par([(Send(d, self.cloud, t.nbytes[f"feat.dev{i}"][row], "features"),)
                        for i, d in alive])
-        yield Compute(self.cloud, self.flops["cloud"], "cloud")
+        yield self.compute(self.cloud, "cloud", "cloud")
         return self.done(t, row, "cloud", "cloud")
 
 
@@ -215,7 +216,7 @@ class Ada(MultiviewPolicy):
     def route(self, s, sim):
         t, row = self.table(s), s.row
         alive = self.alive_devices(s)
-        yield Par([(Compute(d, self.flops[f"dev{i}"], "device"),
+        yield Par([(self.compute(d, f"dev{i}", "device"),
                     Send(d, self.edge, t.nbytes[f"feat.dev{i}"][row] + ADA_HEADER_BYTES,
                          "features"))
                    for i, d in alive])
@@ -224,11 +225,11 @@ class Ada(MultiviewPolicy):
         best = int(np.argmin(ent))
         if ent[best] < self.threshold:
             return self.done(t, row, "edge1", "edge", column=f"dev{alive[best][0]}")
-        yield Compute(self.edge, self.flops["edge"], "edge")
+        yield self.compute(self.edge, "edge", "edge")
         if t.entropy[row, t.column("edge")] < self.edge_threshold:
             return self.done(t, row, "edge2", "edge", column="edge")
         yield Send(self.edge, self.cloud, t.nbytes["feat.edge"][row], "features")
-        yield Compute(self.cloud, self.flops["cloud"], "cloud")
+        yield self.compute(self.cloud, "cloud", "cloud")
         return self.done(t, row, "cloud", "cloud")
 
 

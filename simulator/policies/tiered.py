@@ -12,7 +12,6 @@ from pydantic import Field
 
 from simulator.policies.base import (
     BindContext,
-    Compute,
     Done,
     Params,
     Policy,
@@ -61,16 +60,16 @@ class Tiered(Policy):
             t = self._tables[key] = self.ctx.oracle.table(None, s.split)
         i, row, src = self.index[s.source], s.row, s.source
         edge, cloud = self.edge[src], self.cloud[src]
-        yield Compute(src, self.flops[f"dev{i}"], "device")
+        yield self.compute(src, f"dev{i}", "device")
         j = t.column(f"dev{i}")
         if self.t_end is not None and t.entropy[row, j] < self.t_end:
             return Done("end", "end", int(t.pred[row, j]), bool(t.correct[row, j]))
         yield Send(src, edge, t.nbytes[f"feat.dev{i}"][row], "features")
-        yield Compute(edge, self.flops["edge"], "edge")
+        yield self.compute(edge, "edge", "edge")
         j = t.column("edge")
         if self.t_edge is not None and t.entropy[row, j] < self.t_edge:
             return Done("edge", "edge", int(t.pred[row, j]), bool(t.correct[row, j]))
         yield Send(edge, cloud, t.nbytes["feat.edge"][row], "features")
-        yield Compute(cloud, self.flops["cloud"], "cloud")
+        yield self.compute(cloud, "cloud", "cloud")
         j = t.column("cloud")
         return Done("cloud", "cloud", int(t.pred[row, j]), bool(t.correct[row, j]))

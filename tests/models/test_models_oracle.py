@@ -97,6 +97,9 @@ def test_protocol_and_naming(oracles, arch, synth):
     assert o.exits == (*[f"dev{i}" for i in range(d)], "local", *edge, "cloud")
     assert set(o.flops) == {*[f"dev{i}" for i in range(d)], "local", *edge, "cloud"}
     assert all(v >= 0 for v in o.flops.values()) and o.flops["cloud"] > 0
+    # host seconds per section (measured mode), the same keys as the FLOPs
+    assert set(o.seconds) == set(o.flops) and o.seconds["cloud"] > 0
+    assert all(o.seconds[f"dev{i}"] > 0 for i in range(d))
     t = o.table()
     assert o.n_samples == t.n_samples == synth.size("test")
     msgs = {"raw", *[f"{m}.dev{i}" for m in ("raw", "scores", "feat") for i in range(d)]}
