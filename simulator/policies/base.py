@@ -123,6 +123,7 @@ class Policy:
     def bind(self, ctx: BindContext) -> None:
         """Check the policy against the topology and the oracle; raise :class:`PolicyError`."""
         self.ctx = ctx
+        self._steps: dict[tuple, Compute] = {}
         self.seconds = dict(getattr(ctx.oracle, "seconds", None) or {})
         timed = [n for n, d in ctx.topology.devices.items() if d.measured_scale is not None]
         if timed and not self.seconds:
@@ -131,9 +132,16 @@ class Policy:
                               "oracle takes host_time)")
 
     def compute(self, device: str, section: str, label: str) -> Compute:
-        """A compute step running ``section`` of the model (its FLOPs and host seconds)."""
-        return Compute(device, self.ctx.oracle.flops.get(section, 0.0), label,
-                       self.seconds.get(section))
+        """A compute step running ``section`` of the model (its FLOPs and host seconds).
+
+        Steps are never changed by the engine, so one instance per (device, section, label)
+        serves every sample (this is on the hot path)."""
+        key = (device, section, label)
+        step = self._steps.get(key)
+        if step is None:
+            step = self._steps[key] = Compute(device, self.ctx.oracle.flops.get(section, 0.0),
+                                              label, self.seconds.get(section))
+        return step
 
     def route(self, sample: Sample, sim: Any) -> Generator[Step, None, Done | Failed]:
         raise NotImplementedError
