@@ -230,12 +230,3 @@ class Simulation:
             if self.hop_log is not None and i < self._log_below:
                 self.hop_log.append((i, "send", lp.name, step.label, start, env.now, asked))
 
-
-def simulate(topology: Topology, arrivals: Arrivals, policy: Policy, n_samples: int, seed: int,
-             n_rows: int, *, hop_log: bool = False,
-             progress: Callable[[int], None] | None = None) -> Simulation:
-    """Run one policy to completion and return the finished :class:`Simulation`."""
-    sim = Simulation(topology, arrivals, policy, n_samples, seed, n_rows, hop_log=hop_log,
-                     progress=progress)
-    sim.run()
-    return sim

@@ -124,12 +124,21 @@ class Policy:
         """Check the policy against the topology and the oracle; raise :class:`PolicyError`."""
         self.ctx = ctx
         self._steps: dict[tuple, Compute] = {}
+        self._tables: dict[tuple, Any] = {}
         self.seconds = dict(getattr(ctx.oracle, "seconds", None) or {})
         timed = [n for n, d in ctx.topology.devices.items() if d.measured_scale is not None]
         if timed and not self.seconds:
             raise PolicyError("model", f"device {timed[0]!r} has a measured_scale but the model "
                               "carries no host timings (torch models measure them; a synthetic "
                               "oracle takes host_time)")
+
+    def table(self, alive: frozenset[int] | None, split: str = "test"):
+        """The oracle's outputs for ``alive`` devices on ``split``, cached per policy."""
+        key = (alive, split)
+        t = self._tables.get(key)
+        if t is None:
+            t = self._tables[key] = self.ctx.oracle.table(alive, split)
+        return t
 
     def compute(self, device: str, section: str, label: str) -> Compute:
         """A compute step running ``section`` of the model (its FLOPs and host seconds).

@@ -74,7 +74,6 @@ class MultiviewPolicy(Policy):
         self.edge = aggs.pop() if len(aggs) == 1 else None
         self.cloud = topo.nearest(self.edge or self.devices[0], "cloud")
         self.flops = dict(oracle.flops)
-        self._tables: dict = {}
 
     def need(self, role: str) -> str:
         node = {"edge": self.edge, "cloud": self.cloud}[role]
@@ -82,13 +81,6 @@ class MultiviewPolicy(Policy):
             raise PolicyError("policy", f"{self.name!r} needs one {role} device reachable from "
                               "every end device")
         return node
-
-    def table(self, sample):
-        key = (sample.alive, sample.split)
-        t = self._tables.get(key)
-        if t is None:
-            t = self._tables[key] = self.ctx.oracle.table(sample.alive, sample.split)
-        return t
 
     def done(self, t, row: int, exit_name: str, tier: str, column: str | None = None) -> Done:
         j = t.column(column or exit_name)
@@ -135,7 +127,7 @@ class CloudOnly(MultiviewPolicy):
         self.need("cloud")
 
     def route(self, s, sim):
-        t = self.table(s)
+        t = self.table(s.alive, s.split)
         yield Par([(Send(d, self.cloud, t.nbytes[f"raw.dev{i}"][s.row], "raw"),)
                    for i, d in self.alive_devices(s)])
         yield Compute(self.cloud, self.total_flops, "model", self.total_seconds)
@@ -153,7 +145,7 @@ class DeviceOnly(MultiviewPolicy):
         self.need("edge")
 
     def route(self, s, sim):
-        t = self.table(s)
+        t = self.table(s.alive, s.split)
         yield self.scores_to_aggregator(t, s.row, self.alive_devices(s))
         yield self.compute(self.edge, "local", "aggregate")
         return self.done(t, s.row, "local", "end")
@@ -180,7 +172,7 @@ class Ddnn(MultiviewPolicy):
         self.bind_thresholds()
 
     def route(self, s, sim):
-        t, row = self.table(s), s.row
+        t, row = self.table(s.alive, s.split), s.row
         alive = self.alive_devices(s)
         yield self.scores_to_aggregator(t, row, alive)
         yield self.compute(self.edge, "local", "aggregate")
@@ -214,7 +206,7 @@ class Ada(MultiviewPolicy):
         self.bind_thresholds()
 
     def route(self, s, sim):
-        t, row = self.table(s), s.row
+        t, row = self.table(s.alive, s.split), s.row
         alive = self.alive_devices(s)
         yield Par([(self.compute(d, f"dev{i}", "device"),
                     Send(d, self.edge, t.nbytes[f"feat.dev{i}"][row] + ADA_HEADER_BYTES,

@@ -104,7 +104,6 @@ class Partition(Policy):
                               f"the model carries no host timing for {untimed[0]!r} (torch "
                               "chain models and synthetic_chain layers with host_time do)")
         self._plans: dict = {}
-        self._tables: dict = {}
 
     # -- planning ------------------------------------------------------------------------------
 
@@ -195,10 +194,7 @@ class Partition(Policy):
                 yield Send(src, self.edge[src], g.nodes[u]["out_bytes"], f"tensor:{u}")
             flops, seconds = self._work(g, plan.edge_nodes)
             yield Compute(self.edge[src], flops, "edge part", seconds)
-        key = s.split
-        t = self._tables.get(key)
-        if t is None:
-            t = self._tables[key] = self.ctx.oracle.table(None, s.split)
+        t = self.table(None, s.split)
         j = t.column(self.exit_name[n])
         tier = "edge" if plan.edge_nodes else "end"
         return Done(self.exit_name[n], tier, int(t.pred[s.row, j]), bool(t.correct[s.row, j]),

@@ -51,13 +51,9 @@ class Tiered(Policy):
         self.t_end = self.params.end_threshold
         self.t_edge = self.params.edge_threshold
         self.exits = ["end", "edge", "cloud"]
-        self._tables = {}
 
     def route(self, s, sim):
-        key = (s.alive, s.split)
-        t = self._tables.get(key)
-        if t is None:
-            t = self._tables[key] = self.ctx.oracle.table(None, s.split)
+        t = self.table(None, s.split)
         i, row, src = self.index[s.source], s.row, s.source
         edge, cloud = self.edge[src], self.cloud[src]
         yield self.compute(src, f"dev{i}", "device")
