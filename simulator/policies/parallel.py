@@ -183,18 +183,20 @@ class Parallel(Policy):
 
     def summary_columns(self, frame) -> dict:
         """Per-device figures for the summary: memory and bytes sent (from the plan), energy
-        (from the records) over the devices that take part."""
+        (from the records) over the devices that take part (compute or send anything)."""
         sent = self.plan.sent_bytes(multicast=self.params.hub is not None)
-        cols = [f"energy_j.{n}" for n in self.names]
+        flops = self.plan.device_flops()
+        active = [n for n, f, b in zip(self.names, flops, sent, strict=True) if f or b]
+        cols = [f"energy_j.{n}" for n in active]
         energy = frame[cols].to_numpy().mean(axis=0) if len(frame) else np.zeros(len(cols))
         unsplit = P.plan(self.layers, [1.0], "single").device_memory_bytes()[0]
         return {
-            "parallel.devices": len(self.names),
+            "parallel.devices": len(active),
             "parallel.memory_max_bytes": max(self.memory),
             "parallel.memory_ratio": max(self.memory) / unsplit,
             "parallel.sent_max_bytes": max(sent),
             "parallel.sent_mean_bytes": float(np.mean(sent)),
-            "parallel.flops_max": max(self.plan.device_flops()),
+            "parallel.flops_max": max(flops),
             "energy_j_per_device": float(energy.mean()),
             "energy_j_max_device": float(energy.max()),
         }
