@@ -306,3 +306,20 @@ def test_simulator_package_does_not_import_torch():
     for mod in (simulator.parallel, simulator.policies.parallel):
         src = Path(mod.__file__).read_text()
         assert "import torch" not in src
+
+
+def test_cli_validate_reports_the_memory_refusal_with_file_and_line(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    data = scenario("wpm")
+    data["topology"]["devices"]["rpi"]["memory"] = "20 MB"
+    path = tmp_path / "par.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    line = next(ln for ln in result.output.splitlines() if "policies.0.devices" in ln)
+    assert line.startswith(f"{path}:") and ": policies.0.devices: the wpm split of alexnet" in line
+    assert "Traceback" not in result.output
