@@ -323,3 +323,30 @@ def test_cli_validate_reports_the_memory_refusal_with_file_and_line(tmp_path):
     line = next(ln for ln in result.output.splitlines() if "policies.0.devices" in ln)
     assert line.startswith(f"{path}:") and ": policies.0.devices: the wpm split of alexnet" in line
     assert "Traceback" not in result.output
+
+
+def test_without_a_hub_each_receiver_gets_its_own_copy():
+    """Direct links between the devices: a multicast becomes one message per receiver, sent
+    in turn by its sender; the closed form then bills every copy."""
+    data = scenario("kpm", k=2)
+    names = ["rpi", "pc0", "pc1"]
+    data["topology"]["links"] = [
+        {"name": f"to-{d}", "from": [n for n in names if n != d], "to": d,
+         "bandwidth": "10 MB/s", "latency": "0.5 ms", "sharing": "dedicated"} for d in names]
+    data["topology"]["devices"]["ap"]["tier"] = "edge"
+    data["topology"]["links"].append({"name": "up", "from": names, "to": "ap",
+                                      "bandwidth": "1 MB/s", "latency": "1 ms",
+                                      "sharing": "dedicated"})
+    del data["policies"][0]["hub"]
+    res = run(data)
+    topo, pol = _bound(data)
+    devs = [topo.devices[n] for n in pol.names]
+    closed = P.closed_form_latency(
+        pol.plan, lambda i, f: devs[i].compute_time(f),
+        lambda i, m: sum(topo.min_transfer_time(pol.names[i], pol.names[d], m.nbytes)
+                         for d in m.dsts))
+    np.testing.assert_allclose(res.records["latency_s"], closed, rtol=1e-9)
+    multicasts = [m for m in pol.plan.messages if len(m.dsts) > 1]
+    assert multicasts  # KPM's all-gathers, here sent as copies
+    assert res.records["bytes_total"].iloc[0] > sum(m.nbytes * len(m.dsts)
+                                                    for m in pol.plan.messages) - 1
