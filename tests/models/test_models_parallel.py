@@ -2,7 +2,7 @@
 
 Every layer of AlexNet and VGG11 at 3x227x227 (real shapes, seeded random weights and inputs),
 split over k devices with equal and uneven shares. The fast tests take k = 3 (uneven) and 8 (equal);
-the slow test sweeps k = 1..8 with both.
+the slow test sweeps k = 1..8 with uneven shares.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_every_layer_some_k(arch, index):
 @pytest.mark.parametrize("arch,index", [(a, i) for a in ("alexnet", "vgg11")
                                          for i in range(len(P.ARCHS[a]))])
 def test_every_layer_k1_to_8(arch, index):
-    check_layer(arch, index, range(1, 9))
+    check_layer(arch, index, range(1, 9), share_sets=("uneven",))
 
 
 def test_torch_shapes_match_the_cost_model():
