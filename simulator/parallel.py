@@ -352,11 +352,6 @@ def _exchange(own: Sequence[Box | None], need: Sequence[Box | None], width: int,
             for (j, box), dsts in groups.items()]
 
 
-def exchange_values(p: Plan, stage: int) -> int:
-    """Values (not bytes) sent before ``stage`` (multicasts counted once)."""
-    return sum(m.nbytes for m in p.stages[stage].before) // BYTES_PER_VALUE
-
-
 def model_flops(layer_list: Sequence[Layer]) -> int:
     return sum(layer.flops for layer in layer_list)
 
