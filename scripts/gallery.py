@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 STUDIES = ["ddnn_aggregation", "ada_vs_ddnn", "att_mu_sweep", "ada_fault_tolerance",
-           "network_sweep", "load_sweep", "dapdee_networks", "partition_demo"]
+           "network_sweep", "load_sweep", "dapdee_networks", "partition_demo", "kpm_wpm",
+           "kpm_offload"]
 
 
 def run_studies(names: list[str], out: Path, workers: int, fresh: bool) -> dict:
@@ -68,6 +69,20 @@ def run_quickstart(out: Path) -> float:
     execute(loaded, d, make_progress=False)
     for name in ("latency_cdf", "exit_rates", "gantt"):
         copy(d / "plots" / f"{name}.png", f"quickstart_{name}.png")
+    return time.perf_counter() - t0
+
+
+def run_gantt(name: str, out: Path) -> float:
+    """One run of ``scenarios/<name>.yaml`` for its Gantt chart (``<name>_gantt.png``)."""
+    from simulator.config import load
+    from simulator.run import execute
+
+    t0 = time.perf_counter()
+    d = out / f"{name}_run"
+    if d.exists():
+        shutil.rmtree(d)
+    execute(load(ROOT / "scenarios" / f"{name}.yaml"), d, make_progress=False)
+    copy(d / "plots" / "gantt.png", f"{name}_gantt.png")
     return time.perf_counter() - t0
 
 
@@ -220,7 +235,59 @@ def tables(summaries: dict, out_dir: Path | None = None) -> str:
                 cells.append(f"{1e3 * lat:.0f} / {thr:.0f}")
             out.append(f"| {pol} | " + " | ".join(cells) + " |")
         out.append("")
+    out += kpm_tables(summaries)
     return "\n".join(out)
+
+
+def kpm_tables(summaries: dict) -> list[str]:
+    """KPM vs WPM (kpm_wpm) and offloading (kpm_offload) beside the paper's statements."""
+    out = []
+    s = summaries.get("kpm_wpm")
+    if s is not None:
+        ks = sorted(s["topology.devices.pc.count"].unique())
+        for arch in ("alexnet", "vgg11"):
+            for prof in ("wifi_100MBps", "wifi_10MBps"):
+                for sharing in ("dedicated", "fifo"):
+                    g = at(s, policies__0__arch=arch, topology__links__0__profile=prof,
+                           topology__links__0__sharing=sharing)
+                    if g.empty:
+                        continue
+                    out += [f"### {arch}, {prof}, {sharing} medium: latency [ms] against k",
+                            "", "| k | " + " | ".join(str(k) for k in ks) + " |",
+                            "|---|" + "---|" * len(ks)]
+                    for pol in ("single", "WPM", "KPM"):
+                        cells = [1e3 * one(at(g, topology__devices__pc__count=k), pol,
+                                           "latency_mean_s") for k in ks]
+                        out.append(f"| {pol} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+                    out.append("")
+        g = at(s, policies__0__arch="alexnet", topology__links__0__profile="wifi_100MBps",
+               topology__links__0__sharing="dedicated")
+        out += ["### AlexNet per device: memory (share of unsplit) / bytes sent per inference "
+                "[kB]", "", "| k | WPM | KPM |", "|---|---|---|"]
+        for k in ks:
+            p = at(g, topology__devices__pc__count=k)
+            out.append(f"| {k} | " + " | ".join(
+                f"{pct(one(p, pol, 'parallel.memory_ratio'))} / "
+                f"{one(p, pol, 'parallel.sent_max_bytes') / 1e3:.0f}" for pol in ("WPM", "KPM"))
+                + " |")
+        out.append("")
+    s = summaries.get("kpm_offload")
+    if s is not None:
+        deltas = sorted(s["policies.0.offload"].unique())
+        out += ["### Offloading (kpm_offload): latency at delta / latency at delta = 0", "",
+                "| model | host | Wi-Fi | latency at 0 [ms] | " + " | ".join(
+                    f"{d:g}" for d in deltas) + " |", "|---|---|---|---|" + "---|" * len(deltas)]
+        for arch in ("alexnet", "vgg11"):
+            for host in dict.fromkeys(s["topology.devices.host.profile"]):
+                for prof in ("wifi_100MBps", "wifi_10MBps"):
+                    g = at(s, policies__0__arch=arch, topology__devices__host__profile=host,
+                           topology__links__0__profile=prof)
+                    lat = [one(at(g, policies__0__offload=d), "KPM", "latency_mean_s")
+                           for d in deltas]
+                    out.append(f"| {arch} | {host} | {prof} | {1e3 * lat[0]:.1f} | " + " | ".join(
+                        pct(v / lat[0]) for v in lat) + " |")
+        out.append("")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     res = run_studies(args.only or STUDIES, args.out, args.workers, args.fresh)
     if not args.no_quickstart and not args.only:
         res["timings"]["quickstart"] = run_quickstart(args.out)
+    if "kpm_wpm" in (args.only or STUDIES):
+        res["timings"]["kpm_wpm_gantt"] = run_gantt("kpm_wpm", args.out)
     text = tables(res["summaries"], args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "figures.md").write_text(text + "\n")

@@ -125,6 +125,8 @@ class DeviceSpec(Strict):
     power_active: Watts | None = None
     power_idle: Watts | None = None
     tx_power: Watts | None = None
+    memory: PosBytes | None = Field(None, description="RAM a model may use, e.g. '4 GB' "
+                                    "(default: the profile's; checked by the parallel policy)")
     energy: EnergyModel = EnergyModel()
     measured_scale: Float | None = Field(
         None, gt=0, description="compute time = the model's host-measured seconds x this factor "

@@ -29,6 +29,7 @@ class DeviceParams:
     frequency: float | None = None
     service: str = "fixed"  # "fixed" | "exponential" (same mean)
     measured_scale: float | None = None  # compute = host-measured seconds x this (if known)
+    memory: float | None = None  # bytes of RAM a model may use (None: not limited)
     down: list[tuple[float, float]] = field(default_factory=list)  # [start, end) intervals
 
     def compute_time(self, flops: float, host_seconds: float | None = None) -> float:

@@ -75,10 +75,13 @@ class DeviceProfile:
     tx_power_w: float
     basis: str
     sources: Mapping[str, str] = field(hash=False)
+    memory_bytes: float | None = None  # RAM a model may use (None: not limited)
 
     def __post_init__(self) -> None:
         cls = type(self).__name__
         _check_number(cls, self.name, "flops_per_s", self.flops_per_s, zero_ok=False)
+        if self.memory_bytes is not None:
+            _check_number(cls, self.name, "memory_bytes", self.memory_bytes, zero_ok=False)
         if isinstance(self.cores, bool) or not isinstance(self.cores, int) or self.cores < 1:
             raise ValueError(f"{cls} {self.name!r}: cores must be an int >= 1, got {self.cores!r}")
         _check_number(cls, self.name, "call_overhead_s", self.call_overhead_s, zero_ok=True)
@@ -214,6 +217,7 @@ _DEVICE_LIST = [
         power_active_w=6.4,
         power_idle_w=2.1,
         tx_power_w=0.8,
+        memory_bytes=4 * 2**30,
         basis="measured",
         sources={
             "flops_per_s": (
@@ -239,6 +243,10 @@ _DEVICE_LIST = [
                 "summary)"
             ),
             "tx_power_w": _KPM,
+            "memory_bytes": (
+                "spec: Raspberry Pi 4 Model B 4 GB LPDDR4 (raspberrypi.com product brief); the "
+                "KPM paper's Table 1 lists 4 GB; 1 GB = 2**30 B for RAM"
+            ),
         },
     ),
     DeviceProfile(
@@ -253,6 +261,7 @@ _DEVICE_LIST = [
         power_active_w=15.0,
         power_idle_w=5.0,
         tx_power_w=0.8,
+        memory_bytes=8 * 2**30,
         basis="estimate",
         sources={
             "flops_per_s": (
@@ -269,6 +278,10 @@ _DEVICE_LIST = [
             "power_active_w": f"estimate: the 15 W nvpmodel budget of the module. {_NX_DS}",
             "power_idle_w": "estimate: idle developer kit, no published figure found",
             "tx_power_w": _KPM,
+            "memory_bytes": (
+                f"spec: 8 GB LPDDR4x shared by CPU and GPU. {_NX_DS}; the KPM paper's Table 1 "
+                "lists 8 GB; 1 GB = 2**30 B for RAM"
+            ),
         },
     ),
     DeviceProfile(
@@ -283,6 +296,7 @@ _DEVICE_LIST = [
         power_active_w=10.0,
         power_idle_w=5.0,
         tx_power_w=0.8,
+        memory_bytes=8 * 2**30,
         basis="estimate",
         sources={
             "flops_per_s": (
@@ -298,6 +312,10 @@ _DEVICE_LIST = [
             ),
             "power_idle_w": "estimate: idle developer kit, no published figure found",
             "tx_power_w": _KPM,
+            "memory_bytes": (
+                f"spec: 8 GB LPDDR4x shared by CPU and GPU. {_NX_DS}; the KPM paper's Table 1 "
+                "lists 8 GB; 1 GB = 2**30 B for RAM"
+            ),
         },
     ),
     DeviceProfile(
@@ -312,6 +330,7 @@ _DEVICE_LIST = [
         power_active_w=25.0,
         power_idle_w=5.0,
         tx_power_w=0.8,
+        memory_bytes=8 * 2**30,
         basis="estimate",
         sources={
             "flops_per_s": (
@@ -328,6 +347,9 @@ _DEVICE_LIST = [
             ),
             "power_idle_w": "estimate: typical idle ultrabook with the screen on",
             "tx_power_w": _KPM,
+            "memory_bytes": (
+                "the KPM paper's Table 1: the cooperating PC has 8 GB RAM; 1 GB = 2**30 B"
+            ),
         },
     ),
     DeviceProfile(
@@ -342,6 +364,7 @@ _DEVICE_LIST = [
         power_active_w=350.0,
         power_idle_w=120.0,
         tx_power_w=0.0,
+        memory_bytes=256 * 2**30,
         basis="estimate",
         sources={
             "flops_per_s": (
@@ -353,6 +376,10 @@ _DEVICE_LIST = [
             "power_active_w": "estimate: two ~125 W CPUs under load + memory, disks, fans",
             "power_idle_w": "estimate: typical idle 2-socket rack server",
             "tx_power_w": _NO_TX,
+            "memory_bytes": (
+                "estimate: 2-socket server with 8 x 32 GB DDR4 DIMMs = 256 GB (a common "
+                "configuration; no specific machine)"
+            ),
         },
     ),
     DeviceProfile(
@@ -367,6 +394,7 @@ _DEVICE_LIST = [
         power_active_w=500.0,
         power_idle_w=100.0,
         tx_power_w=0.0,
+        memory_bytes=24 * 2**30,
         basis="estimate",
         sources={
             "flops_per_s": (
@@ -385,6 +413,10 @@ _DEVICE_LIST = [
             ),
             "power_idle_w": "estimate: idle GPU (~30 W) + idle host (~70 W)",
             "tx_power_w": _NO_TX,
+            "memory_bytes": (
+                "spec: the RTX 3090's 24 GB GDDR6X (NVIDIA launch specifications): the model "
+                "and its activations live in GPU memory"
+            ),
         },
     ),
 ]

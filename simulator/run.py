@@ -172,9 +172,10 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
             del sim, rec
             model_info = {f"model.{k}": float(v.mean())
                           for k, v in oracle.table().info.items()}
+            extra = getattr(policy, "summary_columns", None)
             summaries.append({"policy": policy.label,
                               **metrics.summarize_one(frame, scn.workload.deadline),
-                              **model_info})
+                              **model_info, **(extra(frame) if extra else {})})
             timings[policy.label] = {"wall_s": round(wall, 4),
                                      "samples_per_s": round(scn.samples / wall, 1)}
             if tmp_records is not None and scn.output.records:

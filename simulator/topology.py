@@ -70,6 +70,7 @@ _DEVICE_FIELDS = {
     "power_active": ("power_active_w", "power_active"),
     "power_idle": ("power_idle_w", "power_idle"),
     "tx_power": ("tx_power_w", "tx_power"),
+    "memory": ("memory_bytes", "memory"),
 }
 _LINK_FIELDS = {
     "bandwidth": "bandwidth_Bps",
@@ -90,7 +91,7 @@ def build(loaded: Loaded) -> tuple[Topology | None, list[Problem]]:
     for gname, spec in scn.topology.devices.items():
         loc = ("topology", "devices", gname)
         values: dict = {"cores": 1, "call_overhead": 0.0, "power_active": 0.0,
-                        "power_idle": 0.0, "tx_power": 0.0}
+                        "power_idle": 0.0, "tx_power": 0.0, "memory": None}
         names = [gname] if spec.count is None else [f"{gname}{i}" for i in range(spec.count)]
         groups[gname] = names  # even if this entry has a problem: links may still name it
         if spec.profile is not None:

@@ -182,7 +182,7 @@ def register_policy(cls: type[Policy]) -> type[Policy]:
 
 
 def registry() -> dict[str, type[Policy]]:
-    from simulator.policies import multiview, partition, tiered  # noqa: F401  (registration)
+    from simulator.policies import multiview, parallel, partition, tiered  # noqa: F401
 
     return dict(_REGISTRY)
 
