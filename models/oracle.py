@@ -317,10 +317,11 @@ def _resolve(spec) -> tuple[ResolvedSpec | None, list[tuple[str, str]]]:
     if mu is not None:
         if not _is_num(mu) or not 0.0 <= mu <= 1.0:
             p.append(("mu", f"must be a number in [0, 1], got {mu!r}"))
-        elif arch is not None and arch != "att_ddnn" and mu != 0 and not (
-                plugin is not None and plugin.has_attention):
-            p.append(("mu", f"the importance threshold applies to att_ddnn (and plug-ins that "
-                            f"return 'keep') only, not {arch}"))
+        elif plugin is not None and mu != 0 and not plugin.has_attention:
+            p.append(("mu", f"{arch} returns no 'keep' (kept channels): the importance "
+                            "threshold does not apply"))
+        elif plugin is None and arch is not None and arch != "att_ddnn" and mu != 0:
+            p.append(("mu", f"the importance threshold applies to att_ddnn only, not {arch}"))
     mu = float(mu) if _is_num(mu) else 0.0
 
     if chain:
