@@ -4,6 +4,7 @@ end to end (scenario -> training or weights -> oracle -> run -> summary, partiti
 
 from __future__ import annotations
 
+import pickle
 import shutil
 import sys
 from pathlib import Path
@@ -188,6 +189,8 @@ NPZ = "    dataset: {path: bars.npz}\n"
 
 @pytest.mark.parametrize("model, key, message", [
     ('    factory: "nosuch.nets:build"', "factory", "cannot import 'nosuch.nets': no module"),
+    ('    factory: "boom:build"', "factory",
+     "importing 'boom' failed: RuntimeError: needs a GPU"),
     (f'    factory: "{NETS}:missing"', "factory", "has no attribute 'missing'"),
     (f'    factory: "{NETS}:NOT_CALLABLE"', "factory", "is a int, not a function"),
     (f'    factory: "{NETS}:not_a_module"', "factory", "returned a dict, not a torch.nn.Module"),
@@ -224,6 +227,7 @@ def test_contract_errors_are_file_line_key_messages(example, tmp_path, model, ke
     (tmp_path / "corrupt.pt").write_bytes(b"PK\x03\x04 this is not a zip archive at all")
     torch.save(torch.nn.Linear(3, 2).state_dict(), tmp_path / "other.pt")
     (tmp_path / "tinyee").symlink_to(example / "tinyee")
+    (tmp_path / "boom.py").write_text("raise RuntimeError('needs a GPU')\n")
     if "dataset:" not in model:
         model = model + "\n" + NPZ.rstrip("\n")
     code, out, f = _errors(tmp_path, model)
@@ -326,6 +330,9 @@ def test_multiview_plugin_oracle(tmp_path):
     assert (t.pred[:, 3] == -1).all() and t.nbytes["feat.dev3"].sum() == 0
     again = build_oracle(spec, seed=0, cache_dir=tmp_path, progress=False)
     assert again.key == o.key and again.compute_count == 0  # served from the trace cache
+    copy = pickle.loads(pickle.dumps(again))  # e.g. to a worker process: reloads lazily
+    t2 = copy.table(frozenset({0, 2}))  # a new alive set: rebuilds the plug-in from the cache
+    assert copy.compute_count == 1 and (t2.pred[:, 1] == -1).all()
 
 
 # ----------------------------------------------------------------------------- end to end
