@@ -466,3 +466,187 @@ def load_dataset(
             raise DataError("cifar10: data_dir (the cifar-10-batches-py folder) is required")
         return load_cifar10(data_dir, spec, seed)
     raise DataError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
+
+
+# --------------------------------------------------------------------------- your own data
+#
+# Datasets a scenario brings itself (see docs/plugins.md): a numpy ``.npz`` file, a folder of
+# class subfolders of images, or whatever a factory returns; all end as uint8 ``(N, C, H, W)``
+# images and int64 labels in 0..K-1, split by the seed unless the data says which split each
+# sample belongs to.
+
+#: Default train / val / test fractions of a dataset that does not name its splits.
+DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
+IMAGE_SUFFIXES = frozenset([".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif",
+                            ".tiff", ".webp"])
+
+
+def view_shape_for(spec: ViewSpec, image_shape: Sequence[int]) -> tuple[int, int, int]:
+    """(C, h, w) of one device's view of ``image_shape`` (C, H, W) images; DataError if the
+    layout does not fit."""
+    c, h, w = (int(v) for v in image_shape)
+    _, _, vh, vw = _layout(spec, h, w).boxes[0]
+    return (c, vh, vw)
+
+
+def as_images(x, what: str = "x") -> np.ndarray:
+    """uint8 ``(N, C, H, W)`` images from an array: ``(N, H, W)`` is one channel; 4-D arrays are
+    ``(N, C, H, W)``; uint8 values are pixels, floats must lie in [0, 1] (scaled by 255)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise DataError(f"{what}: images must be an (N, H, W) or (N, C, H, W) array, got shape "
+                        f"{list(x.shape)}")
+    if len(x) == 0 or min(x.shape[1:]) < 1:
+        raise DataError(f"{what}: no images (shape {list(x.shape)})")
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(x)
+    if np.issubdtype(x.dtype, np.floating):
+        if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+            raise DataError(f"{what}: float images must lie in [0, 1] (or be uint8 pixels)")
+        return np.ascontiguousarray(np.round(x * 255.0).astype(np.uint8))
+    if np.issubdtype(x.dtype, np.integer) and x.size and (x.min() < 0 or x.max() > 255):
+        raise DataError(f"{what}: integer images must be pixels in 0..255")
+    if np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_:
+        return np.ascontiguousarray(x.astype(np.uint8))
+    raise DataError(f"{what}: images of dtype {x.dtype} are not numbers")
+
+
+def as_labels(y, n: int, what: str = "y") -> np.ndarray:
+    """int64 labels ``(n,)`` in 0..K-1 from an array of integers."""
+    if y is None:
+        raise DataError(f"{what}: the dataset has no labels (need one integer class per image)")
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
+        raise DataError(f"{what}: labels must be a 1-D array of integers, got "
+                        f"{y.dtype} of shape {list(y.shape)}")
+    if len(y) != n:
+        raise DataError(f"{what}: {len(y)} labels for {n} images")
+    if y.min() < 0:
+        raise DataError(f"{what}: labels must be >= 0 (class indices), got {int(y.min())}")
+    return y.astype(np.int64)
+
+
+def split_of(split, n: int, fractions: Sequence[float], seed: int) -> dict[str, torch.Tensor]:
+    """Index tensors of train/val/test: from ``split`` (per sample 0/1/2 or 'train'/'val'/
+    'test') when given, else a seeded shuffle cut by ``fractions``."""
+    if split is None:
+        if len(fractions) != 3 or any(f < 0 for f in fractions) or not sum(fractions) > 0:
+            raise DataError(f"split: need three fractions >= 0, got {list(fractions)}")
+        total = float(sum(fractions))
+        n_tr = round(n * fractions[0] / total)
+        n_va = round(n * fractions[1] / total)
+        n_va = min(n_va, n - n_tr)
+        parts = _split_indices(n, (n_tr, n_va, n - n_tr - n_va), seed)
+        out = dict(zip(SPLITS, parts, strict=True))
+    else:
+        s = np.asarray(split).reshape(-1)
+        if len(s) != n:
+            raise DataError(f"split: {len(s)} entries for {n} images")
+        if s.dtype.kind in "US":
+            codes = {name: k for k, name in enumerate(SPLITS)}
+            bad = sorted({str(v) for v in s} - set(codes))
+            if bad:
+                raise DataError(f"split: unknown split names {bad}; use {list(SPLITS)}")
+            s = np.array([codes[str(v)] for v in s])
+        elif not np.issubdtype(s.dtype, np.integer) or (n and (s.min() < 0 or s.max() > 2)):
+            raise DataError("split: must be 0/1/2 (train/val/test) or split names per image")
+        out = {name: torch.from_numpy(np.flatnonzero(s == k)) for k, name in enumerate(SPLITS)}
+    empty = [k for k, v in out.items() if len(v) == 0 and k != "val"]
+    if empty or len(out["train"]) < 2:
+        sizes = {k: len(v) for k, v in out.items()}
+        raise DataError(f"split: the {', '.join(empty) or 'train'} split has too few images "
+                        f"({sizes})")
+    if len(out["val"]) == 0:  # thresholds are tuned on val: borrow nothing, say so
+        raise DataError("split: the val split is empty (thresholds are tuned on it); give it "
+                        "a fraction > 0 or some images")
+    return out
+
+
+def from_arrays(name: str, x, y, spec: ViewSpec, seed: int = 0, *, split=None,
+                fractions: Sequence[float] = DEFAULT_FRACTIONS,
+                n_classes: int | None = None) -> MultiViewData:
+    """A :class:`MultiViewData` from arrays (see :func:`as_images`, :func:`as_labels`,
+    :func:`split_of`); ``n_classes`` defaults to the largest label + 1."""
+    images = as_images(x)
+    labels = as_labels(y, len(images))
+    k = int(labels.max()) + 1 if n_classes is None else int(n_classes)
+    if k < 2 or labels.max() >= k:
+        raise DataError(f"y: need labels of at least 2 classes in 0..{k - 1}, got "
+                        f"{sorted(set(labels.tolist()))[:10]}")
+    return MultiViewData(name, k, torch.from_numpy(images), torch.from_numpy(labels),
+                         split_of(split, len(labels), fractions, seed), spec, seed)
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """``x``, ``y`` (and ``split`` when present) of an ``.npz`` file, read without pickle."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as exc:  # zipfile, ValueError (pickled objects), OSError
+        raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: "
+                        f"{str(exc)[:120]})") from None
+    if "x" not in arrays:
+        raise DataError(f"{path}: no array 'x' (the images); it has {sorted(arrays)}")
+    if "y" not in arrays:
+        raise DataError(f"{path}: the dataset has no labels: no array 'y' "
+                        f"(it has {sorted(arrays)})")
+    return {k: arrays[k] for k in ("x", "y", "split") if k in arrays}
+
+
+def read_image_folder(root: str | Path, image_size: Sequence[int] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images of ``root/<class>/*.png|jpg|...`` (classes = sorted subfolder names).
+
+    Images are read with Pillow as grayscale when every one is, else RGB; they must share one
+    size unless ``image_size`` ``[height, width]`` resizes them. Returns uint8 ``(N, C, H, W)``,
+    int64 labels and the class names.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: folder not found")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root}: the dataset has no labels: no class subfolders "
+                        "(expected root/<class>/<image>)")
+    files: list[tuple[Path, int]] = []
+    for k, c in enumerate(classes):
+        files += [(p, k) for p in sorted((root / c).iterdir())
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise DataError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the class "
+                        f"subfolders {classes}")
+    imgs = []
+    for p, _ in files:
+        try:
+            with Image.open(p) as im:
+                im.load()
+                imgs.append(im.copy())
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"{p}: not a readable image ({exc})") from None
+    gray = all(im.mode in ("1", "L", "I;16", "I", "F") for im in imgs)
+    mode = "L" if gray else "RGB"
+    size = (int(image_size[1]), int(image_size[0])) if image_size is not None else None
+    out = []
+    for im in imgs:
+        im = im.convert(mode)
+        if size is not None and im.size != size:
+            im = im.resize(size, Image.BILINEAR)
+        a = np.asarray(im, dtype=np.uint8)
+        out.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+    shapes = sorted({a.shape for a in out})
+    if len(shapes) > 1:
+        raise DataError(f"{root}: images of different sizes {[list(s[1:]) for s in shapes[:3]]}; "
+                        "give image_size: [height, width] to resize them")
+    labels = np.array([k for _, k in files], dtype=np.int64)
+    return np.stack(out), labels, classes

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models import plugins
 from models.chain import CHAIN_DEFAULTS, chain_option_problems, is_chain, list_chain_models
 from models.cost import (
     ENCODINGS,
@@ -56,8 +57,16 @@ from models.cost import (
     section_seconds,
     value_bytes,
 )
-from models.data import CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, DATASETS, ViewSpec, cifar_fingerprint
+from models.data import (
+    CIFAR_TEST_FILE,
+    CIFAR_TRAIN_FILES,
+    DATASETS,
+    ViewSpec,
+    cifar_fingerprint,
+    view_shape_for,
+)
 from models.multiview import ARCH_DEFAULTS, MultiViewNet, list_models, option_problems
+from models.plugins import DataSource, PluginModel, WeightsFile
 from models.train import (
     CHAIN_EXIT_GROUPS,
     EXIT_GROUPS,
@@ -87,6 +96,9 @@ SPEC_KEYS = (
     "mu",
     "train",
     "encoding",
+    "factory",
+    "weights",
+    "base_dir",
 )
 VIEW_KEYS = ("grid", "overlap", "noise", "crops")
 TRAIN_KEYS = (
@@ -130,6 +142,22 @@ class ResolvedSpec:
     mu: float
     train: TrainConfig
     encoding: str
+    # Plug-ins (models.plugins): the user's dataset, network and pretrained weights.
+    source: DataSource | None = None
+    plugin: PluginModel | None = None
+    weights: WeightsFile | None = None
+
+    def model_identity(self) -> dict:
+        """What determines the network besides data and training (the checkpoint's options):
+        the options alone for a built-in architecture, plus source and weights digests."""
+        if self.plugin is None and self.weights is None:
+            return self.options
+        out: dict = {"options": self.options}
+        if self.plugin is not None:
+            out.update(self.plugin.identity())
+        if self.weights is not None:
+            out["weights"] = self.weights.digest
+        return out
 
     def data_identity(self) -> dict:
         ident = {
@@ -142,6 +170,8 @@ class ResolvedSpec:
         }
         if self.dataset == "cifar10":
             ident["cifar_sizes"] = cifar_fingerprint(self.data_dir or "")
+        if self.source is not None:
+            ident["data"] = self.source.identity()
         return ident
 
     def to_dict(self) -> dict:
@@ -159,6 +189,8 @@ class ResolvedSpec:
             "mu": self.mu,
             "train": self.train.to_dict(),
             "encoding": self.encoding,
+            **({"plugin": self.plugin.identity()} if self.plugin is not None else {}),
+            **({"weights": self.weights.digest} if self.weights is not None else {}),
         }
 
 
@@ -186,19 +218,38 @@ def _resolve(spec) -> tuple[ResolvedSpec | None, list[tuple[str, str]]]:
         return None, [("", f"model spec must be a mapping, got {type(spec).__name__}")]
     p += _unknown(spec, SPEC_KEYS, "")
 
-    arch = spec.get("arch")
+    base_dir = spec.get("base_dir")
+    arch, factory = spec.get("arch"), spec.get("factory")
     archs = list_models() + list_chain_models()
-    if arch not in archs:
-        close = difflib.get_close_matches(str(arch), archs, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        p.append(("arch", f"must be one of {archs}, got {arch!r}{hint}"))
-        arch = None
-    chain = is_chain(arch)
+    plugin = None
+    if arch is None and factory is None:
+        p.append(("arch", f"give 'arch' (one of {archs} or a registered plug-in) or 'factory' "
+                          "(an import path 'package.module:function')"))
+    elif factory is not None or arch not in archs:
+        plugin, pp = plugins.resolve_model_ref(arch, factory, base_dir)
+        p += pp
+        arch = plugin.name if plugin is not None else None
 
-    dataset = spec.get("dataset", "mnist")
-    if dataset not in DATASETS:
-        p.append(("dataset", f"must be one of {list(DATASETS)}, got {dataset!r}"))
-        dataset = None
+    dataset, source = spec.get("dataset", "mnist"), None
+    if not (isinstance(dataset, str) and dataset in DATASETS):
+        source, dp = plugins.resolve_dataset(dataset, base_dir)
+        p += dp
+        dataset = source.label if source is not None else None
+    image_shape = n_classes = None
+    if dataset is not None:
+        image_shape, n_classes = plugins.data_info(dataset, source)
+
+    weights = None
+    if spec.get("weights") is not None:
+        weights, wp = plugins.resolve_weights(spec.get("weights"), base_dir)
+        p += wp
+    options = spec.get("options") or {}
+    if plugin is not None and image_shape is not None and isinstance(options, Mapping):
+        fp = plugins.detect_form(plugin, image_shape, n_classes, options)
+        p += fp
+        if fp:
+            plugin = arch = None
+    chain = is_chain(arch) or (plugin is not None and plugin.form == "chain")
     data_dir = spec.get("data_dir")
     if data_dir is not None and not isinstance(data_dir, (str, Path)):
         p.append(("data_dir", f"must be a folder path, got {data_dir!r}"))
@@ -238,14 +289,19 @@ def _resolve(spec) -> tuple[ResolvedSpec | None, list[tuple[str, str]]]:
     views_in = spec.get("views") or {}
     if chain and isinstance(views_in, Mapping):
         views_in = {k: v for k, v in views_in.items() if k not in ("grid", "overlap", "crops")}
-    views, vp = _resolve_views(views_in, devices, dataset)
+    views, vp = _resolve_views(views_in, devices, dataset, image_shape)
     p += vp
 
-    options = spec.get("options") or {}
     if not isinstance(options, Mapping):
         p.append(("options", f"must be a mapping, got {type(options).__name__}"))
         options = {}
-    if chain:
+    if plugin is not None:
+        opts = dict(options)
+        if views is not None and image_shape is not None:
+            view_shape = image_shape if chain else view_shape_for(views, image_shape)
+            p += plugins.check_model(plugin, image_shape, view_shape, devices, n_classes, opts,
+                                     weights)
+    elif chain:
         p += [(f"options.{k}", m) for k, m in chain_option_problems(arch, options)]
         opts = {**CHAIN_DEFAULTS[arch], **options}
     elif arch is not None:
@@ -253,17 +309,26 @@ def _resolve(spec) -> tuple[ResolvedSpec | None, list[tuple[str, str]]]:
         opts = {**ARCH_DEFAULTS[arch], **options}
     else:
         opts = dict(options)
+    if (plugin is None and weights is not None and arch is not None and views is not None
+            and image_shape is not None and not any(k.startswith("options") for k, _ in p)):
+        p += _check_builtin_weights(arch, opts, chain, views, image_shape, n_classes, weights)
 
     mu = spec.get("mu")
     if mu is not None:
         if not _is_num(mu) or not 0.0 <= mu <= 1.0:
             p.append(("mu", f"must be a number in [0, 1], got {mu!r}"))
-        elif arch is not None and arch != "att_ddnn" and mu != 0:
+        elif plugin is not None and mu != 0 and not plugin.has_attention:
+            p.append(("mu", f"{arch} returns no 'keep' (kept channels): the importance "
+                            "threshold does not apply"))
+        elif plugin is None and arch is not None and arch != "att_ddnn" and mu != 0:
             p.append(("mu", f"the importance threshold applies to att_ddnn only, not {arch}"))
     mu = float(mu) if _is_num(mu) else 0.0
 
     if chain:
-        n_exits = len(opts["exits"]) if isinstance(opts.get("exits"), (list, tuple)) else 0
+        if plugin is not None:
+            n_exits = max(plugin.n_exits - 1, 0)
+        else:
+            n_exits = len(opts["exits"]) if isinstance(opts.get("exits"), (list, tuple)) else 0
         groups = (*CHAIN_EXIT_GROUPS, *[f"exit{k}" for k in range(1, n_exits + 1)])
         train, tp = _resolve_train(spec.get("train") or {}, groups, epochs=CHAIN_EPOCHS)
         if train is not None and train.device_dropout > 0:
@@ -289,16 +354,22 @@ def _resolve(spec) -> tuple[ResolvedSpec | None, list[tuple[str, str]]]:
         mu,
         train,
         encoding,
+        source,
+        plugin,
+        weights,
     ), []
 
 
-def _resolve_views(v, devices, dataset) -> tuple[ViewSpec | None, list[tuple[str, str]]]:
+def _resolve_views(v, devices, dataset, image_shape=None
+                   ) -> tuple[ViewSpec | None, list[tuple[str, str]]]:
     p: list[tuple[str, str]] = []
     if not isinstance(v, Mapping):
         return None, [("views", f"must be a mapping, got {type(v).__name__}")]
     p += _unknown(v, VIEW_KEYS, "views.")
     n = devices or 1
     height, width = IMAGE_SIZE.get(dataset or "", (10**9, 10**9))
+    if image_shape is not None:
+        height, width = image_shape[1], image_shape[2]
     grid = v.get("grid")
     if grid is not None:
         if (
@@ -402,10 +473,28 @@ def _resolve_train(
     return TrainConfig(**vals, exit_weights=weights), []
 
 
+def _check_builtin_weights(arch, options, chain, views, image_shape, n_classes, weights):
+    """Problems loading a user's ``weights`` into a built-in architecture."""
+    from types import SimpleNamespace
+
+    from models.train import seeded_model
+
+    shape = image_shape if chain else view_shape_for(views, image_shape)
+    info = SimpleNamespace(image_shape=image_shape, view_shape=shape, n_devices=views.n_devices,
+                           n_classes=n_classes)
+    try:
+        plugins.load_weights(seeded_model(arch, options, info, 0), weights)
+    except (ValueError, TypeError) as exc:
+        return [("weights", str(exc))]
+    return []
+
+
 def check_spec(spec: Mapping) -> list[tuple[str, str]]:
     """Problems of a model spec as (dotted key inside the spec, message); [] when valid.
 
-    Never loads data or trains; it does look at ``data_dir`` on disk for cifar10.
+    Never trains. It looks at ``data_dir`` on disk for cifar10, loads a plug-in dataset, builds
+    a plug-in network once to check it against the contract (docs/plugins.md) and reads
+    ``weights``. ``base_dir`` (the scenario's folder) resolves relative paths and modules.
     """
     return _resolve(spec)[1]
 
@@ -448,7 +537,7 @@ class TorchOracle:
         self.arch, self.n_devices = spec.arch, spec.devices
         self.checkpoint_key = config_hash(
             checkpoint_identity(
-                spec.arch, spec.options, spec.data_identity(), spec.train, self.seed
+                spec.arch, spec.model_identity(), spec.data_identity(), spec.train, self.seed
             )
         )
         self.key = (
@@ -525,11 +614,18 @@ class TorchOracle:
             from models.data import load_dataset
 
             s = self.spec
-            self._data = load_dataset(s.dataset, s.views, seed=self.seed, data_dir=s.data_dir)
+            if s.source is not None:
+                self._data = s.source.load(s.views, self.seed)
+            else:
+                self._data = load_dataset(s.dataset, s.views, seed=self.seed, data_dir=s.data_dir)
         return self._data
 
     @property
     def model(self) -> MultiViewNet:
+        if self._model is None and (self.spec.plugin is not None or self.spec.weights is not None):
+            self._model, self.train_meta = plugins.load_model(
+                self.spec, self.data, seed=self.seed, cache_dir=self.cache_dir,
+                progress=self.progress, key=self.checkpoint_key)
         if self._model is None:
             s = self.spec
             model, meta = load_or_train(
@@ -624,7 +720,7 @@ class TorchOracle:
     def _message_bytes(self, alive, kept: np.ndarray, n: int) -> dict[str, np.ndarray]:
         model, data, enc = self.model, self.data, self.spec.encoding
         c, h, w = model.feature_shape
-        dense = dense_message_bytes(model, enc)
+        dense = self._dense_bytes(model, enc)
         out = {"raw": np.full(n, data.raw_bytes, dtype=np.int64)}
         for i in range(self.n_devices):
             on = i in alive
@@ -643,6 +739,12 @@ class TorchOracle:
         if "feat.edge" in dense:
             out["feat.edge"] = np.full(n, dense["feat.edge"], dtype=np.int64)
         return out
+
+    def _dense_bytes(self, model, enc: str) -> dict[str, int]:
+        if self.spec.plugin is None:
+            return dense_message_bytes(model, enc)
+        values = plugins.edge_message_values(model)  # a plug-in's edge: measured, not assumed
+        return {} if values is None else {"feat.edge": value_bytes(values, enc)}
 
     # -- trace cache
 
@@ -785,5 +887,7 @@ def build_oracle(
         SpecError: the spec is invalid (same problems as :func:`check_spec`).
     """
     resolved = resolve_spec(spec)
-    cls = ChainOracle if is_chain(resolved.arch) else TorchOracle
+    chain = is_chain(resolved.arch) or (
+        resolved.plugin is not None and resolved.plugin.form == "chain")
+    cls = ChainOracle if chain else TorchOracle
     return cls(resolved, seed=seed, cache_dir=cache_dir, progress=progress)

@@ -347,17 +347,20 @@ _INIT_LOCK = threading.Lock()
 
 
 def seeded_model(
-    arch: str, options: Mapping, data: MultiViewData, seed: int
+    arch: str, options: Mapping, data: MultiViewData, seed: int, builder=None
 ) -> MultiViewNet | ChainNet:
     """A freshly initialised model, the same for the same seed, leaving the global RNG as it was.
 
     Chain/DAG architectures (:mod:`models.chain`) take the whole image (``data.image_shape``).
+    ``builder`` (a no-argument callable, e.g. a plug-in factory) replaces the registries.
 
     Initialisation draws from torch's global generator; the lock keeps threads that build models
     at the same time from interleaving their draws.
     """
     with _INIT_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        if builder is not None:
+            return builder()
         if is_chain(arch):
             return create_chain_model(
                 arch, input_shape=data.image_shape, n_classes=data.n_classes, **options
@@ -381,8 +384,12 @@ def load_or_train(
     seed: int,
     cache_dir: Path | None,
     progress: bool = True,
+    builder=None,
 ) -> tuple[MultiViewNet | ChainNet, dict]:
     """The trained model for this configuration: from the cache, or trained and cached.
+
+    ``builder`` builds the model instead of the registries (plug-ins, :mod:`models.plugins`);
+    ``options`` then only enter the key.
 
     Returns:
         (model in eval mode, meta) where meta holds the key, the training history and whether the
@@ -392,12 +399,13 @@ def load_or_train(
     key = config_hash(ident)
     path = checkpoint_path(cache_dir, arch, key) if cache_dir is not None else None
     if path is not None:
-        model = seeded_model(arch, options, data, seed)
+        model = seeded_model(arch, options, data, seed, builder)
         meta = _try_load(path, key, model)
         if meta is not None:
             model.eval()
             return model, {**meta, "key": key, "cached": True, "path": str(path)}
-    model = seeded_model(arch, options, data, seed)  # fresh: a rejected load may have touched it
+    # fresh: a rejected load may have touched it
+    model = seeded_model(arch, options, data, seed, builder)
     history = train_model(model, data, train_cfg, seed=seed, progress=progress)
     meta = {"identity": ident, "history": history}
     if path is not None:

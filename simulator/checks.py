@@ -150,6 +150,7 @@ def _check_torch(loaded: Loaded, loc: tuple, spec) -> list[Problem]:
     data = spec.model_dump(exclude={"oracle"})
     if spec.data_dir is not None:
         data["data_dir"] = str(loaded.path(spec.data_dir))
+    data["base_dir"] = str(loaded.base_dir)  # plug-ins: relative paths and modules (issue 14)
     for key, msg in mod.check_spec(data):
         out.append(loaded.problem((*loc, *key.split(".")) if key else loc, msg))
     return out

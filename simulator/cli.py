@@ -1,4 +1,4 @@
-"""The ``ddnnsim`` command line: run, validate, profiles, plot, train."""
+"""The ``ddnnsim`` command line: run, validate, profiles, models, plot, train."""
 
 from __future__ import annotations
 
@@ -180,6 +180,28 @@ def profiles(
             out.print(f"[bold]{p.name}[/bold]")
             for k, v in p.sources.items():
                 out.print(f"  {k}: {v}", highlight=False)
+
+
+@app.command("models")
+def list_models() -> None:
+    """List the networks and datasets a torch model can name: built-in ones and plug-ins
+    (entry points ddnnsim.models / ddnnsim.datasets), with their options (docs/plugins.md)."""
+    import json
+
+    from rich.markup import escape
+
+    from models.plugins import catalogue  # torch enters only here
+
+    cat = catalogue()
+    for kind, title in (("networks", "networks (arch: NAME, or factory: 'pkg.mod:fn')"),
+                        ("datasets", "datasets (dataset: NAME or a mapping)")):
+        t = Table(title=title, title_justify="left")
+        for c in ("name", "kind", "source", "options (defaults)", "description"):
+            t.add_column(c)
+        for row in cat[kind]:
+            t.add_row(*[escape(str(v)) for v in (row["name"], row["kind"], row["source"],
+                        json.dumps(row["options"], default=str), row["description"])])
+        out.print(t)
 
 
 @app.command()

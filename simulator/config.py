@@ -285,11 +285,20 @@ class TraceModel(Strict):
 
 
 class TorchModel(Strict):
-    """A trained multi-exit network from ``models`` (trained once and cached)."""
+    """A trained multi-exit network from ``models`` (trained once and cached), or the user's own
+    (``factory`` import path or a ``ddnnsim.models`` entry point named by ``arch``) on built-in
+    or own data; see docs/plugins.md. ``models.oracle.check_spec`` checks the rest."""
 
     oracle: Literal["torch"]
-    arch: str
-    dataset: Literal["mnist", "cifar10", "synthetic"] = "mnist"
+    arch: str | None = Field(None, description="a built-in architecture or a registered "
+                             "plug-in (entry point of ddnnsim.models)")
+    factory: str | None = Field(None, description="import path 'package.module:function' of "
+                                "a function returning the network (instead of arch)")
+    weights: str | None = Field(None, description="pretrained state dict (torch.save), loaded "
+                                "with weights_only instead of training")
+    dataset: str | dict[str, Any] = Field("mnist", description="mnist | cifar10 | synthetic | "
+                                          "a ddnnsim.datasets entry point | {path: FILE.npz or "
+                                          "FOLDER} | {factory: 'package.module:function'}")
     data_dir: str | None = None
     devices: Int | None = Field(None, ge=1, description="end-device views (default: 6 for "
                                 "the multi-view family, 1 for chain models)")
@@ -298,6 +307,13 @@ class TorchModel(Strict):
     mu: Float | None = Field(None, ge=0, le=1)
     train: dict[str, Any] = Field(default_factory=dict)
     encoding: Literal["float32", "float16", "int8", "bit"] = "float32"
+
+    @model_validator(mode="after")
+    def _one_network(self):
+        if (self.arch is None) == (self.factory is None):
+            raise ValueError("give either 'arch' (a registered network) or 'factory' (an import "
+                             "path 'package.module:function'), not both or neither")
+        return self
 
 
 ModelSpec = Annotated[

@@ -65,6 +65,7 @@ def make_oracle(loaded: Loaded, model: str, overrides: dict | None = None,
     data.update(overrides or {})
     if spec.data_dir is not None:
         data["data_dir"] = str(loaded.path(spec.data_dir))
+    data["base_dir"] = str(loaded.base_dir)  # plug-ins: relative paths and modules
     return build_oracle(data, seed=seed, cache_dir=Path(loaded.scenario.cache_dir),
                         progress=progress)
 

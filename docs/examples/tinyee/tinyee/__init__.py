@@ -1,0 +1,1 @@
+"""An example ddnnsim plug-in: a small early-exit CNN (``nets``) and a bars dataset (``data``)."""
