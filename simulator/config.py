@@ -54,6 +54,42 @@ class ScenarioError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+def read_user_text(path: str | Path, limit: int) -> str:
+    """The text of a user-named file, refusing what could hang or flood a reader.
+
+    Only regular files are read (not ``/dev/zero``, FIFOs or directories), at most ``limit``
+    bytes, as UTF-8 without NUL bytes. Error messages never quote the file's contents.
+
+    Raises:
+        ValueError: saying what is wrong, without the path (callers add it).
+    """
+    import os
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ValueError(f"cannot read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError("not a regular file")
+    if st.st_size > limit:
+        raise ValueError(f"the file is {st.st_size} bytes; at most {limit} are read")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read: {exc.strerror or exc}") from None
+    if len(raw) > limit:
+        raise ValueError(f"the file is larger than {limit} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text (bad byte at offset {exc.start})") from None
+    if "\x00" in text:
+        raise ValueError(f"contains a NUL byte (offset {raw.index(0)}); not a text file")
+    return text
+
+
 # ---------------------------------------------------------------------------------------------
 # Quantities with units
 

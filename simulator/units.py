@@ -121,6 +121,15 @@ def parse(value: object, dimension: str) -> float:
     return result
 
 
+def header_unit(cell: str, dimension: str) -> str | None:
+    """The unit in a CSV header cell such as ``time [s]`` if it is a known unit of
+    ``dimension``, else ``None`` (so callers can say what to write without quoting the cell)."""
+    if "[" not in cell or "]" not in cell:
+        return None
+    unit = cell[cell.index("[") + 1 : cell.rindex("]")].strip()
+    return unit if unit in UNITS[dimension] else None
+
+
 def format_si(value: float, dimension: str) -> str:
     """Write an SI float back as a parseable string: ``format_si(0.02, "time") == "0.02 s"``.
 
