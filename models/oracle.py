@@ -71,6 +71,7 @@ from simulator.oracle import (
     OracleError,
     OracleTable,
     TraceOracle,
+    adopt_digest,
     all_alive,
     normalized_entropy,
     write_trace,
@@ -664,6 +665,7 @@ class TorchOracle:
             if any((all_alive(self.n_devices), s) not in tables for s in SPLITS):
                 raise OracleError(f"{path}: trace lacks the all-alive tables")
             self._restore(trace)
+            adopt_digest(path)  # a trace cached before digests: its digest is stored now
         except Exception as exc:  # a damaged trace is recomputed, never trusted
             warnings.warn(
                 f"oracle trace {path}: cannot be used ({exc}); recomputing it",

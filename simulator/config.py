@@ -402,7 +402,9 @@ class OutputSpec(Strict):
 class Scenario(Strict):
     """A complete experiment: topology, workload, models, the policies to compare."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$", description="the run's "
+                      "folder name under results/: letters, digits, '_', '.', '-', at most "
+                      "100, not starting with '.' or '-'")
     description: str = ""
     seed: Int = Field(0, ge=0, le=SEED_MAX)
     samples: Int = Field(ge=1, le=SAMPLES_MAX)
