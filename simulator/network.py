@@ -26,8 +26,8 @@ from simulator import units
 #: Smallest positive bandwidth (B/s) a trace may carry: 1 bit/s. Lower rates overflow
 #: transfer times rather than model a link; write 0 for an outage.
 MIN_BANDWIDTH = 0.125
-#: Latest time in a trace (s): a year.
-MAX_TRACE_TIME = 3.2e7
+#: Latest time in a trace (s): the horizon simulated time resolves (see units.MAX_HORIZON).
+MAX_TRACE_TIME = units.MAX_HORIZON
 
 
 class Bandwidth:

@@ -47,6 +47,10 @@ def read_arrivals_csv(path: Path) -> np.ndarray:
                              "first column") from None
         if t < 0 or (times and t < times[-1]):
             raise ValueError(f"{path}:{lineno}: arrival times must be >= 0 and non-decreasing")
+        if t > units.MAX_HORIZON:
+            raise ValueError(f"{path}:{lineno}: arrival times must stay below "
+                             f"{units.MAX_HORIZON:.0f} s (97 days), the horizon simulated time "
+                             "resolves")
         times.append(t)
     if not times:
         raise ValueError(f"{path}: no arrivals in the file")
