@@ -62,6 +62,9 @@ def read_records(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     return table.to_pandas(strings_to_categorical=True, self_destruct=True)
 
 
+#: Rows per parquet row group of records.parquet.
+ROW_GROUP = 2**18
+
 #: The record columns the standard plots read back.
 PLOT_COLUMNS = ["policy", "status", "latency_s", "bytes_total"]
 
@@ -211,11 +214,14 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
             timings[policy.label] = {"wall_s": round(wall, 4),
                                      "samples_per_s": round(scn.samples / wall, 1)}
             if tmp_records is not None and scn.output.records:
-                table = _arrow(frame)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp_records, table.schema)
-                writer.write_table(table, row_group_size=2**20)
-                del table
+                # Row groups of at most ROW_GROUP rows, converted one at a time, so the
+                # arrow copy never doubles the policy's records in memory.
+                for a in range(0, len(frame), ROW_GROUP):
+                    table = _arrow(frame.iloc[a : a + ROW_GROUP])
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp_records, table.schema)
+                    writer.write_table(table)
+                    del table
             if keep_records:
                 frames.append(frame)
             del frame
