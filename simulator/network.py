@@ -91,14 +91,13 @@ class PiecewiseBandwidth(Bandwidth):
             raise ValueError("the last rate of a bandwidth schedule must be positive "
                              "(it holds for ever)")
         self.times, self.rates, self.period, self._extend = times, rates, period, extend
-        self._offset = 0  # segments dropped from the front (extend only)
         self.rate = next(r for r in rates if r > 0) if any(rates) else 1.0
         if period is not None:
             ends = [*times[1:], period]
             self._period_bytes = math.fsum(
                 r * (e - t) for r, t, e in zip(rates, times, ends, strict=True))
 
-    def _grow(self, t: float) -> None:
+    def _grow(self, t: float, prune: bool) -> None:
         if self._extend is None:
             return
         while self.times[-1] <= t:
@@ -108,14 +107,15 @@ class PiecewiseBandwidth(Bandwidth):
                 self.times[-1] = math.nextafter(self.times[-2], math.inf)
             self.rates.append(rate)
         i = bisect.bisect_right(self.times, t) - 1
-        if i > 2 * self._KEEP:
+        if prune and i > 2 * self._KEEP:
             drop = i - self._KEEP
             del self.times[:drop], self.rates[:drop]
-            self._offset += drop
 
-    def segment(self, t: float) -> tuple[float, float]:
-        """(rate, end) of the segment holding ``t``, with ``end > t`` guaranteed."""
-        self._grow(t)
+    def segment(self, t: float, prune: bool = True) -> tuple[float, float]:
+        """(rate, end) of the segment holding ``t``, with ``end > t`` guaranteed. ``t`` is the
+        simulation's present (segments far behind it may be dropped) unless ``prune`` is
+        false, as when a transfer looks ahead."""
+        self._grow(t, prune)
         times, n = self.times, len(self.times)
         if self.period is None:
             i = max(bisect.bisect_right(times, t) - 1, 0)
@@ -150,7 +150,7 @@ class PiecewiseBandwidth(Bandwidth):
             return 0.0
         skipped = False
         while True:
-            rate, end = self.segment(t)
+            rate, end = self.segment(t, prune=t == t0)
             if end == math.inf or left <= rate * (end - t):
                 return (t + left / rate - t0) if rate > 0 else math.inf
             left -= rate * (end - t)

@@ -123,3 +123,16 @@ def test_every_message_delivered_with_bounded_events(trace, load, sharing):
     if sharing == "fifo" and len(msgs) == 1:
         (t, nbytes), = msgs
         assert math.isclose(_served(bw, t, done[0]), nbytes, rel_tol=1e-6, abs_tol=1e-3)
+
+
+def test_lognormal_process_memory_stays_bounded():
+    import numpy as np
+
+    from simulator.network import lognormal_process
+
+    bw = lognormal_process(1e6, 1e-3, 0.5, np.random.default_rng(0))
+    for k in range(200):  # 200 s of 1 ms steps, queried as simulated time runs
+        t = k * 1.0
+        assert bw.next_change(t) > t
+        assert bw.time_to_send(t, 5e5) > 0
+    assert len(bw.times) <= 3 * PiecewiseBandwidth._KEEP + 2000
