@@ -368,9 +368,9 @@ def _resolve_train(
         return None, [("train", f"must be a mapping, got {type(t).__name__}")]
     p += _unknown(t, TRAIN_KEYS, "train.")
     checks = {
-        "epochs": (_is_int, lambda x: x >= 1, "an integer >= 1"),
-        "lr": (_is_num, lambda x: x > 0, "a number > 0"),
-        "batch_size": (_is_int, lambda x: x >= 2, "an integer >= 2"),
+        "epochs": (_is_int, lambda x: 1 <= x <= 10_000, "an integer in 1..10000"),
+        "lr": (_is_num, lambda x: 0 < x <= 100, "a number in (0, 100]"),
+        "batch_size": (_is_int, lambda x: 2 <= x <= 1_000_000, "an integer in 2..10^6"),
         "momentum": (_is_num, lambda x: 0 <= x < 1, "a number in [0, 1)"),
         "weight_decay": (_is_num, lambda x: x >= 0, "a number >= 0"),
         "device_dropout": (_is_num, lambda x: 0 <= x < 1, "a number in [0, 1)"),
