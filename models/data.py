@@ -341,6 +341,8 @@ def _reconstruct(cls, shape, typecode):
 
 
 def _frombuffer(buf, dtype, shape, order):
+    if not isinstance(buf, (bytes, bytearray)):  # bytes(10**12) would allocate a terabyte
+        raise pickle.UnpicklingError("ndarray buffer is not a byte string")
     stub = _ArrayStub()
     stub.__setstate__((1, shape, dtype, order == "F", bytes(buf)))
     return stub
@@ -377,18 +379,35 @@ class _SafeUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"refused global {module}.{name}") from None
 
 
-def _materialize(obj):
+def _materialize(obj, seen: set[int] | None = None, depth: int = 0):
+    """Real arrays in place of the stubs. Every non-empty container is visited once: pickle's
+    memo lets a few hundred bytes reference one list from many places (2^40 paths in 40
+    levels), which no CIFAR batch does, so shared containers are refused and the work stays
+    linear in the file size."""
+    if seen is None:
+        seen = set()
+    if depth > 32:
+        raise pickle.UnpicklingError("nested more than 32 levels")
     if isinstance(obj, _ArrayStub):
         if obj.array is None:
             raise pickle.UnpicklingError("ndarray without state")
         return obj.array
     if isinstance(obj, (_DtypeStub, type)):
         raise pickle.UnpicklingError("stray dtype or class object")
+    if isinstance(obj, (dict, list, tuple)) and len(obj):
+        if id(obj) in seen:
+            raise pickle.UnpicklingError("shared references between containers")
+        seen.add(id(obj))
     if isinstance(obj, dict):
-        return {_materialize(k): _materialize(v) for k, v in obj.items()}
+        return {_materialize(k, seen, depth + 1): _materialize(v, seen, depth + 1)
+                for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_materialize(v) for v in obj)
+        return type(obj)(_materialize(v, seen, depth + 1) for v in obj)
     return obj
+
+
+#: Largest CIFAR batch read (a real one is about 31 MB).
+CIFAR_BATCH_LIMIT = 256 * 2**20
 
 
 def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -403,6 +422,8 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    if path.stat().st_size > CIFAR_BATCH_LIMIT:
+        raise DataError(f"{path}: larger than {CIFAR_BATCH_LIMIT} bytes; not a CIFAR-10 batch")
     try:
         raw = path.read_bytes()
         obj = _materialize(_SafeUnpickler(io.BytesIO(raw), encoding="bytes").load())

@@ -80,6 +80,7 @@ from simulator.oracle import (
     OracleError,
     OracleTable,
     TraceOracle,
+    adopt_digest,
     all_alive,
     normalized_entropy,
     write_trace,
@@ -438,9 +439,9 @@ def _resolve_train(
         return None, [("train", f"must be a mapping, got {type(t).__name__}")]
     p += _unknown(t, TRAIN_KEYS, "train.")
     checks = {
-        "epochs": (_is_int, lambda x: x >= 1, "an integer >= 1"),
-        "lr": (_is_num, lambda x: x > 0, "a number > 0"),
-        "batch_size": (_is_int, lambda x: x >= 2, "an integer >= 2"),
+        "epochs": (_is_int, lambda x: 1 <= x <= 10_000, "an integer in 1..10000"),
+        "lr": (_is_num, lambda x: 0 < x <= 100, "a number in (0, 100]"),
+        "batch_size": (_is_int, lambda x: 2 <= x <= 1_000_000, "an integer in 2..10^6"),
         "momentum": (_is_num, lambda x: 0 <= x < 1, "a number in [0, 1)"),
         "weight_decay": (_is_num, lambda x: x >= 0, "a number >= 0"),
         "device_dropout": (_is_num, lambda x: 0 <= x < 1, "a number in [0, 1)"),
@@ -766,6 +767,7 @@ class TorchOracle:
             if any((all_alive(self.n_devices), s) not in tables for s in SPLITS):
                 raise OracleError(f"{path}: trace lacks the all-alive tables")
             self._restore(trace)
+            adopt_digest(path)  # a trace cached before digests: its digest is stored now
         except Exception as exc:  # a damaged trace is recomputed, never trusted
             warnings.warn(
                 f"oracle trace {path}: cannot be used ({exc}); recomputing it",

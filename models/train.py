@@ -292,9 +292,15 @@ def _try_load(path: Path, key: str, model: MultiViewNet) -> dict | None:
     if not path.exists():
         return None
 
+    from simulator.oracle import adopt_digest, check_digest
+
     def reject(why: str) -> None:
         warnings.warn(f"checkpoint {path}: {why}; retraining it", CheckpointWarning, stacklevel=3)
 
+    wrong = check_digest(path)  # the SHA-256 stored beside it at save time
+    if wrong is not None:
+        reject(wrong)
+        return None
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file
@@ -320,6 +326,7 @@ def _try_load(path: Path, key: str, model: MultiViewNet) -> dict | None:
     except RuntimeError as exc:
         reject(f"weights do not fit the model ({str(exc).splitlines()[0][:120]})")
         return None
+    adopt_digest(path)
     try:
         return json.loads(blob.get("meta", "{}"))
     except (TypeError, ValueError):
@@ -327,7 +334,7 @@ def _try_load(path: Path, key: str, model: MultiViewNet) -> dict | None:
 
 
 def save_checkpoint(path: Path, key: str, model: MultiViewNet, meta: Mapping) -> None:
-    from simulator.oracle import atomic_write_bytes
+    from simulator.oracle import atomic_write_bytes, write_digest
 
     buf = io.BytesIO()
     torch.save(
@@ -341,6 +348,7 @@ def save_checkpoint(path: Path, key: str, model: MultiViewNet, meta: Mapping) ->
         buf,
     )
     atomic_write_bytes(path, buf.getvalue())
+    write_digest(path, buf.getvalue())
 
 
 _INIT_LOCK = threading.Lock()

@@ -224,9 +224,9 @@ def plot(run_dir: Path) -> None:
     missing = [str(p) for p in (rec, summ) if not p.is_file()]
     if missing:
         _fail([f"{m}: not found (is {run_dir} a ddnnsim results directory?)" for m in missing])
-    records = pd.read_parquet(rec)
-    for c in ("policy", "status", "exit", "tier"):
-        records[c] = records[c].astype("category")
+    from simulator.run import PLOT_COLUMNS, read_records
+
+    records = read_records(rec, PLOT_COLUMNS)
     hops = run_dir / "hops.parquet"
     paths = plots.run_plots(records, pd.read_csv(summ), run_dir / "plots",
                             pd.read_parquet(hops) if hops.is_file() else None)

@@ -8,6 +8,8 @@ imports torch: torch model specs are checked by ``models.oracle.check_spec`` whe
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -54,14 +56,52 @@ class ScenarioError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+def read_user_text(path: str | Path, limit: int) -> str:
+    """The text of a user-named file, refusing what could hang or flood a reader.
+
+    Only regular files are read (not ``/dev/zero``, FIFOs or directories), at most ``limit``
+    bytes, as UTF-8 without NUL bytes. Error messages never quote the file's contents.
+
+    Raises:
+        ValueError: saying what is wrong, without the path (callers add it).
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ValueError(f"cannot open ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError("cannot read: not a regular file")
+    if st.st_size > limit:
+        raise ValueError(f"cannot read: {st.st_size} bytes; at most {limit} are read")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot open ({exc.strerror or exc})") from None
+    if len(raw) > limit:
+        raise ValueError(f"cannot read: larger than {limit} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"cannot read: not UTF-8 text (bad byte at offset {exc.start})") from None
+    if "\x00" in text:
+        raise ValueError(f"cannot read: a NUL byte at offset {raw.index(0)}; not a text file")
+    return text
+
+
 # ---------------------------------------------------------------------------------------------
 # Quantities with units
 
 
-def _quantity(dimension: str):
+def _quantity(dimension: str, zero: bool = False, low: float | None = None,
+              high: float | None = None):
+    """Validators of a quantity: parsed to SI, then checked against its physical range
+    (``units.BOUNDS``, or ``low``/``high``); ``zero`` also admits exactly 0."""
+
     def check(value: object) -> float:
         try:
-            return units.parse(value, dimension)
+            return units.check_bounds(units.parse(value, dimension), dimension, zero, low,
+                                      high)
         except units.UnitError as exc:
             raise ValueError(str(exc)) from None
 
@@ -72,16 +112,20 @@ def _quantity(dimension: str):
     )
 
 
-Seconds = Annotated[float, *_quantity("time"), Field(ge=0)]
-PosSeconds = Annotated[float, *_quantity("time"), Field(gt=0)]
-Bytes = Annotated[float, *_quantity("size"), Field(ge=0)]
-PosBytes = Annotated[float, *_quantity("size"), Field(gt=0)]
-Bandwidth = Annotated[float, *_quantity("bandwidth"), Field(gt=0)]
-FlopRate = Annotated[float, *_quantity("flop_rate"), Field(gt=0)]
-Flop = Annotated[float, *_quantity("flop"), Field(ge=0)]
-Watts = Annotated[float, *_quantity("power"), Field(ge=0)]
-Rate = Annotated[float, *_quantity("rate"), Field(gt=0)]
-Frequency = Annotated[float, *_quantity("rate"), Field(gt=0)]
+Seconds = Annotated[float, *_quantity("time", zero=True)]
+PosSeconds = Annotated[float, *_quantity("time")]
+Bytes = Annotated[float, *_quantity("size", zero=True)]
+PosBytes = Annotated[float, *_quantity("size")]
+Bandwidth = Annotated[float, *_quantity("bandwidth")]
+FlopRate = Annotated[float, *_quantity("flop_rate")]
+Flop = Annotated[float, *_quantity("flop", zero=True)]
+Watts = Annotated[float, *_quantity("power", zero=True)]
+Rate = Annotated[float, *_quantity("rate")]
+Frequency = Annotated[float, *_quantity("rate", low=1e3, high=1e11)]  # 1 kHz .. 100 GHz
+#: A packet: no smaller than a minimal frame header, so a message is never 1e300 packets.
+Mtu = Annotated[float, *_quantity("size", low=16.0)]
+#: A bandwidth process step: a radio's scheduling interval (LTE's 1 ms TTI) or longer.
+Interval = Annotated[float, *_quantity("time", low=1e-3)]
 
 
 def _not_bool(value: object) -> object:
@@ -92,8 +136,13 @@ def _not_bool(value: object) -> object:
 
 
 Int = Annotated[int, BeforeValidator(_not_bool)]
-Float = Annotated[float, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
 Probability = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=1)]
+#: Seeds: what every consumer (numpy, torch, dask) takes without overflow.
+SEED_MAX = 2**32 - 1
+#: Samples per run. The records of the policy being simulated take about 260 bytes per sample
+#: (2 links, 8 devices; earlier policies are on disk), so 10^7 samples need about 2.6 GB.
+SAMPLES_MAX = 10_000_000
 
 
 class Strict(BaseModel):
@@ -109,7 +158,8 @@ class EnergyModel(Strict):
     ``kf3`` = k f^3 T, the KPM paper's dynamic-power model."""
 
     model: Literal["linear", "kf3"] = "linear"
-    k: Float = Field(1e-24, gt=0, description="kf3: switched-capacitance constant")
+    k: Float = Field(1e-24, ge=1e-40, le=1e-12,
+                     description="kf3: switched-capacitance constant (F)")
     frequency: Frequency | None = Field(None, description="kf3: clock frequency, e.g. '1 GHz'")
 
 
@@ -120,7 +170,7 @@ class DeviceSpec(Strict):
     profile: str | None = None
     count: Int | None = Field(None, ge=1, le=4096)
     flops_per_s: FlopRate | None = None
-    cores: Int | None = Field(None, ge=1)
+    cores: Int | None = Field(None, ge=1, le=1024)
     call_overhead: Seconds | None = None
     power_active: Watts | None = None
     power_idle: Watts | None = None
@@ -129,8 +179,9 @@ class DeviceSpec(Strict):
                                     "(default: the profile's; checked by the parallel policy)")
     energy: EnergyModel = EnergyModel()
     measured_scale: Float | None = Field(
-        None, gt=0, description="compute time = the model's host-measured seconds x this factor "
-        "(models that carry host timings: chain/DAG models); e.g. 8 for a device 8x slower "
+        None, ge=1e-6, le=1e6, description="compute time = the model's host-measured "
+        "seconds x this factor (models that carry host timings: chain/DAG models); e.g. 8 "
+        "for a device 8x slower "
         "than the host that measured them")
     service: Literal["fixed", "exponential"] = Field(
         "fixed", description="compute time: fixed, or exponential with the same mean")
@@ -149,7 +200,7 @@ class ProcessSpec(Strict):
     lognormal factor of mean 1 and log-standard deviation ``sigma``."""
 
     kind: Literal["lognormal"] = "lognormal"
-    interval: PosSeconds
+    interval: Interval
     sigma: Float = Field(gt=0, le=3)
 
 
@@ -169,11 +220,11 @@ class LinkSpec(Strict):
     bandwidth: Bandwidth | None = None
     latency: Seconds | None = None
     overhead: Bytes | None = None
-    mtu: PosBytes | None = None
+    mtu: Mtu | None = None
     header: Bytes | None = None
     loss: Probability | None = None
     retransmit_timeout: PosSeconds | None = None
-    max_retries: Int = Field(8, ge=0)
+    max_retries: Int = Field(8, ge=0, le=100)
     trace: TraceSpec | None = None
     process: ProcessSpec | None = None
 
@@ -203,7 +254,7 @@ class WorkloadSpec(Strict):
     arrivals: Literal["poisson", "periodic", "closed", "trace"] = "poisson"
     rate: Rate | None = None
     sources: Literal["all", "each"] = "all"
-    concurrency: Int = Field(1, ge=1)
+    concurrency: Int = Field(1, ge=1, le=100_000)
     think_time: Seconds = 0.0
     file: str | None = None
     deadline: PosSeconds | None = Field(
@@ -227,9 +278,9 @@ class SyntheticModel(Strict):
     """A model-free oracle with fixed per-exit accuracies (tests, benchmarks, what-ifs)."""
 
     oracle: Literal["synthetic"]
-    samples: Int = Field(1000, ge=1)
-    devices: Int = Field(6, ge=1)
-    classes: Int = Field(10, ge=2)
+    samples: Int = Field(1000, ge=1, le=1_000_000)
+    devices: Int = Field(6, ge=1, le=4096)
+    classes: Int = Field(10, ge=2, le=100_000)
     accuracy: dict[str, Probability] = Field(default_factory=dict)
     message_bytes: dict[str, PosBytes] = Field(default_factory=dict)
     flops: dict[str, Flop] = Field(default_factory=dict)
@@ -262,10 +313,10 @@ class SyntheticChainModel(Strict):
     """A model-free single-view chain with early exits, for partitioning studies."""
 
     oracle: Literal["synthetic_chain"]
-    samples: Int = Field(1000, ge=1)
-    classes: Int = Field(10, ge=2)
+    samples: Int = Field(1000, ge=1, le=1_000_000)
+    classes: Int = Field(10, ge=2, le=100_000)
     input_bytes: PosBytes
-    layers: list[ChainLayer] = Field(min_length=1)
+    layers: list[ChainLayer] = Field(min_length=1, max_length=10_000)
     accuracy: Probability = 0.9
 
     @model_validator(mode="after")
@@ -300,7 +351,7 @@ class TorchModel(Strict):
                                           "a ddnnsim.datasets entry point | {path: FILE.npz or "
                                           "FOLDER} | {factory: 'package.module:function'}")
     data_dir: str | None = None
-    devices: Int | None = Field(None, ge=1, description="end-device views (default: 6 for "
+    devices: Int | None = Field(None, ge=1, le=4096, description="end-device views (default: 6 for "
                                 "the multi-view family, 1 for chain models)")
     views: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
@@ -346,7 +397,7 @@ class FailureSpec(Strict):
     ``random: k`` instead takes down k end devices drawn with the scenario's seed."""
 
     device: str | None = None
-    random: Int | None = Field(None, ge=1)
+    random: Int | None = Field(None, ge=1, le=4096)
     start: Seconds = 0.0
     end: Seconds | None = None
 
@@ -362,17 +413,19 @@ class OutputSpec(Strict):
     dir: str | None = None
     plots: bool = True
     records: bool = True
-    hops: Int = Field(20, ge=0, description="log every hop of the first N samples per policy "
-                      "(hops.parquet, Gantt chart)")
+    hops: Int = Field(20, ge=0, le=100_000, description="log every hop of the first N "
+                      "samples per policy (hops.parquet, Gantt chart)")
 
 
 class Scenario(Strict):
     """A complete experiment: topology, workload, models, the policies to compare."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$", description="the run's "
+                      "folder name under results/: letters, digits, '_', '.', '-', at most "
+                      "100, not starting with '.' or '-'")
     description: str = ""
-    seed: Int = Field(0, ge=0)
-    samples: Int = Field(ge=1, le=100_000_000)
+    seed: Int = Field(0, ge=0, le=SEED_MAX)
+    samples: Int = Field(ge=1, le=SAMPLES_MAX)
     topology: TopologySpec
     workload: WorkloadSpec
     models: dict[str, ModelSpec] = Field(min_length=1)
@@ -380,6 +433,24 @@ class Scenario(Strict):
     failures: list[FailureSpec] = Field(default_factory=list)
     output: OutputSpec = OutputSpec()
     cache_dir: str = ".cache/ddnnsim"
+
+    @model_validator(mode="after")
+    def _horizon(self):
+        # The arrivals must fit in the horizon float64 resolves (units.MAX_HORIZON); else a
+        # hop of a millisecond is absorbed by the clock and latencies read 0.
+        w, n = self.workload, self.samples
+        if w.arrivals in ("poisson", "periodic") and w.rate is not None:
+            span, key = n / w.rate, "workload.rate"
+        elif w.arrivals == "closed":
+            span, key = n * w.think_time / w.concurrency, "workload.think_time"
+        else:
+            return self
+        if span > units.MAX_HORIZON:
+            raise ValueError(
+                f"@{key}: {n} samples arrive over about {span:.3g} s, beyond the "
+                f"{units.MAX_HORIZON:.0f} s (97 days) that simulated time resolves to the "
+                "nanosecond; raise the rate or lower samples")
+        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,22 +461,58 @@ class _LineLoader(yaml.SafeLoader):
     pass
 
 
+#: Deepest nesting of mappings and lists in a YAML file (scenarios use about 6).
+MAX_DEPTH = 50
+#: Most values a YAML file may expand to (aliases included).
+MAX_VALUES = 200_000
+#: Largest scenario or study file read (bytes).
+YAML_LIMIT = 4 * 2**20
+
+
+def _check_shape(text: str, file: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH before anything recurses over it (the event
+    parser does not recurse, the composer and constructors do)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_LineLoader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ScenarioError([Problem(file, event.start_mark.line + 1, "",
+                                             f"nested more than {MAX_DEPTH} levels deep")])
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
 def _load_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int]]:
     """Parse YAML keeping, for every key path, the line where it is written (1-based)."""
     lines: dict[tuple, int] = {}
     problems: list[Problem] = []
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise ScenarioError([Problem(file, line, "", "contains a NUL byte; not a text file")])
     try:
+        _check_shape(text, file)
         node = yaml.compose(text, Loader=_LineLoader)
+    except yaml.reader.ReaderError as exc:  # a control character; it has no problem_mark
+        line = text.count("\n", 0, exc.position) + 1
+        raise ScenarioError([Problem(file, line, "", f"not valid YAML: {exc.reason} "
+                                     f"character #x{exc.character:04x}")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise ScenarioError(
-            [Problem(file, line, "", f"not valid YAML: {exc.problem or exc}")]) from None
+        raise ScenarioError([Problem(file, line, "", "not valid YAML: "
+                                     f"{getattr(exc, 'problem', None) or exc}")]) from None
     if node is None:
         raise ScenarioError([Problem(file, 1, "", "the file is empty")])
     constructor = _LineLoader(text)
 
+    budget = [MAX_VALUES]
+
     def build(n: yaml.Node, path: tuple) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:  # aliases can expand a short file exponentially
+            raise ScenarioError([Problem(file, n.start_mark.line + 1, "", f"the file expands "
+                                         f"to more than {MAX_VALUES} values (YAML aliases?)")])
         lines.setdefault(path, n.start_mark.line + 1)
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
@@ -562,6 +669,10 @@ def _problems_from(exc: ValidationError, data: Any, lines: Mapping[tuple, int], 
             msg = f"missing key 'oracle' (one of {sorted(_UNION_TAGS)})"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
+        if msg.startswith("@") and ": " in msg:  # a model check that names its key
+            where, msg = msg[1:].split(": ", 1)
+            parts = tuple(int(p) if p.isdigit() else p for p in where.split("."))
+            loc = _data_loc(data, (*err["loc"], *parts))
         out.append(_locate(file, lines, overridden, loc, msg))
     return merge_problems(out)
 
@@ -590,6 +701,10 @@ def apply_override(data: dict, assignment: str) -> tuple[tuple, Any]:
     if "" in path:
         raise ScenarioError([Problem("--set", None, assignment, "expected key.path=value")])
     try:
+        if any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(value_s)):
+            raise ScenarioError([Problem("--set", None, path_s, "YAML aliases are not "
+                                         "allowed in --set values")])
+        _check_shape(value_s, "--set")
         value = yaml.safe_load(value_s) if value_s.strip() else ""
     except yaml.YAMLError as exc:
         raise ScenarioError([Problem("--set", None, path_s, "value is not valid YAML: "
@@ -670,12 +785,12 @@ def load_data(data: Any, file: str = "<scenario>", lines: dict[tuple, int] | Non
 def load(path: str | Path, overrides: Sequence[str] = ()) -> Loaded:
     """Read, parse and validate a scenario file; raise :class:`ScenarioError` on any problem."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ScenarioError([Problem(str(path), None, "", "scenario file not found")])
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError([Problem(str(path), None, "", f"cannot read: {exc}")]) from None
+        text = read_user_text(path, YAML_LIMIT)
+    except ValueError as exc:
+        raise ScenarioError([Problem(str(path), None, "", str(exc))]) from None
     data, lines = _load_yaml(text, str(path))
     return load_data(data, str(path), lines, overrides, path.parent.resolve())
 

@@ -23,6 +23,12 @@ from simulator import units
 # ---------------------------------------------------------------------------------------------
 # Bandwidth over time
 
+#: Smallest positive bandwidth (B/s) a trace may carry: 1 bit/s. Lower rates overflow
+#: transfer times rather than model a link; write 0 for an outage.
+MIN_BANDWIDTH = 0.125
+#: Latest time in a trace (s): the horizon simulated time resolves (see units.MAX_HORIZON).
+MAX_TRACE_TIME = units.MAX_HORIZON
+
 
 class Bandwidth:
     """Constant bandwidth in bytes/s. Subclasses are piecewise constant."""
@@ -39,6 +45,10 @@ class Bandwidth:
         """Time of the first rate change strictly after ``t`` (``inf`` if none)."""
         return math.inf
 
+    def segment(self, t: float) -> tuple[float, float]:
+        """(rate, end) of the constant-rate stretch holding ``t``; ``end > t`` always."""
+        return self.rate, math.inf
+
     def time_to_send(self, t0: float, nbytes: float) -> float:
         """Seconds to push ``nbytes`` starting at ``t0`` at the full rate of the link."""
         return nbytes / self.rate
@@ -50,80 +60,147 @@ class Bandwidth:
 class PiecewiseBandwidth(Bandwidth):
     """Piecewise-constant bandwidth: ``rates[i]`` holds from ``times[i]`` to ``times[i+1]``.
 
-    When ``period`` is set the schedule repeats with that period; otherwise the last rate holds
-    for ever. ``extend`` (a callable returning the next (duration, rate)) grows the schedule on
-    demand, for stochastic processes.
+    A rate of 0 is an outage: transfers wait until the bandwidth returns. When ``period`` is set
+    the schedule repeats with that period; otherwise the last rate holds for ever (so it must be
+    positive). ``extend`` (a callable returning the next (duration, rate)) grows the schedule on
+    demand, for stochastic processes; segments far behind the queried time are then dropped, so
+    memory stays bounded (queries come in non-decreasing time, as simulated time runs).
+
+    Every segment boundary returned by :meth:`next_change` is strictly after the time asked
+    about, even where float64 cannot tell ``base + times[i]`` from ``base``; this is what keeps
+    simulations from waking at the same instant for ever.
     """
+
+    _KEEP = 4096  # segments kept behind the queried time before old ones are dropped
 
     def __init__(self, times, rates, period: float | None = None, extend=None):
         times = [float(t) for t in times]
         rates = [float(r) for r in rates]
-        if not times or times[0] != 0.0:
-            raise ValueError("a bandwidth schedule must start at time 0")
+        if not times or times[0] != 0.0 or len(times) != len(rates):
+            raise ValueError("a bandwidth schedule must start at time 0, one rate per time")
         if any(b <= a for a, b in itertools.pairwise(times)):
             raise ValueError("bandwidth schedule times must increase")
-        if any(not r > 0 for r in rates):
-            raise ValueError("bandwidth schedule rates must be positive")
+        if any(not (math.isfinite(r) and r >= 0) for r in rates):
+            raise ValueError("bandwidth schedule rates must be finite and >= 0")
+        if period is not None:
+            if not (math.isfinite(period) and period > times[-1]):
+                raise ValueError("a looped schedule's period must end after its last time")
+            if not any(r > 0 for r in rates):
+                raise ValueError("a looped bandwidth schedule needs a positive rate")
+        elif extend is None and not rates[-1] > 0:
+            raise ValueError("the last rate of a bandwidth schedule must be positive "
+                             "(it holds for ever)")
         self.times, self.rates, self.period, self._extend = times, rates, period, extend
-        super().__init__(rates[0])
+        self.rate = next(r for r in rates if r > 0) if any(rates) else 1.0
+        if period is not None:
+            ends = [*times[1:], period]
+            self._period_bytes = math.fsum(
+                r * (e - t) for r, t, e in zip(rates, times, ends, strict=True))
 
-    def _grow(self, t: float) -> None:
-        while self._extend is not None and self.times[-1] <= t:
+    def _grow(self, t: float, prune: bool) -> None:
+        if self._extend is None:
+            return
+        while self.times[-1] <= t:
             duration, rate = self._extend()
-            self.times.append(self.times[-1] + duration)
+            self.times.append(self.times[-1] + max(duration, 0.0))
+            if self.times[-1] <= self.times[-2]:  # the duration is lost in the float
+                self.times[-1] = math.nextafter(self.times[-2], math.inf)
             self.rates.append(rate)
+        i = bisect.bisect_right(self.times, t) - 1
+        if prune and i > 2 * self._KEEP:
+            drop = i - self._KEEP
+            del self.times[:drop], self.rates[:drop]
 
-    def _local(self, t: float) -> tuple[float, float]:
+    def segment(self, t: float, prune: bool = True) -> tuple[float, float]:
+        """(rate, end) of the segment holding ``t``, with ``end > t`` guaranteed. ``t`` is the
+        simulation's present (segments far behind it may be dropped) unless ``prune`` is
+        false, as when a transfer looks ahead."""
+        self._grow(t, prune)
+        times, n = self.times, len(self.times)
         if self.period is None:
-            return 0.0, t
-        base = math.floor(t / self.period) * self.period
-        return base, t - base
+            i = max(bisect.bisect_right(times, t) - 1, 0)
+            end = times[i + 1] if i + 1 < n else math.inf
+            return self.rates[i], end
+        period = self.period
+        k = math.floor(t / period)
+        base = k * period
+        i = max(bisect.bisect_right(times, t - base) - 1, 0)
+        for _ in range(2 * n + 2):
+            end = base + (times[i + 1] if i + 1 < n else period)
+            if end > t:
+                return self.rates[i], end
+            i += 1
+            if i == n:
+                i, k = 0, k + 1
+                base = k * period
+        # The period is below float64's resolution at t: no boundary is representable.
+        return self._period_bytes / period, math.nextafter(t, math.inf)
 
     def rate_at(self, t: float) -> float:
-        self._grow(t)
-        _, local = self._local(t)
-        return self.rates[bisect.bisect_right(self.times, local) - 1]
+        return self.segment(t)[0]
 
     def next_change(self, t: float) -> float:
-        self._grow(t + 1e-12)
-        base, local = self._local(t)
-        i = bisect.bisect_right(self.times, local)
-        if i < len(self.times):
-            return base + self.times[i]
-        return base + self.period if self.period is not None else math.inf
+        return self.segment(t)[1]
 
     def time_to_send(self, t0: float, nbytes: float) -> float:
+        """Seconds to push ``nbytes`` from ``t0``, segment by segment; whole periods of a
+        looped trace are skipped at once, so the work is bounded by the number of rows."""
         t, left = t0, float(nbytes)
+        if left <= 0:
+            return 0.0
+        skipped = False
         while True:
-            rate, change = self.rate_at(t), self.next_change(t)
-            if left <= rate * (change - t):
-                return t + left / rate - t0
-            left -= rate * (change - t)
-            t = change
+            rate, end = self.segment(t, prune=t == t0)
+            if end == math.inf or left <= rate * (end - t):
+                return (t + left / rate - t0) if rate > 0 else math.inf
+            left -= rate * (end - t)
+            t = end
+            period = self.period
+            if period is not None and not skipped and left > self._period_bytes:
+                # From here on whole periods carry _period_bytes each.
+                whole = math.floor(left / self._period_bytes) - 1
+                if whole > 0:
+                    t += whole * period
+                    left -= whole * self._period_bytes
+                skipped = True
+            if period is not None and (t + period) - t < 0.5 * period:
+                # Periods no longer resolve in float64 at t: serve at the mean rate.
+                return t + left * period / self._period_bytes - t0
+
+
+#: Largest trace file read (bytes): about a million rows.
+TRACE_LIMIT = 32 * 2**20
 
 
 def read_trace_csv(path: Path, loop: bool) -> PiecewiseBandwidth:
     """Read a bandwidth trace whose header names units, e.g. ``time [s],bandwidth [Mbit/s]``.
 
+    A bandwidth of 0 is an outage (transfers wait for the bandwidth to return); the last row
+    of a trace that does not loop must be positive, and a looped one needs a positive row.
+    Errors name the file and line but never quote its contents (it may be any file).
+
     Raises:
         ValueError: with the file and line of the first problem.
     """
+    from simulator.config import read_user_text
+
     try:
-        fh = open(path, newline="", encoding="utf-8")  # noqa: SIM115
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot open bandwidth trace ({exc.strerror})") from None
-    with fh:
-        rows = list(csv.reader(fh))
+        text = read_user_text(path, TRACE_LIMIT)
+    except ValueError as exc:
+        raise ValueError(f"{path}: bandwidth trace: {exc}") from None
+    try:
+        rows = list(csv.reader(text.splitlines()))
+    except csv.Error:
+        raise ValueError(f"{path}: not a CSV file") from None
     if not rows:
         raise ValueError(f"{path}:1: empty bandwidth trace")
-    header = [h.strip() for h in rows[0]]
-    if len(header) != 2 or "[" not in header[0] or "[" not in header[1]:
+    header = rows[0]
+    tu = units.header_unit(header[0], "time") if len(header) == 2 else None
+    bu = units.header_unit(header[1], "bandwidth") if len(header) == 2 else None
+    if tu is None or bu is None:
         raise ValueError(
-            f"{path}:1: header must name two columns with units, "
-            f"e.g. 'time [s],bandwidth [Mbit/s]'; got {','.join(header)!r}"
-        )
-    tu = header[0][header[0].index("[") + 1 : header[0].rindex("]")]
-    bu = header[1][header[1].index("[") + 1 : header[1].rindex("]")]
+            f"{path}:1: the header must name two columns with their units, "
+            "e.g. 'time [s],bandwidth [Mbit/s]'")
     times, rates = [], []
     for lineno, row in enumerate(rows[1:], start=2):
         if not row or all(not c.strip() for c in row):
@@ -133,20 +210,31 @@ def read_trace_csv(path: Path, loop: bool) -> PiecewiseBandwidth:
         try:
             times.append(units.parse(f"{row[0].strip()} {tu}", "time"))
             rates.append(units.parse(f"{row[1].strip()} {bu}", "bandwidth"))
-        except units.UnitError as exc:
-            raise ValueError(f"{path}:{lineno}: {exc}") from None
-        if rates[-1] <= 0:
-            raise ValueError(f"{path}:{lineno}: bandwidth must be positive")
+        except units.UnitError:
+            raise ValueError(f"{path}:{lineno}: expected two finite numbers "
+                             f"(time in {tu}, bandwidth in {bu})") from None
+        if rates[-1] < 0:
+            raise ValueError(f"{path}:{lineno}: bandwidth must be >= 0 (0 is an outage)")
+        if 0 < rates[-1] < MIN_BANDWIDTH:
+            raise ValueError(f"{path}:{lineno}: bandwidth below {MIN_BANDWIDTH:g} B/s "
+                             "(write 0 for an outage)")
         if len(times) > 1 and times[-1] <= times[-2]:
             raise ValueError(f"{path}:{lineno}: times must increase")
     if not times:
         raise ValueError(f"{path}: bandwidth trace has no rows")
     if times[0] != 0.0:
         raise ValueError(f"{path}:2: the first row must be at time 0")
+    if times[-1] > MAX_TRACE_TIME:
+        raise ValueError(f"{path}: trace times must stay below {MAX_TRACE_TIME:g} s")
     period = None
     if loop:
         step = times[-1] - times[-2] if len(times) > 1 else 1.0
         period = times[-1] + step
+        if not any(r > 0 for r in rates):
+            raise ValueError(f"{path}: every bandwidth is 0 (the link would never carry)")
+    elif not rates[-1] > 0:
+        raise ValueError(f"{path}: the last bandwidth is 0 and the trace does not loop "
+                         "(the link would never carry again); add a positive last row")
     return PiecewiseBandwidth(times, rates, period=period)
 
 
@@ -240,6 +328,7 @@ class FairMedium:
         self._next_id = 0
         self._last = 0.0
         self._version = 0
+        self._tolerance = 1e-9 * max(1.0, bw.rate)  # bytes counted as served (round-off)
 
     @property
     def queue_len(self) -> int:
@@ -250,7 +339,7 @@ class FairMedium:
         n = len(self._left)
         if n and now > self._last:
             # Rate is constant between _last and now: every change point wakes us.
-            served = self.bw.rate_at(self._last) * (now - self._last) / n
+            served = self.bw.segment(self._last)[0] * (now - self._last) / n
             for k in self._left:
                 self._left[k] -= served
         self._last = now
@@ -260,10 +349,14 @@ class FairMedium:
         if not self._left:
             return
         now, n = self.env.now, len(self._left)
-        rate = self.bw.rate_at(now)
+        rate, change = self.bw.segment(now)
         first = min(self._left.values())
-        t_done = now + max(first, 0.0) * n / rate
-        wake = min(t_done, self.bw.next_change(now))
+        t_done = now + max(first, 0.0) * n / rate if rate > 0 else math.inf
+        wake = min(t_done, change)
+        if wake <= now and first > self._tolerance:
+            # The bytes left need less than one float step of time: take that step, after
+            # which they are served (and the next wake-up cannot repeat this instant).
+            wake = math.nextafter(now, math.inf)
         version = self._version
         ev = self.env.timeout(wake - now)
         ev.callbacks.append(lambda _ev: self._wake(version))
@@ -273,8 +366,7 @@ class FairMedium:
             return
         self._advance()
         # Finish every message whose bytes are served (tolerance for float round-off).
-        eps = 1e-9
-        for k in [k for k, v in self._left.items() if v <= eps * max(1.0, self.bw.rate)]:
+        for k in [k for k, v in self._left.items() if v <= self._tolerance]:
             del self._left[k]
             self._done.pop(k).succeed(self.env.now - self._start.pop(k))
         self._reschedule()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -72,6 +73,34 @@ class OracleTable:
             if arr.shape != (n,):
                 raise ValueError(
                     f"OracleTable.nbytes[{msg!r}] has shape {arr.shape}, expected {(n,)}")
+
+    def check_ranges(self) -> None:
+        """Refuse values no model produces (a damaged or edited cache): entropies and
+        probabilities outside [0, 1], negative or non-finite bytes, negative classes.
+        (``pred == -1`` marks an exit that had no input, e.g. every device down.)
+
+        Raises:
+            ValueError: naming the column.
+        """
+        def bad(arr, lo=0.0, hi=math.inf) -> bool:
+            a = np.asarray(arr, dtype=np.float64)
+            return bool(a.size) and not (np.isfinite(a).all() and a.min() >= lo
+                                         and a.max() <= hi)
+
+        if bad(self.entropy, 0.0, 1.0):
+            raise ValueError("entropies must lie in [0, 1]")
+        if bad(self.labels) or bad(self.pred, -1.0):
+            raise ValueError("class labels must be >= 0, predictions >= -1 (no output)")
+        if np.asarray(self.correct).dtype != bool:
+            raise ValueError("'correct' must be true/false")
+        for msg, arr in self.nbytes.items():
+            if bad(arr):
+                raise ValueError(f"bytes of message {msg!r} must be finite and >= 0")
+        for name, arr in self.info.items():
+            if name.endswith(("rate", "prob", "probability", "share")) and bad(arr, 0.0, 1.0):
+                raise ValueError(f"{name} must lie in [0, 1]")
+            if bad(arr, -math.inf):
+                raise ValueError(f"{name} must be finite")
 
     @property
     def n_samples(self) -> int:
@@ -125,6 +154,53 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+DIGEST_SUFFIX = ".sha256"
+
+
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + DIGEST_SUFFIX)
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_digest(path: Path, data: bytes | None = None) -> None:
+    """Store the SHA-256 of ``path`` (whose bytes are ``data`` if given) beside it, as
+    ``<name>.sha256``, so a later load can tell an edited or damaged cache file."""
+    path = Path(path)
+    digest = hashlib.sha256(data).hexdigest() if data is not None else file_digest(path)
+    atomic_write_bytes(_digest_path(path), f"{digest}  {path.name}\n".encode())
+
+
+def adopt_digest(path: Path) -> None:
+    """Store the digest of a cache file written before digests existed (after it loaded and
+    passed its checks), so later edits are caught."""
+    if not _digest_path(Path(path)).is_file():
+        write_digest(Path(path))
+
+
+def check_digest(path: Path) -> str | None:
+    """Why ``path`` does not match the digest stored beside it, or ``None`` when it matches
+    or has no digest (see :func:`adopt_digest`)."""
+    path = Path(path)
+    side = _digest_path(path)
+    if not side.is_file():
+        return None
+    try:
+        stored = side.read_text(encoding="ascii").split()[0]
+    except (OSError, UnicodeDecodeError, IndexError):
+        return f"its digest file {side.name} is unreadable"
+    if stored != file_digest(path):
+        return f"its content does not match the digest in {side.name} (edited or corrupt)"
+    return None
+
+
 def write_trace(
     path: str | Path,
     tables: Mapping[tuple[frozenset[int], str], OracleTable],
@@ -176,7 +252,9 @@ def write_trace(
     table = table.replace_schema_metadata({TRACE_META_KEY: json.dumps(meta).encode()})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    atomic_write_bytes(Path(path), sink.getvalue().to_pybytes())
+    data = sink.getvalue().to_pybytes()
+    atomic_write_bytes(Path(path), data)
+    write_digest(Path(path), data)
     return Path(path)
 
 
@@ -193,6 +271,9 @@ class TraceOracle:
         self.path = Path(path)
         if not self.path.is_file():
             raise OracleError(f"{self.path}: oracle trace file not found")
+        wrong = check_digest(self.path)
+        if wrong is not None:
+            raise OracleError(f"{self.path}: {wrong}")
         try:
             table = pq.read_table(self.path)
         except Exception as exc:  # pyarrow raises several types for a corrupt file
@@ -200,13 +281,20 @@ class TraceOracle:
         raw = (table.schema.metadata or {}).get(TRACE_META_KEY)
         if raw is None:
             raise OracleError(f"{self.path}: parquet file has no ddnnsim oracle metadata")
-        meta = json.loads(raw)
-        self.key: str = meta["key"]
-        self.arch: str = meta["arch"]
-        self.n_devices: int = int(meta["n_devices"])
-        self.exits: tuple[str, ...] = tuple(meta["exits"])
-        self.flops: dict[str, float] = dict(meta["flops"])
-        self.extra: dict = dict(meta.get("extra", {}))
+        try:
+            meta = json.loads(raw)
+            self.key: str = str(meta["key"])
+            self.arch: str = str(meta["arch"])
+            self.n_devices: int = int(meta["n_devices"])
+            self.exits: tuple[str, ...] = tuple(str(e) for e in meta["exits"])
+            self.flops: dict[str, float] = {str(k): float(v) for k, v in meta["flops"].items()}
+            self.extra: dict = dict(meta.get("extra", {}))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise OracleError(f"{self.path}: damaged oracle metadata ({type(exc).__name__})"
+                              ) from None
+        if not 1 <= self.n_devices <= 4096 or any(
+                not (math.isfinite(v) and v >= 0) for v in self.flops.values()):
+            raise OracleError(f"{self.path}: oracle metadata out of range (devices, FLOPs)")
         self.graph = None  # the cost graph of partitionable (chain/DAG) models
         if "graph" in self.extra:
             import networkx as nx
@@ -214,9 +302,19 @@ class TraceOracle:
             self.graph = nx.node_link_graph(self.extra["graph"], edges="edges")
         df = table.to_pandas()
         self._tables: dict[tuple[str, str], OracleTable] = {}
+        try:
+            self._read_tables(df)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise OracleError(f"{self.path}: {exc}") from None
+        full = self._tables.get((_alive_label(all_alive(self.n_devices)), "test"))
+        if full is None:
+            raise OracleError(f"{self.path}: trace lacks the all-devices-alive test table")
+        self.n_samples = full.n_samples
+
+    def _read_tables(self, df) -> None:
         for label, part in df.groupby(["alive", "split"], sort=False):
             part = part.sort_values("sample_id")
-            self._tables[(str(label[0]), str(label[1]))] = OracleTable(
+            self._tables[(str(label[0]), str(label[1]))] = t = OracleTable(
                 exits=self.exits,
                 labels=part["label"].to_numpy(),
                 pred=np.column_stack([part[f"pred.{e}"].to_numpy() for e in self.exits]),
@@ -230,10 +328,9 @@ class TraceOracle:
                 info={c[len("info."):]: part[c].to_numpy() for c in part.columns
                       if c.startswith("info.") and part[c].notna().all()},
             )
-        full = self._tables.get((_alive_label(all_alive(self.n_devices)), "test"))
-        if full is None:
-            raise OracleError(f"{self.path}: trace lacks the all-devices-alive test table")
-        self.n_samples = full.n_samples
+            t.check_ranges()
+            if not np.array_equal(t.correct, t.pred == t.labels[:, None]):
+                raise ValueError("'correct' columns disagree with pred == label")
 
     def table(self, alive: frozenset[int] | None = None, split: str = "test") -> OracleTable:
         label = _alive_label(all_alive(self.n_devices) if alive is None else alive)

@@ -37,11 +37,36 @@ from simulator.workload import Arrivals, read_arrivals_csv
 
 @dataclass
 class RunResult:
+    """What a run produced. ``records`` is the in-memory table when the run kept it, else it
+    is read back from ``records.parquet`` on first use (large runs stream to disk)."""
+
     out_dir: Path | None
     summary: pd.DataFrame
-    records: pd.DataFrame | None
+    frame: pd.DataFrame | None
     manifest: dict
     hop_logs: dict[str, list] = field(default_factory=dict)
+
+    @property
+    def records(self) -> pd.DataFrame | None:
+        if self.frame is None and self.out_dir is not None:
+            path = self.out_dir / "records.parquet"
+            if path.is_file():
+                self.frame = read_records(path)
+        return self.frame
+
+
+def read_records(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """``records.parquet`` (or some of its ``columns``) with the string columns as
+    categoricals, so a million-row table costs bytes per row, not Python strings."""
+    table = pq.read_table(path, columns=columns)
+    return table.to_pandas(strings_to_categorical=True, self_destruct=True)
+
+
+#: Rows per parquet row group of records.parquet.
+ROW_GROUP = 2**18
+
+#: The record columns the standard plots read back.
+PLOT_COLUMNS = ["policy", "status", "latency_s", "bytes_total"]
 
 
 def make_oracle(loaded: Loaded, model: str, overrides: dict | None = None,
@@ -117,8 +142,12 @@ def prepare(loaded: Loaded, progress: bool = True) -> tuple[Topology, list[tuple
 
 
 def new_run_dir(loaded: Loaded, root: Path = Path("results")) -> Path:
+    """A fresh ``root/<name>/<time>-s<seed>`` folder name, always inside ``root``."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = root / loaded.scenario.name / f"{stamp}-s{loaded.scenario.seed}"
+    name = loaded.scenario.name
+    if Path(name).name != name or name in (".", "..") or "/" in name or "\\" in name:
+        raise ValueError(f"unsafe run name {name!r}")  # the schema refuses these
+    base = root / name / f"{stamp}-s{loaded.scenario.seed}"
     out, k = base, 1
     while out.exists():
         k += 1
@@ -127,23 +156,30 @@ def new_run_dir(loaded: Loaded, root: Path = Path("results")) -> Path:
 
 
 def _arrow(frame: pd.DataFrame) -> pa.Table:
-    """A table whose schema does not depend on the policy (stable across row groups)."""
-    df = frame.copy()
+    """A table whose schema does not depend on the policy (stable across row groups): the
+    categorical columns become plain strings, converted inside arrow (no Python objects)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
     for c in ("policy", "status", "exit", "tier", "source"):
-        df[c] = df[c].astype("string")
-    return pa.Table.from_pandas(df, preserve_index=False)
+        k = table.schema.get_field_index(c)
+        table = table.set_column(k, c, table.column(c).cast(pa.string()))
+    return table.replace_schema_metadata(None)
 
 
 def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None = None,
-            keep_records: bool = True, hop_log: bool | int | None = None,
+            keep_records: bool | None = None, hop_log: bool | int | None = None,
             plots: bool | None = None,
             overrides: tuple[str, ...] = (), make_progress: bool = True) -> RunResult:
     """Simulate every policy of ``loaded`` and (if ``out_dir``) write the results there.
 
-    ``progress(policy_label, total)`` returns a callback ``advance(n)``; records are written
-    policy by policy, so memory holds one policy's records at a time unless ``keep_records``.
+    ``progress(policy_label, total)`` returns a callback ``advance(n)``. Records are written
+    policy by policy as parquet row groups, so memory holds one policy's records at a time;
+    ``keep_records`` (default: only when nothing is written to disk) also keeps them all in
+    memory. Plots read back the columns they need.
     """
     scn = loaded.scenario
+    streamed = out_dir is not None and scn.output.records
+    if keep_records is None:
+        keep_records = not streamed
     t0 = time.perf_counter()
     topo, bound = prepare(loaded, progress=make_progress)
     if hop_log is None:
@@ -180,10 +216,14 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
             timings[policy.label] = {"wall_s": round(wall, 4),
                                      "samples_per_s": round(scn.samples / wall, 1)}
             if tmp_records is not None and scn.output.records:
-                table = _arrow(frame)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp_records, table.schema)
-                writer.write_table(table)
+                # Row groups of at most ROW_GROUP rows, converted one at a time, so the
+                # arrow copy never doubles the policy's records in memory.
+                for a in range(0, len(frame), ROW_GROUP):
+                    table = _arrow(frame.iloc[a : a + ROW_GROUP])
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp_records, table.schema)
+                    writer.write_table(table)
+                    del table
             if keep_records:
                 frames.append(frame)
             del frame
@@ -219,10 +259,15 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
         hops = hops_frame(hop_logs, topo)
         if len(hops):
             atomic_write_bytes(out_dir / "hops.parquet", _parquet_bytes(hops))
-        if (scn.output.plots if plots is None else plots) and records is not None:
+        if scn.output.plots if plots is None else plots:
             from simulator import plots as plotting
 
-            plotting.run_plots(records, summary, out_dir / "plots", hops)
+            table = records
+            if table is None and streamed:
+                table = read_records(out_dir / "records.parquet", PLOT_COLUMNS)
+            if table is not None:
+                plotting.run_plots(table, summary, out_dir / "plots", hops)
+            del table
     return RunResult(out_dir, summary, records, manifest, hop_logs)
 
 

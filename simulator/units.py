@@ -64,6 +64,45 @@ SI_UNIT = {
     "rate": "/s",
 }
 
+#: Longest simulated time (s): 2^23 s, about 97 days. float64 spaces times below it at most
+#: 2^-29 s (1.9 ns) apart, so every hop the model times (microseconds and up) is resolved and
+#: nothing is absorbed by the clock (``t + dt == t``).
+MAX_HORIZON = float(2**23)
+
+#: Physical range (SI) of a positive quantity of each dimension in a scenario: below the low end
+#: a value is either a typo or subnormal-prone (1e-320 B/s), above the high end it is not a
+#: device or link that exists. Zero is allowed where a field says so.
+BOUNDS = {
+    "size": (0.125, 1e12),  # 1 bit .. 1 TB
+    "bandwidth": (0.125, 1.25e13),  # 1 bit/s .. 100 Tbit/s
+    "time": (1e-9, MAX_HORIZON),  # 1 ns .. the horizon
+    "flop": (1.0, 1e18),
+    "flop_rate": (1.0, 1e19),  # .. 10 EFLOP/s
+    "power": (1e-6, 1e6),  # 1 uW .. 1 MW
+    "energy": (1e-9, 1e9),
+    "rate": (1e-6, 1e9),  # once in 11.6 days .. a GHz
+}
+
+
+def check_bounds(value: float, dimension: str, zero: bool = False,
+                 low: float | None = None, high: float | None = None) -> float:
+    """``value`` if it lies in the physical range of ``dimension`` (or is 0 when ``zero``).
+
+    Raises:
+        UnitError: naming the range in SI units.
+    """
+    lo, hi = BOUNDS[dimension]
+    lo, hi = (lo if low is None else low), (hi if high is None else high)
+    if zero and value == 0:
+        return value
+    if not (math.isfinite(value) and lo <= value <= hi):
+        unit = SI_UNIT[dimension]
+        what = "0 or " if zero else ""
+        raise UnitError(f"must be {what}between {lo:g} {unit} and {hi:g} {unit}, got "
+                        f"{value:g} {unit}")
+    return value
+
+
 #: Spellings that are refused because they are ambiguous, with what to write instead.
 _AMBIGUOUS = {
     "Mb": "write 'Mbit' (megabits) or 'MB' (megabytes)",
@@ -119,6 +158,15 @@ def parse(value: object, dimension: str) -> float:
     if not math.isfinite(number) or not math.isfinite(result):
         raise UnitError(f"{value!r} is not a finite {dimension}")
     return result
+
+
+def header_unit(cell: str, dimension: str) -> str | None:
+    """The unit in a CSV header cell such as ``time [s]`` if it is a known unit of
+    ``dimension``, else ``None`` (so callers can say what to write without quoting the cell)."""
+    if "[" not in cell or "]" not in cell:
+        return None
+    unit = cell[cell.index("[") + 1 : cell.rindex("]")].strip()
+    return unit if unit in UNITS[dimension] else None
 
 
 def format_si(value: float, dimension: str) -> str:

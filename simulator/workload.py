@@ -10,32 +10,47 @@ import numpy as np
 
 from simulator import units
 
+#: Largest arrival trace read (bytes): about two million rows.
+ARRIVALS_LIMIT = 32 * 2**20
+
 
 def read_arrivals_csv(path: Path) -> np.ndarray:
     """Arrival times from a CSV whose first column header names its unit, e.g. ``time [s]``.
 
+    Errors name the file and line but never quote its contents (it may be any file).
+
     Raises:
         ValueError: naming the file and line of the first problem.
     """
+    from simulator.config import read_user_text
+
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot open arrival trace ({exc.strerror})") from None
-    if not rows or "[" not in rows[0][0]:
+        text = read_user_text(path, ARRIVALS_LIMIT)
+    except ValueError as exc:
+        raise ValueError(f"{path}: arrival trace: {exc}") from None
+    try:
+        rows = list(csv.reader(text.splitlines()))
+    except csv.Error:
+        raise ValueError(f"{path}: not a CSV file") from None
+    unit = units.header_unit(rows[0][0], "time") if rows and rows[0] else None
+    if unit is None:
         raise ValueError(f"{path}:1: the header must name the time column with its unit, "
                          "e.g. 'time [s]'")
-    unit = rows[0][0][rows[0][0].index("[") + 1 : rows[0][0].rindex("]")]
     times = []
     for lineno, row in enumerate(rows[1:], start=2):
         if not row or not row[0].strip():
             continue
         try:
             t = units.parse(f"{row[0].strip()} {unit}", "time")
-        except units.UnitError as exc:
-            raise ValueError(f"{path}:{lineno}: {exc}") from None
+        except units.UnitError:
+            raise ValueError(f"{path}:{lineno}: expected a finite number of {unit} in the "
+                             "first column") from None
         if t < 0 or (times and t < times[-1]):
             raise ValueError(f"{path}:{lineno}: arrival times must be >= 0 and non-decreasing")
+        if t > units.MAX_HORIZON:
+            raise ValueError(f"{path}:{lineno}: arrival times must stay below "
+                             f"{units.MAX_HORIZON:.0f} s (97 days), the horizon simulated time "
+                             "resolves")
         times.append(t)
     if not times:
         raise ValueError(f"{path}: no arrivals in the file")

@@ -8,11 +8,12 @@ steps it may read live state from the simulation (queue lengths, bandwidth, whic
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 
 class Compute:
@@ -94,7 +95,23 @@ class Sample:
 class Params(BaseModel):
     """Base of every policy's parameter model (unknown keys are errors)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # YAML reads true/false as booleans and pydantic would take them as 1 and 0.
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and not _takes_bool(field.annotation):
+            raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+        return value
+
+
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field's type admits booleans as booleans (``bool`` in it, or ``Any``)."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_takes_bool(a) for a in typing.get_args(annotation))
 
 
 class PolicyError(ValueError):

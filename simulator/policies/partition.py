@@ -34,7 +34,8 @@ from simulator.policies.base import (
     register_policy,
 )
 
-Seconds = Annotated[float, BeforeValidator(lambda v: units.parse(v, "time")), Field(gt=0)]
+Seconds = Annotated[float, BeforeValidator(
+    lambda v: units.check_bounds(units.parse(v, "time"), "time"))]
 
 
 class PartitionParams(Params):

@@ -234,7 +234,7 @@ def test_checkpoint_cache_hit_and_corrupt_retrain(tmp_path, synth):
     for k, v in m1.state_dict().items():
         assert torch.equal(v, m2.state_dict()[k])
     path = tmp_path / "checkpoints"
-    (ckpt,) = path.iterdir()
+    (ckpt,) = path.glob("*.pt")
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     with pytest.warns(CheckpointWarning, match="corrupt.*retraining"):
         m3, meta3 = load_or_train(*args, seed=0, cache_dir=tmp_path, progress=False)
