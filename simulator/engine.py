@@ -75,6 +75,7 @@ class Simulation:
         self._log_below = float("inf") if hop_log is True else int(hop_log)
         self._progress = progress
         self._done = 0
+        self._busy_until = 0.0
 
     # -- live state for policies ---------------------------------------------------------------
 
@@ -105,8 +106,10 @@ class Simulation:
         filled = self.records.filled
         if filled != self.n_samples:
             raise RuntimeError(f"engine bug: {filled} records for {self.n_samples} samples")
-        # Idle power over the time each device was up, from 0 to the last event of the run.
-        end = self.env.now
+        # Idle power over the time each device was up, from 0 until the last sample finished
+        # or the last stray branch (a view that came after its aggregation timed out) ended.
+        end = max(float(np.nanmax(self.records.finish)) if self.n_samples else 0.0,
+                  self._busy_until)
         self.records.set_idle([d.p.power_idle * d.avail.up_time(0.0, end)
                                for d in self.devices.values()], end)
         return self.records
@@ -201,6 +204,8 @@ class Simulation:
                     yield from self._send(step, i)
         except SampleFailed as exc:
             return str(exc)
+        finally:
+            self._busy_until = max(self._busy_until, self.env.now)
         if arrived is not None:
             arrived.succeed()
         return None

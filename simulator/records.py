@@ -10,7 +10,7 @@ Energy columns (joules). ``energy_j.<device>`` is the energy the sample caused o
 dynamic compute (above idle) plus radio transmit and receive. ``energy_compute_j``,
 ``energy_tx_j``, ``energy_rx_j`` split ``energy_j`` by kind; ``energy_tier_j.<tier>`` by tier.
 Idle power is not caused by any one sample: ``energy_idle_j.<tier>`` is the run's idle energy of
-that tier (idle power x time up, from 0 to the run's last event) divided by the number of
+that tier (idle power x time up, from 0 until the last sample finished) divided by the number of
 samples, the same on every row (an even share).
 """
 
