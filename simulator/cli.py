@@ -157,23 +157,25 @@ def profiles(
         _fail([f"profiles: unknown kind {kind!r}; use devices, networks or all"])
     if kind in ("devices", "all"):
         t = Table(title="device profiles", title_justify="left")
-        for c in ("name", "GFLOP/s", "cores", "overhead ms", "active W", "idle W", "tx W",
-                  "basis", "description"):
+        for c in ("name", "GFLOP/s", "cores", "overhead ms", "active W", "idle W",
+                  "overhead W", "radio", "basis", "description"):
             t.add_column(c)
         for d in pr.DEVICES.values():
             t.add_row(d.name, f"{d.flops_per_s / 1e9:.3g}", str(d.cores),
                       f"{d.call_overhead_s * 1e3:.3g}", f"{d.power_active_w:.3g}",
-                      f"{d.power_idle_w:.3g}", f"{d.tx_power_w:.3g}", d.basis, d.description)
+                      f"{d.power_idle_w:.3g}", f"{d.overhead_power_w:.3g}",
+                      "yes" if d.radio else "no", d.basis, d.description)
         out.print(t)
     if kind in ("networks", "all"):
         t = Table(title="network profiles", title_justify="left")
         for c in ("name", "Mbit/s", "MB/s", "latency ms", "overhead B", "MTU B", "header B",
-                  "loss", "basis", "description"):
+                  "loss", "tx W", "rx W", "basis", "description"):
             t.add_column(c)
         for n in pr.NETWORKS.values():
             t.add_row(n.name, f"{n.bandwidth_Bps * 8 / 1e6:.4g}", f"{n.bandwidth_Bps / 1e6:.4g}",
                       f"{n.latency_s * 1e3:.3g}", str(n.overhead_bytes), str(n.mtu_bytes),
-                      str(n.header_bytes), f"{n.loss:g}", n.basis, n.description)
+                      str(n.header_bytes), f"{n.loss:g}", f"{n.tx_power_w:.3g}",
+                      f"{n.rx_power_w:.3g}", n.basis, n.description)
         out.print(t)
     if sources:
         for p in [*pr.DEVICES.values(), *pr.NETWORKS.values()]:
