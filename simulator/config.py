@@ -349,7 +349,8 @@ class FailureSpec(Strict):
     name) or ``random: k`` (k end devices drawn with the scenario's seed). How: without
     ``mtbf`` the component is down for the whole interval; with ``mtbf`` and ``mttr`` it
     alternates up (mean ``mtbf``) and down (mean ``mttr``) periods in it, exponential or
-    ``fixed``, drawn from its own seeded stream."""
+    ``fixed``, drawn from its own seeded stream; ``rate`` (failures per second while up) may
+    be given instead of ``mtbf`` (= 1 / rate)."""
 
     device: str | None = None
     link: str | None = None
@@ -357,6 +358,8 @@ class FailureSpec(Strict):
     start: Seconds = 0.0
     end: Seconds | None = None
     mtbf: PosSeconds | None = Field(None, description="mean time between failures (up time)")
+    rate: Rate | None = Field(None, description="failures per second of up time, e.g. "
+                              "'0.01 /s' (instead of mtbf = 1 / rate)")
     mttr: PosSeconds | None = Field(None, description="mean time to repair (down time)")
     distribution: Literal["exponential", "fixed"] = "exponential"
 
@@ -366,9 +369,18 @@ class FailureSpec(Strict):
         if len(given) != 1:
             raise ValueError("give exactly one of 'device' (a name or group), 'link' (a link "
                              "name) or 'random' (a number of end devices drawn with the seed)")
-        if (self.mtbf is None) != (self.mttr is None):
-            raise ValueError("a failure process needs both 'mtbf' and 'mttr'")
+        if self.mtbf is not None and self.rate is not None:
+            raise ValueError("give 'mtbf' or 'rate' (= 1 / mtbf), not both")
+        if (self.mtbf is None and self.rate is None) != (self.mttr is None):
+            raise ValueError("a failure process needs 'mttr' and 'mtbf' (or 'rate')")
         return self
+
+    @property
+    def up_mean(self) -> float | None:
+        """Mean up time of the failure process (``mtbf``, or 1 / ``rate``), if any."""
+        if self.rate is not None:
+            return 1.0 / self.rate
+        return self.mtbf
 
 
 class OutputSpec(Strict):

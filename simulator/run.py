@@ -85,8 +85,8 @@ def _faults(loaded: Loaded, topo: Topology) -> list[tuple]:
     for k, f in enumerate(loaded.scenario.failures):
         end = f.end if f.end is not None else float("inf")
         proc = None
-        if f.mtbf is not None:
-            proc = FailureProcess(f.mtbf, f.mttr, f.distribution, f.start, end)
+        if f.up_mean is not None:
+            proc = FailureProcess(f.up_mean, f.mttr, f.distribution, f.start, end)
         if f.link is not None:
             out.append(("link", f.link, f.start, end, proc))
             continue
