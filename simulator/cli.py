@@ -131,7 +131,8 @@ def print_summary(summary, title: str = "ddnnsim summary") -> None:
             ("edge acc", "edge_accuracy", 100, 4), ("cloud acc", "cloud_accuracy", 100, 4),
             ("p50 ms", "latency_p50_s", 1e3, 4), ("p95 ms", "latency_p95_s", 1e3, 4),
             ("p99 ms", "latency_p99_s", 1e3, 4), ("thr/s", "throughput_sps", 1, 4),
-            ("B/sample", "bytes_per_sample", 1, 4), ("J/sample", "energy_j_per_sample", 1, 3)]
+            ("B/sample", "bytes_per_sample", 1, 4),
+            ("end mJ", "energy_end_j_per_sample", 1e3, 3), ("avail %", "availability", 100, 4)]
     for head, *_ in cols:
         t.add_column(head, justify="left" if head == "policy" else "right")
     t.add_column("exit rates")
@@ -139,10 +140,12 @@ def print_summary(summary, title: str = "ddnnsim summary") -> None:
         exits = " ".join(f"{c.removeprefix('exit_rate.')}={row[c]:.0%}" for c in summary.columns
                          if c.startswith("exit_rate.") and isinstance(row[c], float)
                          and not math.isnan(row[c]) and row[c] > 0)
-        t.add_row(*[_fmt(row[c], s, d) if d else str(row[c]) for _, c, s, d in cols], exits)
+        t.add_row(*[_fmt(row.get(c), s, d) if d else str(row.get(c)) for _, c, s, d in cols],
+                  exits)
     out.print(t)
-    out.print("acc = correct / samples; edge/cloud acc = correct / samples leaving at that tier",
-              style="dim")
+    out.print("acc = correct / samples; edge/cloud acc = correct / samples leaving at that tier; "
+              "end mJ = energy per sample on the end devices (compute + radio; idle apart); "
+              "avail = share of samples answered", style="dim")
 
 
 @app.command()
