@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 STUDIES = ["ddnn_aggregation", "ada_vs_ddnn", "att_mu_sweep", "ada_fault_tolerance",
-           "network_sweep", "load_sweep", "dapdee_networks", "partition_demo"]
+           "network_sweep", "load_sweep", "dapdee_networks", "partition_demo", "dynamic_faults"]
 
 
 def run_studies(names: list[str], out: Path, workers: int, fresh: bool) -> dict:
