@@ -115,7 +115,7 @@ def build(loaded: Loaded) -> tuple[Topology | None, list[Problem]]:
         if e.model == "kf3" and e.frequency is None:
             problems.append(loaded.problem((*loc, "energy", "frequency"),
                                            "energy model 'kf3' needs 'frequency', e.g. '1 GHz'"))
-        k = KPM_K if e.k == "kpm" else e.k
+        kf3_k = KPM_K if e.k == "kpm" else e.k
         for name in names:
             if name in devices:
                 problems.append(loaded.problem(loc, f"device name {name!r} defined twice"))
@@ -123,7 +123,7 @@ def build(loaded: Loaded) -> tuple[Topology | None, list[Problem]]:
                 name=name, tier=spec.tier,
                 **{f: values[k] for k, (_, f) in _DEVICE_FIELDS.items()},
                 tx_power=spec.tx_power, rx_power=spec.rx_power,
-                energy_model=e.model, k=k, frequency=e.frequency,
+                energy_model=e.model, k=kf3_k, frequency=e.frequency,
                 nominal_frequency=e.nominal_frequency, service=spec.service,
                 measured_scale=spec.measured_scale,
             )
