@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 STUDIES = ["ddnn_aggregation", "ada_vs_ddnn", "att_mu_sweep", "ada_fault_tolerance",
            "network_sweep", "load_sweep", "dapdee_networks", "partition_demo", "kpm_wpm",
-           "kpm_offload"]
+           "kpm_offload", "dynamic_faults"]
 
 
 def run_studies(names: list[str], out: Path, workers: int, fresh: bool) -> dict:

@@ -25,9 +25,14 @@ def check_scenario(loaded: Loaded) -> list[Problem]:
         if topo is not None and f.random is not None and f.random > len(topo.end_devices):
             problems.append(loaded.problem(("failures", k, "random"), f"only "
                                            f"{len(topo.end_devices)} end devices can fail"))
-        if topo is not None and f.device is not None and f.device not in devices:
+        if (topo is not None and f.device is not None and f.device not in devices
+                and f.device not in topo.groups):
             problems.append(loaded.problem(("failures", k, "device"), f"unknown device "
                                            f"{f.device!r}{suggest(f.device, devices)}"))
+        if topo is not None and f.link is not None and f.link not in topo.links:
+            problems.append(loaded.problem(("failures", k, "link"), f"unknown link "
+                                           f"{f.link!r}{suggest(f.link, topo.links)}; links: "
+                                           f"{', '.join(topo.links)}"))
         if f.end is not None and f.end <= f.start:
             problems.append(loaded.problem(("failures", k, "end"), "must be after 'start'"))
 

@@ -131,7 +131,8 @@ def print_summary(summary, title: str = "ddnnsim summary") -> None:
             ("edge acc", "edge_accuracy", 100, 4), ("cloud acc", "cloud_accuracy", 100, 4),
             ("p50 ms", "latency_p50_s", 1e3, 4), ("p95 ms", "latency_p95_s", 1e3, 4),
             ("p99 ms", "latency_p99_s", 1e3, 4), ("thr/s", "throughput_sps", 1, 4),
-            ("B/sample", "bytes_per_sample", 1, 4), ("J/sample", "energy_j_per_sample", 1, 3)]
+            ("B/sample", "bytes_per_sample", 1, 4),
+            ("end mJ", "energy_end_j_per_sample", 1e3, 3), ("avail %", "availability", 100, 4)]
     for head, *_ in cols:
         t.add_column(head, justify="left" if head == "policy" else "right")
     t.add_column("exit rates")
@@ -139,10 +140,12 @@ def print_summary(summary, title: str = "ddnnsim summary") -> None:
         exits = " ".join(f"{c.removeprefix('exit_rate.')}={row[c]:.0%}" for c in summary.columns
                          if c.startswith("exit_rate.") and isinstance(row[c], float)
                          and not math.isnan(row[c]) and row[c] > 0)
-        t.add_row(*[_fmt(row[c], s, d) if d else str(row[c]) for _, c, s, d in cols], exits)
+        t.add_row(*[_fmt(row.get(c), s, d) if d else str(row.get(c)) for _, c, s, d in cols],
+                  exits)
     out.print(t)
-    out.print("acc = correct / samples; edge/cloud acc = correct / samples leaving at that tier",
-              style="dim")
+    out.print("acc = correct / samples; edge/cloud acc = correct / samples leaving at that tier; "
+              "end mJ = energy per sample on the end devices (compute + radio; idle apart); "
+              "avail = share of samples answered", style="dim")
 
 
 @app.command()
@@ -157,23 +160,25 @@ def profiles(
         _fail([f"profiles: unknown kind {kind!r}; use devices, networks or all"])
     if kind in ("devices", "all"):
         t = Table(title="device profiles", title_justify="left")
-        for c in ("name", "GFLOP/s", "cores", "overhead ms", "active W", "idle W", "tx W",
-                  "basis", "description"):
+        for c in ("name", "GFLOP/s", "cores", "overhead ms", "active W", "idle W",
+                  "overhead W", "radio", "basis", "description"):
             t.add_column(c)
         for d in pr.DEVICES.values():
             t.add_row(d.name, f"{d.flops_per_s / 1e9:.3g}", str(d.cores),
                       f"{d.call_overhead_s * 1e3:.3g}", f"{d.power_active_w:.3g}",
-                      f"{d.power_idle_w:.3g}", f"{d.tx_power_w:.3g}", d.basis, d.description)
+                      f"{d.power_idle_w:.3g}", f"{d.overhead_power_w:.3g}",
+                      "yes" if d.radio else "no", d.basis, d.description)
         out.print(t)
     if kind in ("networks", "all"):
         t = Table(title="network profiles", title_justify="left")
         for c in ("name", "Mbit/s", "MB/s", "latency ms", "overhead B", "MTU B", "header B",
-                  "loss", "basis", "description"):
+                  "loss", "tx W", "rx W", "basis", "description"):
             t.add_column(c)
         for n in pr.NETWORKS.values():
             t.add_row(n.name, f"{n.bandwidth_Bps * 8 / 1e6:.4g}", f"{n.bandwidth_Bps / 1e6:.4g}",
                       f"{n.latency_s * 1e3:.3g}", str(n.overhead_bytes), str(n.mtu_bytes),
-                      str(n.header_bytes), f"{n.loss:g}", n.basis, n.description)
+                      str(n.header_bytes), f"{n.loss:g}", f"{n.tx_power_w:.3g}",
+                      f"{n.rx_power_w:.3g}", n.basis, n.description)
         out.print(t)
     if sources:
         for p in [*pr.DEVICES.values(), *pr.NETWORKS.values()]:

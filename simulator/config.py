@@ -154,13 +154,19 @@ class Strict(BaseModel):
 
 
 class EnergyModel(Strict):
-    """How compute energy is counted: ``linear`` = active power x busy time (default);
-    ``kf3`` = k f^3 T, the KPM paper's dynamic-power model."""
+    """How a task's dynamic (above idle) compute power is found: ``linear`` = (power_active -
+    power_idle) / cores per running task (default); ``kf3`` = k f^3 per task, the KPM paper's
+    DVFS model, with ``k`` calibrated by default so that k f_nominal^3 is that same per-core
+    power (``k: kpm`` takes the paper's k = 1e-24, which with f = 1 GHz implies 1000 W)."""
 
     model: Literal["linear", "kf3"] = "linear"
-    k: Float = Field(1e-24, ge=1e-40, le=1e-12,
-                     description="kf3: switched-capacitance constant (F)")
+    k: Annotated[float, BeforeValidator(_not_bool), Field(ge=1e-40, le=1e-12)] | Literal["kpm"] | None = Field(
+        None, description="kf3: switched-capacitance constant (W/Hz^3); 'kpm' = 1e-24; "
+        "default: calibrated to the device's power")
     frequency: Frequency | None = Field(None, description="kf3: clock frequency, e.g. '1 GHz'")
+    nominal_frequency: Frequency | None = Field(
+        None, description="kf3: the clock at which the device's flops_per_s and power were "
+        "measured; compute time then scales by nominal_frequency / frequency")
 
 
 class DeviceSpec(Strict):
@@ -174,7 +180,15 @@ class DeviceSpec(Strict):
     call_overhead: Seconds | None = None
     power_active: Watts | None = None
     power_idle: Watts | None = None
-    tx_power: Watts | None = None
+    tx_power: Watts | None = Field(None, description="radio transmit power (overrides the "
+                                   "link's figure for this device)")
+    rx_power: Watts | None = Field(None, description="radio receive power (overrides the "
+                                   "link's figure for this device)")
+    radio: bool | None = Field(None, description="pays the links' radio tx/rx power "
+                               "(default: from the profile; end devices without one: yes)")
+    overhead_power: Watts | None = Field(
+        None, description="power above idle during the per-call overhead (default: the "
+        "per-core dynamic power)")
     memory: PosBytes | None = Field(None, description="RAM a model may use, e.g. '4 GB' "
                                     "(default: the profile's; checked by the parallel policy)")
     energy: EnergyModel = EnergyModel()
@@ -223,6 +237,10 @@ class LinkSpec(Strict):
     mtu: Mtu | None = None
     header: Bytes | None = None
     loss: Probability | None = None
+    tx_power: Watts | None = Field(None, description="radio power of a sending device with a "
+                                   "radio (default: the profile's)")
+    rx_power: Watts | None = Field(None, description="radio power of a receiving device with "
+                                   "a radio (default: the profile's)")
     retransmit_timeout: PosSeconds | None = None
     max_retries: Int = Field(8, ge=0, le=100)
     trace: TraceSpec | None = None
@@ -393,20 +411,44 @@ class PolicySpec(BaseModel):
 
 
 class FailureSpec(Strict):
-    """A device that is down from ``start`` until ``end`` (forever when ``end`` is omitted);
-    ``random: k`` instead takes down k end devices drawn with the scenario's seed."""
+    """Faults of one component (or group) from ``start`` until ``end`` (forever if omitted).
+
+    Which: ``device`` (a device or a group: each member fails on its own), ``link`` (a link
+    name) or ``random: k`` (k end devices drawn with the scenario's seed). How: without
+    ``mtbf`` the component is down for the whole interval; with ``mtbf`` and ``mttr`` it
+    alternates up (mean ``mtbf``) and down (mean ``mttr``) periods in it, exponential or
+    ``fixed``, drawn from its own seeded stream; ``rate`` (failures per second while up) may
+    be given instead of ``mtbf`` (= 1 / rate)."""
 
     device: str | None = None
+    link: str | None = None
     random: Int | None = Field(None, ge=1, le=4096)
     start: Seconds = 0.0
     end: Seconds | None = None
+    mtbf: PosSeconds | None = Field(None, description="mean time between failures (up time)")
+    rate: Rate | None = Field(None, description="failures per second of up time, e.g. "
+                              "'0.01 /s' (instead of mtbf = 1 / rate)")
+    mttr: PosSeconds | None = Field(None, description="mean time to repair (down time)")
+    distribution: Literal["exponential", "fixed"] = "exponential"
 
     @model_validator(mode="after")
     def _which(self):
-        if (self.device is None) == (self.random is None):
-            raise ValueError("give either 'device' (a name) or 'random' (a number of end "
-                             "devices drawn with the seed)")
+        given = [k for k in ("device", "link", "random") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'device' (a name or group), 'link' (a link "
+                             "name) or 'random' (a number of end devices drawn with the seed)")
+        if self.mtbf is not None and self.rate is not None:
+            raise ValueError("give 'mtbf' or 'rate' (= 1 / mtbf), not both")
+        if (self.mtbf is None and self.rate is None) != (self.mttr is None):
+            raise ValueError("a failure process needs 'mttr' and 'mtbf' (or 'rate')")
         return self
+
+    @property
+    def up_mean(self) -> float | None:
+        """Mean up time of the failure process (``mtbf``, or 1 / ``rate``), if any."""
+        if self.rate is not None:
+            return 1.0 / self.rate
+        return self.mtbf
 
 
 class OutputSpec(Strict):
@@ -431,6 +473,10 @@ class Scenario(Strict):
     models: dict[str, ModelSpec] = Field(min_length=1)
     policies: list[PolicySpec] = Field(min_length=1)
     failures: list[FailureSpec] = Field(default_factory=list)
+    aggregation_timeout: PosSeconds | None = Field(
+        None, description="how long an aggregation point waits for the views of a sample "
+        "before going on with those that arrived (default: wait for all; a lost view fails "
+        "the sample)")
     output: OutputSpec = OutputSpec()
     cache_dir: str = ".cache/ddnnsim"
 

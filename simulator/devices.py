@@ -1,10 +1,45 @@
-"""Devices: compute time from FLOPs, cores as a SimPy resource, energy, failures."""
+"""Devices: compute time from FLOPs, cores as a SimPy resource, power, failures.
+
+Energy model (see docs/scenarios.md, "Energy"):
+
+* idle: ``power_idle`` over the time the device is powered (up) during the run; reported per run
+  and shared evenly among the run's samples;
+* dynamic compute: the power a task draws above idle, per busy core. ``linear``: a task holds one
+  of ``cores`` slots, so it draws ``(power_active - power_idle) / cores``; ``kf3``: ``k f^3``
+  per task (DVFS), with ``k`` calibrated by default so that ``k f_nominal^3`` is that same
+  per-core dynamic power;
+* per-call overhead: the dispatch part of a step draws ``overhead_power`` (default: the per-core
+  dynamic power);
+* radio: transmit and receive power x airtime, billed by the engine per link.
+"""
 
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import simpy
+
+#: The KPM paper's switched-capacitance constant (with f = 1 GHz it implies k f^3 = 1000 W).
+KPM_K = 1e-24
+
+
+@dataclass
+class FailureProcess:
+    """Alternating up/down periods of one component from ``start`` until ``end``.
+
+    ``distribution`` ``exponential``: up times ~ Exp(mean ``mtbf``), down times ~ Exp(mean
+    ``mttr``); ``fixed``: exactly ``mtbf`` up then ``mttr`` down, repeated. The component is
+    up at ``start``.
+    """
+
+    mtbf: float
+    mttr: float
+    distribution: str = "exponential"
+    start: float = 0.0
+    end: float = math.inf
 
 
 @dataclass
@@ -12,8 +47,7 @@ class DeviceParams:
     """A device's resolved parameters (SI units).
 
     Compute time of a section = ``flops / flops_per_s + call_overhead`` on one of ``cores``
-    slots. Compute energy is ``power_active`` x busy time (``linear``) or k f^3 x busy time
-    (``kf3``, the KPM paper's model); radio energy is ``tx_power`` x serialization time.
+    slots (``kf3`` with ``nominal_frequency``: the FLOP part scales by f_nominal / f).
     """
 
     name: str
@@ -23,41 +57,190 @@ class DeviceParams:
     call_overhead: float = 0.0
     power_active: float = 0.0
     power_idle: float = 0.0
-    tx_power: float = 0.0
+    tx_power: float | None = None  # radio power override; None: the link's figure
+    rx_power: float | None = None
+    radio: bool = False  # pays the link's radio tx/rx power (end devices with a modem)
+    overhead_power: float | None = None  # None: the per-core dynamic power
     energy_model: str = "linear"
-    k: float = 1e-24
+    k: float | None = None  # kf3: None = calibrated to the device's real power
     frequency: float | None = None
+    nominal_frequency: float | None = None
     service: str = "fixed"  # "fixed" | "exponential" (same mean)
     measured_scale: float | None = None  # compute = host-measured seconds x this (if known)
     memory: float | None = None  # bytes of RAM a model may use (None: not limited)
     down: list[tuple[float, float]] = field(default_factory=list)  # [start, end) intervals
+    processes: list[FailureProcess] = field(default_factory=list)
 
     def compute_time(self, flops: float, host_seconds: float | None = None) -> float:
         """Seconds for a step: host-measured seconds x ``measured_scale`` when both are known,
         else FLOPs / rate; plus the per-call overhead."""
+        return self.work_time(flops, host_seconds) + self.call_overhead
+
+    def work_time(self, flops: float, host_seconds: float | None = None) -> float:
+        """The part of a step's time that is the section's work (no per-call overhead)."""
         if host_seconds is not None and self.measured_scale is not None:
-            return host_seconds * self.measured_scale + self.call_overhead
-        return flops / self.flops_per_s + self.call_overhead
+            t = host_seconds * self.measured_scale
+        else:
+            t = flops / self.flops_per_s
+        if self.energy_model == "kf3" and self.nominal_frequency:
+            t *= self.nominal_frequency / self.frequency
+        return t
 
     @property
-    def compute_power(self) -> float:
-        """Watts drawn while computing, under the chosen energy model."""
-        if self.energy_model == "kf3":
-            return self.k * self.frequency**3
-        return self.power_active
+    def dynamic_power(self) -> float:
+        """Watts above idle that one running task draws (one busy core)."""
+        per_core = max(self.power_active - self.power_idle, 0.0) / self.cores
+        if self.energy_model != "kf3":
+            return per_core
+        return self.kf3_k * self.frequency**3
+
+    @property
+    def kf3_k(self) -> float:
+        """k of the kf3 model: as given, else calibrated so that k f_nominal^3 equals the
+        per-core dynamic power (f_nominal defaults to the operating frequency)."""
+        if self.k is not None:
+            return self.k
+        f0 = self.nominal_frequency or self.frequency
+        per_core = max(self.power_active - self.power_idle, 0.0) / self.cores
+        return per_core / f0**3
+
+    @property
+    def call_power(self) -> float:
+        """Watts above idle drawn during the per-call overhead."""
+        return self.dynamic_power if self.overhead_power is None else self.overhead_power
+
+    def step_energy(self, work: float, overhead: float) -> float:
+        """Dynamic energy of one step: its work at the task's power, its overhead at the
+        overhead power."""
+        return self.dynamic_power * work + self.call_power * overhead
+
+    @property
+    def has_failures(self) -> bool:
+        return bool(self.down or self.processes)
 
     def is_up(self, t: float) -> bool:
+        """Static intervals only (random processes need the run's streams: see Availability)."""
         return not any(a <= t < b for a, b in self.down)
 
 
+class Availability:
+    """When one component (device or link) is up: static down intervals plus random failure
+    processes drawn lazily from the component's own stream, so every policy of a run sees the
+    same schedule."""
+
+    def __init__(self, down: list[tuple[float, float]], processes: list[FailureProcess],
+                 rng: np.random.Generator | None):
+        self.static = sorted((float(a), float(b)) for a, b in down)
+        self._procs = [_Process(p, rng) for p in processes]
+        self.any = bool(self.static or self._procs)
+
+    def is_up(self, t: float) -> bool:
+        if not self.any:
+            return True
+        if any(a <= t < b for a, b in self.static):
+            return False
+        return not any(p.down_at(t) for p in self._procs)
+
+    def next_failure(self, t: float) -> float:
+        """The first instant >= ``t`` at which the component is down (``t`` itself if it is
+        down now; ``inf`` if never)."""
+        if not self.any:
+            return math.inf
+        best = math.inf
+        for a, b in self.static:
+            if b > t:
+                best = min(best, max(a, t))
+        for p in self._procs:
+            best = min(best, p.next_down(t))
+        return best
+
+    def up_time(self, t0: float, t1: float) -> float:
+        """Seconds the component is up in [t0, t1]."""
+        if t1 <= t0:
+            return 0.0
+        if not self.any:
+            return t1 - t0
+        spans = [(max(a, t0), min(b, t1)) for a, b in self.static if b > t0 and a < t1]
+        for p in self._procs:
+            spans += p.down_between(t0, t1)
+        spans.sort()
+        down, cur_a, cur_b = 0.0, None, None
+        for a, b in spans:
+            if cur_b is None or a > cur_b:
+                if cur_b is not None:
+                    down += cur_b - cur_a
+                cur_a, cur_b = a, b
+            else:
+                cur_b = max(cur_b, b)
+        if cur_b is not None:
+            down += cur_b - cur_a
+        return (t1 - t0) - down
+
+
+class _Process:
+    """Down intervals of one FailureProcess, generated on demand."""
+
+    def __init__(self, spec: FailureProcess, rng: np.random.Generator | None):
+        self.spec, self.rng = spec, rng
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+        self._t = spec.start  # up from here until the next generated failure
+
+    def _draw(self, mean: float) -> float:
+        if self.spec.distribution == "fixed":
+            return mean
+        return float(self.rng.exponential(mean))
+
+    def _grow(self, t: float) -> None:
+        """Generate periods until the schedule is known past ``t``."""
+        while self._t <= t and self._t < self.spec.end:
+            fail = self._t + self._draw(self.spec.mtbf)
+            if fail >= self.spec.end:
+                self._t = math.inf
+                break
+            back = min(fail + self._draw(self.spec.mttr), self.spec.end)
+            self.starts.append(fail)
+            self.ends.append(back)
+            self._t = back
+
+    def down_at(self, t: float) -> bool:
+        self._grow(t)
+        i = bisect.bisect_right(self.starts, t) - 1
+        return i >= 0 and t < self.ends[i]
+
+    def next_down(self, t: float) -> float:
+        self._grow(t)
+        i = bisect.bisect_right(self.starts, t) - 1
+        if i >= 0 and t < self.ends[i]:
+            return t
+        while i + 1 >= len(self.starts):
+            if self._t == math.inf or self._t >= self.spec.end:
+                return math.inf
+            self._grow(self._t)
+        return self.starts[i + 1]
+
+    def down_between(self, t0: float, t1: float) -> list[tuple[float, float]]:
+        self._grow(t1)
+        i = max(bisect.bisect_right(self.starts, t0) - 1, 0)
+        out = []
+        for a, b in zip(self.starts[i:], self.ends[i:], strict=True):
+            if a >= t1:
+                break
+            if b > t0:
+                out.append((max(a, t0), min(b, t1)))
+        return out
+
+
 class Device:
-    """A device at run time: its parameters and its cores."""
+    """A device at run time: its parameters, its cores and when it is up."""
 
-    __slots__ = ("cores", "env", "name", "p")
+    __slots__ = ("avail", "cores", "env", "name", "p")
 
-    def __init__(self, env: simpy.Environment, params: DeviceParams):
+    def __init__(self, env: simpy.Environment, params: DeviceParams,
+                 rng: np.random.Generator | None = None):
         self.env, self.p, self.name = env, params, params.name
         self.cores = simpy.Resource(env, capacity=params.cores)
+        self.avail = Availability(params.down, params.processes, rng)
 
     @property
     def queue_len(self) -> int:
@@ -65,7 +248,7 @@ class Device:
         return len(self.cores.queue) + self.cores.count
 
     def is_up(self) -> bool:
-        return self.p.is_up(self.env.now)
+        return self.avail.is_up(self.env.now)
 
     def __repr__(self) -> str:
         p = self.p

@@ -270,11 +270,25 @@ class LinkParams:
     retransmit_timeout: float | None = None
     max_retries: int = 8
     schedule: object = field(default=None, repr=False)  # factory (rng) -> Bandwidth
+    tx_power: float = 0.0  # radio power of a sender with a radio while it transmits (W)
+    rx_power: float = 0.0  # radio power of a receiver with a radio while it receives (W)
+    down: list = field(default_factory=list)  # [start, end) intervals the link carries nothing
+    processes: list = field(default_factory=list)  # devices.FailureProcess
 
     def wire_bytes(self, payload: float) -> tuple[float, int]:
         """Bytes on the wire for one message and its number of packets."""
         packets = max(1, math.ceil(payload / self.mtu)) if self.mtu else 1
         return payload + self.overhead + packets * self.header, packets
+
+    def packet_bytes(self, payload: float) -> np.ndarray:
+        """Bytes on the wire of each packet of one message: full packets of ``mtu`` payload,
+        the remainder in the last; headers on every packet, the message framing on the first.
+        They sum to ``wire_bytes(payload)[0]``."""
+        packets = max(1, math.ceil(payload / self.mtu)) if self.mtu else 1
+        sizes = np.full(packets, (self.mtu or payload) + self.header, dtype=float)
+        sizes[-1] = payload - (self.mtu or 0.0) * (packets - 1) + self.header
+        sizes[0] += self.overhead
+        return sizes
 
     def min_time(self, payload: float) -> float:
         """Transfer time alone on the link at nominal bandwidth, no loss."""

@@ -72,7 +72,8 @@ class DeviceProfile:
     call_overhead_s: float
     power_active_w: float
     power_idle_w: float
-    tx_power_w: float
+    overhead_power_w: float
+    radio: bool
     basis: str
     sources: Mapping[str, str] = field(hash=False)
     memory_bytes: float | None = None  # RAM a model may use (None: not limited)
@@ -87,7 +88,9 @@ class DeviceProfile:
         _check_number(cls, self.name, "call_overhead_s", self.call_overhead_s, zero_ok=True)
         _check_number(cls, self.name, "power_active_w", self.power_active_w, zero_ok=True)
         _check_number(cls, self.name, "power_idle_w", self.power_idle_w, zero_ok=True)
-        _check_number(cls, self.name, "tx_power_w", self.tx_power_w, zero_ok=True)
+        _check_number(cls, self.name, "overhead_power_w", self.overhead_power_w, zero_ok=True)
+        if not isinstance(self.radio, bool):
+            raise TypeError(f"{cls} {self.name!r}: radio must be true or false")
         if self.basis not in _DEVICE_BASES:
             raise ValueError(
                 f"{cls} {self.name!r}: basis must be one of {sorted(_DEVICE_BASES)}, "
@@ -99,7 +102,8 @@ class DeviceProfile:
         return (
             f"DeviceProfile({self.name!r}, {self.flops_per_s / 1e9:g} GFLOP/s x{self.cores}, "
             f"overhead {self.call_overhead_s * 1e3:g} ms, {self.power_active_w:g}/"
-            f"{self.power_idle_w:g} W active/idle, tx {self.tx_power_w:g} W, {self.basis})"
+            f"{self.power_idle_w:g} W active/idle, {'radio' if self.radio else 'wired'}, "
+            f"{self.basis})"
         )
 
 
@@ -115,6 +119,8 @@ class NetworkProfile:
     mtu_bytes: int
     header_bytes: int
     loss: float
+    tx_power_w: float
+    rx_power_w: float
     basis: str
     sources: Mapping[str, str] = field(hash=False)
 
@@ -128,6 +134,8 @@ class NetworkProfile:
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ValueError(f"{cls} {self.name!r}: {f} must be an int >= {low}, got {v!r}")
         _check_number(cls, self.name, "loss", self.loss, zero_ok=True)
+        _check_number(cls, self.name, "tx_power_w", self.tx_power_w, zero_ok=True)
+        _check_number(cls, self.name, "rx_power_w", self.rx_power_w, zero_ok=True)
         if self.loss >= 1:
             raise ValueError(f"{cls} {self.name!r}: loss must be < 1, got {self.loss!r}")
         if self.basis not in _NETWORK_BASES:
@@ -174,7 +182,21 @@ _KPM_CHECK = (
     "our copy): over 100 MB/s, offloading AlexNet kernels to the i5-8265U PC cut latency to "
     "38.82% on the Pi and 54.25% on the Jetson; ignoring communication time"
 )
-_NO_TX = "wired server: no radio, 0 W"
+_HUANG_POWER = (
+    "measured: J. Huang et al., 'A Close Examination of Performance and Power Characteristics "
+    "of 4G LTE Networks', MobiSys 2012, data-transfer power model of an LTE phone, P = alpha x "
+    "throughput + beta: LTE alpha_u = 438.39 mW per Mbit/s (uplink), alpha_d = 51.97 mW per "
+    "Mbit/s (downlink), beta = 1288.04 mW; 3G alpha_u = 868.98, alpha_d = 122.12, beta = "
+    "817.88 mW"
+)
+_WIRED = "wired: no radio; the NIC's power is inside the devices' idle/active figures"
+_KPM_RADIO = (
+    "nominal: Qiu et al. 2022 (KPM vs WPM, references/004_50fbc8702f4882b7.txt) use a radio "
+    "transmit power p = 0.8 W for every device"
+)
+_KPM_RX = (
+    "estimate: the KPM paper gives one radio power (0.8 W, transmit); receive is taken equal"
+)
 _FRAMING = (
     "estimate: 64 B application framing per message (length prefix + tensor dtype/shape "
     "metadata); TCP/IP headers are counted per packet in header_bytes"
@@ -216,7 +238,8 @@ _DEVICE_LIST = [
         call_overhead_s=0.5e-3,
         power_active_w=6.4,
         power_idle_w=2.1,
-        tx_power_w=0.8,
+        overhead_power_w=1.075,
+        radio=True,
         memory_bytes=4 * 2**30,
         basis="measured",
         sources={
@@ -242,7 +265,14 @@ _DEVICE_LIST = [
                 "measured: same article, idle with the beta firmware: 2.1 W (same secondary "
                 "summary)"
             ),
-            "tx_power_w": _KPM,
+            "overhead_power_w": (
+                "estimate: dispatch runs on one of the 4 Cortex-A72 cores: (6.4 - 2.1) W / 4 = "
+                "1.075 W"
+            ),
+            "radio": (
+                "an end device with a radio modem: pays the radio power of the wireless links it "
+                "uses (their network profiles)"
+            ),
             "memory_bytes": (
                 "spec: Raspberry Pi 4 Model B 4 GB LPDDR4 (raspberrypi.com product brief); the "
                 "KPM paper's Table 1 lists 4 GB; 1 GB = 2**30 B for RAM"
@@ -260,7 +290,8 @@ _DEVICE_LIST = [
         call_overhead_s=1.0e-3,
         power_active_w=15.0,
         power_idle_w=5.0,
-        tx_power_w=0.8,
+        overhead_power_w=0.83,
+        radio=True,
         memory_bytes=8 * 2**30,
         basis="estimate",
         sources={
@@ -277,7 +308,14 @@ _DEVICE_LIST = [
             ),
             "power_active_w": f"estimate: the 15 W nvpmodel budget of the module. {_NX_DS}",
             "power_idle_w": "estimate: idle developer kit, no published figure found",
-            "tx_power_w": _KPM,
+            "overhead_power_w": (
+                "estimate: dispatch runs on one of the 6 Carmel cores: the CPU-only dynamic power"
+                " (10 - 5) W of jetson_xavier_nx_cpu / 6 = 0.83 W"
+            ),
+            "radio": (
+                "an end device with a radio modem: pays the radio power of the wireless links it "
+                "uses (their network profiles)"
+            ),
             "memory_bytes": (
                 f"spec: 8 GB LPDDR4x shared by CPU and GPU. {_NX_DS}; the KPM paper's Table 1 "
                 "lists 8 GB; 1 GB = 2**30 B for RAM"
@@ -295,7 +333,8 @@ _DEVICE_LIST = [
         call_overhead_s=0.3e-3,
         power_active_w=10.0,
         power_idle_w=5.0,
-        tx_power_w=0.8,
+        overhead_power_w=0.83,
+        radio=True,
         memory_bytes=8 * 2**30,
         basis="estimate",
         sources={
@@ -311,7 +350,13 @@ _DEVICE_LIST = [
                 f"estimate: CPU-only load stays below the 15 W mode budget. {_NX_DS}"
             ),
             "power_idle_w": "estimate: idle developer kit, no published figure found",
-            "tx_power_w": _KPM,
+            "overhead_power_w": (
+                "estimate: dispatch runs on one of the 6 Carmel cores: (10 - 5) W / 6 = 0.83 W"
+            ),
+            "radio": (
+                "an end device with a radio modem: pays the radio power of the wireless links it "
+                "uses (their network profiles)"
+            ),
             "memory_bytes": (
                 f"spec: 8 GB LPDDR4x shared by CPU and GPU. {_NX_DS}; the KPM paper's Table 1 "
                 "lists 8 GB; 1 GB = 2**30 B for RAM"
@@ -329,7 +374,8 @@ _DEVICE_LIST = [
         call_overhead_s=0.1e-3,
         power_active_w=25.0,
         power_idle_w=5.0,
-        tx_power_w=0.8,
+        overhead_power_w=5.0,
+        radio=True,
         memory_bytes=8 * 2**30,
         basis="estimate",
         sources={
@@ -346,7 +392,13 @@ _DEVICE_LIST = [
                 "board and Wi-Fi of the whole laptop"
             ),
             "power_idle_w": "estimate: typical idle ultrabook with the screen on",
-            "tx_power_w": _KPM,
+            "overhead_power_w": (
+                "estimate: dispatch runs on one of the 4 cores: (25 - 5) W / 4 = 5 W"
+            ),
+            "radio": (
+                "an end device with a radio modem: pays the radio power of the wireless links it "
+                "uses (their network profiles)"
+            ),
             "memory_bytes": (
                 "the KPM paper's Table 1: the cooperating PC has 8 GB RAM; 1 GB = 2**30 B"
             ),
@@ -363,7 +415,8 @@ _DEVICE_LIST = [
         call_overhead_s=0.1e-3,
         power_active_w=350.0,
         power_idle_w=120.0,
-        tx_power_w=0.0,
+        overhead_power_w=5.75,
+        radio=False,
         memory_bytes=256 * 2**30,
         basis="estimate",
         sources={
@@ -375,7 +428,11 @@ _DEVICE_LIST = [
             "call_overhead_s": "estimate: PyTorch eager dispatch on a server x86 core",
             "power_active_w": "estimate: two ~125 W CPUs under load + memory, disks, fans",
             "power_idle_w": "estimate: typical idle 2-socket rack server",
-            "tx_power_w": _NO_TX,
+            "overhead_power_w": (
+                "estimate: dispatch runs on one of the 40 physical cores: (350 - 120) W / 40 = "
+                "5.75 W"
+            ),
+            "radio": "wired server: no radio; its NIC power is inside the idle/active figures",
             "memory_bytes": (
                 "estimate: 2-socket server with 8 x 32 GB DDR4 DIMMs = 256 GB (a common "
                 "configuration; no specific machine)"
@@ -393,7 +450,8 @@ _DEVICE_LIST = [
         call_overhead_s=0.3e-3,
         power_active_w=500.0,
         power_idle_w=100.0,
-        tx_power_w=0.0,
+        overhead_power_w=5.0,
+        radio=False,
         memory_bytes=24 * 2**30,
         basis="estimate",
         sources={
@@ -412,7 +470,11 @@ _DEVICE_LIST = [
                 "estimate: 350 W total board power of the RTX 3090 (NVIDIA spec) + ~150 W host"
             ),
             "power_idle_w": "estimate: idle GPU (~30 W) + idle host (~70 W)",
-            "tx_power_w": _NO_TX,
+            "overhead_power_w": (
+                "estimate: dispatch and kernel launches run on one host core: host ~150 W loaded "
+                "vs ~70 W idle (the power figures above) over ~16 host cores = 5 W"
+            ),
+            "radio": "wired server: no radio; its NIC power is inside the idle/active figures",
             "memory_bytes": (
                 "spec: the RTX 3090's 24 GB GDDR6X (NVIDIA launch specifications): the model "
                 "and its activations live in GPU memory"
@@ -424,6 +486,39 @@ _DEVICE_LIST = [
 _NETWORK_LIST = [
     NetworkProfile(
         name="cat1",
+        description="LTE UE category 1 uplink (IoT modem), typical rate on a commercial network",
+        bandwidth_Bps=4.7e6 / 8,
+        latency_s=0.040,
+        overhead_bytes=64,
+        mtu_bytes=1460,
+        header_bytes=48,
+        loss=0.0,
+        tx_power_w=3.35,
+        rx_power_w=1.53,
+        basis="measured",
+        sources={
+            "bandwidth_Bps": (
+                "measured basis, derived: a Cat-1 modem gets what the cell offers, capped by "
+                "its category. Offered: the 4g profile's measured median LTE uplink, 6 Mbit/s "
+                "(Huang et al., MobiSys 2012, on phones whose cap is far higher). Cap: 3GPP TS "
+                "36.306 category 1, 5.2 Mbit/s at the physical layer, x ~0.9 for the RLC/PDCP/"
+                "IP/TCP overheads that a measured TCP rate excludes = 4.7 Mbit/s. Typical = "
+                "min(6, 4.7) = 4.7 Mbit/s -> 587500 B/s. On one basis CAT1 is close to 4G: the "
+                "category cap, not the network, limits it"
+            ),
+            "latency_s": f"nominal, same LTE air interface as 4g: {_LTE_RTT}",
+            "overhead_bytes": _FRAMING,
+            "mtu_bytes": _MSS,
+            "header_bytes": _CELL_HDR,
+            "loss": _NO_LOSS,
+            "tx_power_w": (
+                f"{_HUANG_POWER}: LTE at this profile's 4.7 Mbit/s, 0.43839*4.7 + 1.28804 = 3.35 W"
+            ),
+            "rx_power_w": f"{_HUANG_POWER}: LTE at 4.7 Mbit/s, 0.05197*4.7 + 1.28804 = 1.53 W",
+        },
+    ),
+    NetworkProfile(
+        name="cat1_peak",
         description="LTE UE category 1 uplink (IoT modem), peak rate",
         bandwidth_Bps=5.2e6 / 8,
         latency_s=0.040,
@@ -431,6 +526,8 @@ _NETWORK_LIST = [
         mtu_bytes=1460,
         header_bytes=48,
         loss=0.0,
+        tx_power_w=3.57,
+        rx_power_w=1.56,
         basis="peak",
         sources={
             "bandwidth_Bps": (
@@ -442,6 +539,10 @@ _NETWORK_LIST = [
             "mtu_bytes": _MSS,
             "header_bytes": _CELL_HDR,
             "loss": _NO_LOSS,
+            "tx_power_w": (
+                f"{_HUANG_POWER}: LTE at this profile's 4.7 Mbit/s, 0.43839*4.7 + 1.28804 = 3.35 W"
+            ),
+            "rx_power_w": f"{_HUANG_POWER}: LTE at 5.2 Mbit/s, 0.05197*5.2 + 1.28804 = 1.56 W",
         },
     ),
     NetworkProfile(
@@ -453,6 +554,8 @@ _NETWORK_LIST = [
         mtu_bytes=1460,
         header_bytes=48,
         loss=0.0,
+        tx_power_w=1.77,
+        rx_power_w=0.95,
         basis="measured",
         sources={
             "bandwidth_Bps": (
@@ -467,6 +570,8 @@ _NETWORK_LIST = [
             "mtu_bytes": _MSS,
             "header_bytes": _CELL_HDR,
             "loss": _NO_LOSS,
+            "tx_power_w": f"{_HUANG_POWER}: 3G at 1.1 Mbit/s, 0.86898*1.1 + 0.81788 = 1.77 W",
+            "rx_power_w": f"{_HUANG_POWER}: 3G at 1.1 Mbit/s, 0.12212*1.1 + 0.81788 = 0.95 W",
         },
     ),
     NetworkProfile(
@@ -478,6 +583,8 @@ _NETWORK_LIST = [
         mtu_bytes=1460,
         header_bytes=48,
         loss=0.0,
+        tx_power_w=1.77,
+        rx_power_w=0.95,
         basis="peak",
         sources={
             "bandwidth_Bps": (
@@ -489,6 +596,11 @@ _NETWORK_LIST = [
             "mtu_bytes": _MSS,
             "header_bytes": _CELL_HDR,
             "loss": _NO_LOSS,
+            "tx_power_w": (
+                f"{_HUANG_POWER}: taken at the typical 1.1 Mbit/s as for 3g (the linear model was "
+                "fitted to measured, not peak, rates) = 1.77 W"
+            ),
+            "rx_power_w": f"{_HUANG_POWER}: at 1.1 Mbit/s as for 3g = 0.95 W",
         },
     ),
     NetworkProfile(
@@ -500,6 +612,8 @@ _NETWORK_LIST = [
         mtu_bytes=1460,
         header_bytes=48,
         loss=0.0,
+        tx_power_w=3.92,
+        rx_power_w=1.6,
         basis="measured",
         sources={
             "bandwidth_Bps": (
@@ -513,6 +627,8 @@ _NETWORK_LIST = [
             "mtu_bytes": _MSS,
             "header_bytes": _CELL_HDR,
             "loss": _NO_LOSS,
+            "tx_power_w": f"{_HUANG_POWER}: LTE at 6 Mbit/s, 0.43839*6 + 1.28804 = 3.92 W",
+            "rx_power_w": f"{_HUANG_POWER}: LTE at 6 Mbit/s, 0.05197*6 + 1.28804 = 1.60 W",
         },
     ),
     NetworkProfile(
@@ -524,6 +640,8 @@ _NETWORK_LIST = [
         mtu_bytes=1460,
         header_bytes=48,
         loss=0.0,
+        tx_power_w=3.92,
+        rx_power_w=1.6,
         basis="peak",
         sources={
             "bandwidth_Bps": (
@@ -535,6 +653,11 @@ _NETWORK_LIST = [
             "mtu_bytes": _MSS,
             "header_bytes": _CELL_HDR,
             "loss": _NO_LOSS,
+            "tx_power_w": (
+                f"{_HUANG_POWER}: taken at the measured 6 Mbit/s as for 4g (the linear model was "
+                "fitted to measured rates; at 51 Mbit/s it would give 23.6 W) = 3.92 W"
+            ),
+            "rx_power_w": f"{_HUANG_POWER}: at 6 Mbit/s as for 4g = 1.60 W",
         },
     ),
     NetworkProfile(
@@ -546,6 +669,8 @@ _NETWORK_LIST = [
         mtu_bytes=1460,
         header_bytes=78,
         loss=0.0,
+        tx_power_w=0.8,
+        rx_power_w=0.8,
         basis="nominal",
         sources={
             "bandwidth_Bps": (
@@ -560,6 +685,8 @@ _NETWORK_LIST = [
             "mtu_bytes": _MSS,
             "header_bytes": _WIFI_HDR,
             "loss": _NO_LOSS,
+            "tx_power_w": _KPM_RADIO,
+            "rx_power_w": _KPM_RX,
         },
     ),
     NetworkProfile(
@@ -571,6 +698,8 @@ _NETWORK_LIST = [
         mtu_bytes=1460,
         header_bytes=78,
         loss=0.0,
+        tx_power_w=0.8,
+        rx_power_w=0.8,
         basis="nominal",
         sources={
             "bandwidth_Bps": (
@@ -585,6 +714,8 @@ _NETWORK_LIST = [
             "mtu_bytes": _MSS,
             "header_bytes": _WIFI_HDR,
             "loss": _NO_LOSS,
+            "tx_power_w": _KPM_RADIO,
+            "rx_power_w": _KPM_RX,
         },
     ),
     NetworkProfile(
@@ -596,6 +727,8 @@ _NETWORK_LIST = [
         mtu_bytes=1460,
         header_bytes=78,
         loss=0.0,
+        tx_power_w=0.0,
+        rx_power_w=0.0,
         basis="nominal",
         sources={
             "bandwidth_Bps": "nominal: IEEE 802.3ab 1000BASE-T, 1 Gbit/s -> 1.25e8 B/s",
@@ -607,6 +740,8 @@ _NETWORK_LIST = [
             "mtu_bytes": _MSS,
             "header_bytes": _ETH_HDR,
             "loss": _NO_LOSS,
+            "tx_power_w": _WIRED,
+            "rx_power_w": _WIRED,
         },
     ),
     NetworkProfile(
@@ -618,6 +753,8 @@ _NETWORK_LIST = [
         mtu_bytes=1460,
         header_bytes=78,
         loss=0.0,
+        tx_power_w=0.0,
+        rx_power_w=0.0,
         basis="nominal",
         sources={
             "bandwidth_Bps": (
@@ -636,6 +773,8 @@ _NETWORK_LIST = [
             "mtu_bytes": _MSS,
             "header_bytes": _ETH_HDR,
             "loss": _NO_LOSS,
+            "tx_power_w": _WIRED,
+            "rx_power_w": _WIRED,
         },
     ),
 ]

@@ -5,6 +5,13 @@ split, source, views, arrival_s, finish_s, latency_s, bytes_total``, then ``byte
 link and ``energy_j.<device>`` per device, and ``energy_j`` (their sum). ``status`` is ``ok`` or
 the reason a sample failed; failed samples have empty ``exit``/``tier`` and ``correct`` false.
 ``split`` is the number of model layers a partition policy ran on the end device (-1 otherwise).
+
+Energy columns (joules). ``energy_j.<device>`` is the energy the sample caused on that device:
+dynamic compute (above idle) plus radio transmit and receive. ``energy_compute_j``,
+``energy_tx_j``, ``energy_rx_j`` split ``energy_j`` by kind; ``energy_tier_j.<tier>`` by tier.
+Idle power is not caused by any one sample: ``energy_idle_j.<tier>`` is the run's idle energy of
+that tier (idle power x time up, from 0 until the last sample finished) divided by the number of
+samples, the same on every row (an even share).
 """
 
 from __future__ import annotations
@@ -22,8 +29,9 @@ class RecordBlock:
     per link and device), so a million-sample run stays compact."""
 
     def __init__(self, n: int, links: Sequence[str], devices: Sequence[str],
-                 exits: Sequence[str]):
+                 exits: Sequence[str], tiers: Sequence[str] | None = None):
         self.n, self.links, self.devices = n, list(links), list(devices)
+        self.tiers = list(tiers) if tiers is not None else ["end"] * len(self.devices)
         self.exits = list(exits)
         self._exit_code = {e: k for k, e in enumerate(self.exits)}
         self.statuses = ["ok"]
@@ -40,6 +48,14 @@ class RecordBlock:
         self.views = np.zeros(n, dtype=np.int16)
         self.link_bytes = np.zeros((n, len(self.links)))
         self.energy = np.zeros((n, len(self.devices)))
+        self.kind = np.zeros((n, 3))  # compute, tx, rx
+        self.idle = np.zeros(len(self.devices))  # run totals per device
+        self.run_end = 0.0
+
+    def set_idle(self, idle_j: Sequence[float], run_end: float) -> None:
+        """The run's idle energy per device (joules) and the time of its last event."""
+        self.idle = np.asarray(idle_j, dtype=float)
+        self.run_end = float(run_end)
 
     @property
     def filled(self) -> int:
@@ -89,4 +105,11 @@ class RecordBlock:
         extra = {f"bytes.{name}": self.link_bytes[:, j] for j, name in enumerate(self.links)}
         extra.update({f"energy_j.{d}": self.energy[:, j] for j, d in enumerate(self.devices)})
         extra["energy_j"] = self.energy.sum(axis=1)
+        for k, kind in enumerate(("compute", "tx", "rx")):
+            extra[f"energy_{kind}_j"] = self.kind[:, k]
+        tiers = np.array(self.tiers)
+        for tier in TIERS:
+            sel = tiers == tier
+            extra[f"energy_tier_j.{tier}"] = self.energy[:, sel].sum(axis=1)
+            extra[f"energy_idle_j.{tier}"] = np.full(n, self.idle[sel].sum() / max(n, 1))
         return pd.concat([df, pd.DataFrame(extra)], axis=1)

@@ -96,20 +96,45 @@ def make_oracle(loaded: Loaded, model: str, overrides: dict | None = None,
 
 
 def failures(loaded: Loaded, topo: Topology) -> list[tuple[str, float, float]]:
-    """(device, start, end) of every failure, random ones drawn with the scenario's seed."""
+    """(device, start, end) of every failure that downs a device for a whole interval, random
+    ones drawn with the scenario's seed (processes with ``mtbf`` are not listed)."""
+    return [(name, start, end) for kind, name, start, end, proc in _faults(loaded, topo)
+            if kind == "device" and proc is None]
+
+
+def _faults(loaded: Loaded, topo: Topology) -> list[tuple]:
+    """(kind, name, start, end, process or None) of every component fault of the scenario."""
+    from simulator.devices import FailureProcess
     from simulator.engine import stream
 
     out = []
     for k, f in enumerate(loaded.scenario.failures):
         end = f.end if f.end is not None else float("inf")
+        proc = None
+        if f.up_mean is not None:
+            proc = FailureProcess(f.up_mean, f.mttr, f.distribution, f.start, end)
+        if f.link is not None:
+            out.append(("link", f.link, f.start, end, proc))
+            continue
         if f.device is not None:
-            out.append((f.device, f.start, end))
+            names = topo.groups.get(f.device, [f.device])
         else:
             rng = stream(loaded.scenario.seed, f"failures:{k}")
             ends = topo.end_devices
-            for i in sorted(rng.choice(len(ends), size=f.random, replace=False)):
-                out.append((ends[int(i)], f.start, end))
+            names = [ends[int(i)] for i in sorted(rng.choice(len(ends), size=f.random,
+                                                             replace=False))]
+        out += [("device", n, f.start, end, proc) for n in names]
     return out
+
+
+def apply_failures(loaded: Loaded, topo: Topology) -> None:
+    """Attach every fault of the scenario to its device or link parameters."""
+    for kind, name, start, end, proc in _faults(loaded, topo):
+        params = topo.devices[name] if kind == "device" else topo.links[name]
+        if proc is None:
+            params.down.append((start, end))
+        else:
+            params.processes.append(proc)
 
 
 def prepare(loaded: Loaded, progress: bool = True) -> tuple[Topology, list[tuple[Policy, object]]]:
@@ -118,8 +143,7 @@ def prepare(loaded: Loaded, progress: bool = True) -> tuple[Topology, list[tuple
     topo, problems = build(loaded)
     if problems:
         raise ScenarioError(problems)
-    for device, start, end in failures(loaded, topo):
-        topo.devices[device].down.append((start, end))
+    apply_failures(loaded, topo)
     reg = registry()
     oracles: dict[tuple, object] = {}
     bound = []
@@ -200,7 +224,8 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
             advance = progress(policy.label, scn.samples) if progress else None
             t1 = time.perf_counter()
             sim = Simulation(topo, arrivals, policy, scn.samples, scn.seed, oracle.n_samples,
-                             hop_log=hop_log, progress=advance)
+                             hop_log=hop_log, progress=advance,
+                             aggregation_timeout=scn.aggregation_timeout)
             rec = sim.run()
             wall = time.perf_counter() - t1
             frame = rec.to_frame(policy.label, topo.end_devices)

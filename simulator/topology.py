@@ -10,7 +10,7 @@ import networkx as nx
 
 from simulator import profiles
 from simulator.config import Loaded, Problem, suggest
-from simulator.devices import DeviceParams
+from simulator.devices import KPM_K, DeviceParams
 from simulator.network import LinkParams, lognormal_process, read_trace_csv
 
 TIERS = ("end", "edge", "cloud")
@@ -69,7 +69,8 @@ _DEVICE_FIELDS = {
     "call_overhead": ("call_overhead_s", "call_overhead"),
     "power_active": ("power_active_w", "power_active"),
     "power_idle": ("power_idle_w", "power_idle"),
-    "tx_power": ("tx_power_w", "tx_power"),
+    "overhead_power": ("overhead_power_w", "overhead_power"),
+    "radio": ("radio", "radio"),
     "memory": ("memory_bytes", "memory"),
 }
 _LINK_FIELDS = {
@@ -79,6 +80,8 @@ _LINK_FIELDS = {
     "mtu": "mtu_bytes",
     "header": "header_bytes",
     "loss": "loss",
+    "tx_power": "tx_power_w",
+    "rx_power": "rx_power_w",
 }
 
 
@@ -91,7 +94,8 @@ def build(loaded: Loaded) -> tuple[Topology | None, list[Problem]]:
     for gname, spec in scn.topology.devices.items():
         loc = ("topology", "devices", gname)
         values: dict = {"cores": 1, "call_overhead": 0.0, "power_active": 0.0,
-                        "power_idle": 0.0, "tx_power": 0.0, "memory": None}
+                        "power_idle": 0.0, "overhead_power": None,
+                        "radio": spec.tier == "end", "memory": None}
         names = [gname] if spec.count is None else [f"{gname}{i}" for i in range(spec.count)]
         groups[gname] = names  # even if this entry has a problem: links may still name it
         if spec.profile is not None:
@@ -112,13 +116,16 @@ def build(loaded: Loaded) -> tuple[Topology | None, list[Problem]]:
         if e.model == "kf3" and e.frequency is None:
             problems.append(loaded.problem((*loc, "energy", "frequency"),
                                            "energy model 'kf3' needs 'frequency', e.g. '1 GHz'"))
+        kf3_k = KPM_K if e.k == "kpm" else e.k
         for name in names:
             if name in devices:
                 problems.append(loaded.problem(loc, f"device name {name!r} defined twice"))
             devices[name] = DeviceParams(
                 name=name, tier=spec.tier,
                 **{f: values[k] for k, (_, f) in _DEVICE_FIELDS.items()},
-                energy_model=e.model, k=e.k, frequency=e.frequency, service=spec.service,
+                tx_power=spec.tx_power, rx_power=spec.rx_power,
+                energy_model=e.model, k=kf3_k, frequency=e.frequency,
+                nominal_frequency=e.nominal_frequency, service=spec.service,
                 measured_scale=spec.measured_scale,
             )
 
@@ -186,6 +193,7 @@ def build(loaded: Loaded) -> tuple[Topology | None, list[Problem]]:
             bandwidth=values["bandwidth"], latency=values["latency"],
             overhead=values.get("overhead", 0.0), mtu=values.get("mtu") or None,
             header=values.get("header", 0.0), loss=values.get("loss", 0.0),
+            tx_power=values.get("tx_power", 0.0), rx_power=values.get("rx_power", 0.0),
             retransmit_timeout=spec.retransmit_timeout, max_retries=spec.max_retries,
             schedule=schedule,
         )

@@ -165,7 +165,7 @@ def test_validate_end_to_end(tmp_path):
     got = res.stderr.splitlines()
     assert len(got) == 1  # a schema problem stops before the profile check
     assert got[0].startswith(f"bad.yaml:{seed_line}: sede: unknown key (did you mean 'seed'?); "
-                             "valid keys: cache_dir,")
+                             "valid keys: aggregation_timeout, cache_dir,")
 
 
 def test_synthetic_runs_never_import_torch():

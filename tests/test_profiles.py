@@ -14,14 +14,15 @@ from simulator.profiles import DEVICES, NETWORKS, DeviceProfile, NetworkProfile,
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "profiles.md"
 TEXT_FIELDS = {"name", "description", "basis", "sources"}
+FLAG_FIELDS = {"radio"}
 REQUIRED_DEVICES = {"rpi4", "jetson_xavier_nx", "laptop_i5_8265u", "edge_server", "cloud_gpu"}
 REQUIRED_NETWORKS = {"cat1", "3g", "4g", "wifi_10MBps", "wifi_100MBps", "ethernet", "wan"}
-# Fields that may legitimately be zero: wired servers have no radio; loss defaults to none.
-MAY_BE_ZERO = {"tx_power_w", "loss"}
+# Fields that may legitimately be zero: wired links have no radio; loss defaults to none.
+MAY_BE_ZERO = {"tx_power_w", "rx_power_w", "loss"}
 
 
 def numeric_fields(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls) if f.name not in TEXT_FIELDS]
+    return [f.name for f in dataclasses.fields(cls) if f.name not in TEXT_FIELDS | FLAG_FIELDS]
 
 
 ALL = [pytest.param(p, id=f"device:{k}") for k, p in DEVICES.items()] + [
@@ -57,7 +58,8 @@ def test_every_numeric_field_has_a_source(prof):
     for name in numeric_fields(type(prof)):
         src = prof.sources.get(name, "")
         assert isinstance(src, str) and len(src.strip()) >= 15, f"{prof.name}.{name}: {src!r}"
-    assert set(prof.sources) <= set(numeric_fields(type(prof))), "source for an unknown field"
+    fields = set(numeric_fields(type(prof))) | FLAG_FIELDS
+    assert set(prof.sources) <= fields, "source for an unknown field"
 
 
 @pytest.mark.parametrize("prof", ALL)
@@ -78,9 +80,10 @@ def test_estimates_say_so(prof):
 
 
 def test_units_bits_vs_bytes():
-    assert network("cat1").bandwidth_Bps == pytest.approx(5.2e6 / 8)  # 5.2 Mbit/s peak
-    assert network("cat1").bandwidth_Bps == pytest.approx(650_000)
-    assert network("cat1").basis == "peak"
+    assert network("cat1_peak").bandwidth_Bps == pytest.approx(5.2e6 / 8)  # 5.2 Mbit/s peak
+    assert network("cat1_peak").bandwidth_Bps == pytest.approx(650_000)
+    assert network("cat1").bandwidth_Bps == pytest.approx(4.7e6 / 8)  # typical
+    assert network("cat1_peak").basis == "peak"
     assert network("wifi_10MBps").bandwidth_Bps == 1e7  # 10 megabytes/s
     assert network("wifi_100MBps").bandwidth_Bps == 1e8
     assert network("ethernet").bandwidth_Bps == pytest.approx(1e9 / 8)
@@ -111,9 +114,20 @@ def test_ordering_sanity():
 
 
 def test_wired_servers_have_no_radio():
-    assert device("edge_server").tx_power_w == 0
-    assert device("cloud_gpu").tx_power_w == 0
-    assert device("rpi4").tx_power_w == pytest.approx(0.8)  # KPM paper
+    assert not device("edge_server").radio and not device("cloud_gpu").radio
+    assert device("rpi4").radio
+    assert network("wan").tx_power_w == 0 and network("ethernet").rx_power_w == 0
+    assert network("wifi_10MBps").tx_power_w == pytest.approx(0.8)  # KPM paper
+    # Huang et al. 2012 LTE model P = alpha * rate + beta at the profile's rate
+    assert network("4g").tx_power_w == pytest.approx(0.43839 * 6 + 1.28804, abs=0.005)
+
+
+def test_cellular_profiles_share_one_basis():
+    """cat1, 3g and 4g are typical (measured) uplink rates; their peaks are separate profiles."""
+    for name in ("cat1", "3g", "4g"):
+        assert network(name).basis == "measured", name
+        assert network(f"{name}_peak").basis == "peak", name
+        assert network(name).bandwidth_Bps < network(f"{name}_peak").bandwidth_Bps, name
 
 
 def test_lookup_returns_catalogue_objects():

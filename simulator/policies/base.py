@@ -44,15 +44,20 @@ class Send:
 
 
 class Par:
-    """Branches (each a sequence of steps) that run concurrently; done when all are done."""
+    """Branches (each a sequence of steps) that run concurrently; done when all are done.
 
-    __slots__ = ("branches",)
+    ``partial``: the branches are views converging on an aggregation point, which may go on
+    with those that arrived within the scenario's ``aggregation_timeout``. ``yield`` gives the
+    policy the indices of the branches that arrived (all of them unless ``partial``)."""
 
-    def __init__(self, branches: Sequence[Sequence[Compute | Send]]):
+    __slots__ = ("branches", "partial")
+
+    def __init__(self, branches: Sequence[Sequence[Compute | Send]], partial: bool = False):
         self.branches = tuple(tuple(b) for b in branches)
+        self.partial = partial
 
     def __repr__(self) -> str:
-        return f"Par({list(self.branches)!r})"
+        return f"Par({list(self.branches)!r}, partial={self.partial})"
 
 
 Step = Compute | Send | Par

@@ -15,6 +15,10 @@ Every sample is seen by all alive end devices at once. Exits follow the papers:
 
 The local aggregator sits on the edge node the end devices reach first. A sample that does not
 exit early sends its features after the decision; the (tiny) notification is not modelled.
+
+Every upload of views is a ``partial`` :class:`Par`: with an ``aggregation_timeout`` in the
+scenario, the aggregation point goes on with the views that reached it, and the oracle answers
+for exactly that set (the run-time version of the ADA-DDNN paper's missing-device results).
 """
 
 from __future__ import annotations
@@ -89,6 +93,14 @@ class MultiviewPolicy(Policy):
     def alive_devices(self, sample):
         return [(i, self.devices[i]) for i in sorted(sample.alive)]
 
+    def arrived(self, alive, got, t, sample):
+        """The views among ``alive`` whose branches ``got`` arrived, and the oracle table for
+        them (the same table when all arrived)."""
+        if got is None or len(got) == len(alive):  # None: driven outside the engine
+            return alive, t
+        alive = [alive[k] for k in got]
+        return alive, self.table(frozenset(i for i, _ in alive), sample.split)
+
     def bind_thresholds(self) -> None:
         """Set ``threshold`` (given, or tuned) and ``edge_threshold`` (given, or the same)."""
         et = self.params.edge_threshold
@@ -100,7 +112,7 @@ class MultiviewPolicy(Policy):
         """Every alive device runs its section and sends its class scores to the edge."""
         return Par([(self.compute(d, f"dev{i}", "device"),
                      Send(d, self.edge, t.nbytes[f"scores.dev{i}"][row], "scores"))
-                    for i, d in alive])
+                    for i, d in alive], partial=True)
 
     def tune(self, params: ThresholdParams) -> float:
         """The threshold to use: the given one, or the one tuned on the validation split."""
@@ -128,8 +140,10 @@ class CloudOnly(MultiviewPolicy):
 
     def route(self, s, sim):
         t = self.table(s.alive, s.split)
-        yield Par([(Send(d, self.cloud, t.nbytes[f"raw.dev{i}"][s.row], "raw"),)
-                   for i, d in self.alive_devices(s)])
+        alive = self.alive_devices(s)
+        got = yield Par([(Send(d, self.cloud, t.nbytes[f"raw.dev{i}"][s.row], "raw"),)
+                         for i, d in alive], partial=True)
+        alive, t = self.arrived(alive, got, t, s)
         yield Compute(self.cloud, self.total_flops, "model", self.total_seconds)
         return self.done(t, s.row, "cloud", "cloud")
 
@@ -146,7 +160,9 @@ class DeviceOnly(MultiviewPolicy):
 
     def route(self, s, sim):
         t = self.table(s.alive, s.split)
-        yield self.scores_to_aggregator(t, s.row, self.alive_devices(s))
+        alive = self.alive_devices(s)
+        got = yield self.scores_to_aggregator(t, s.row, alive)
+        alive, t = self.arrived(alive, got, t, s)
         yield self.compute(self.edge, "local", "aggregate")
         return self.done(t, s.row, "local", "end")
 
@@ -174,20 +190,23 @@ class Ddnn(MultiviewPolicy):
     def route(self, s, sim):
         t, row = self.table(s.alive, s.split), s.row
         alive = self.alive_devices(s)
-        yield self.scores_to_aggregator(t, row, alive)
+        got = yield self.scores_to_aggregator(t, row, alive)
+        alive, t = self.arrived(alive, got, t, s)
         yield self.compute(self.edge, "local", "aggregate")
         if t.entropy[row, t.column("local")] < self.threshold:
             return self.done(t, row, "local", "end")
         if self.has_edge:
-            yield Par([(Send(d, self.edge, t.nbytes[f"feat.dev{i}"][row], "features"),)
-                       for i, d in alive])
+            got = yield Par([(Send(d, self.edge, t.nbytes[f"feat.dev{i}"][row], "features"),)
+                             for i, d in alive], partial=True)
+            alive, t = self.arrived(alive, got, t, s)
             yield self.compute(self.edge, "edge", "edge")
             if t.entropy[row, t.column("edge")] < self.edge_threshold:
                 return self.done(t, row, "edge", "edge")
             yield Send(self.edge, self.cloud, t.nbytes["feat.edge"][row], "features")
         else:
-            yield Par([(Send(d, self.cloud, t.nbytes[f"feat.dev{i}"][row], "features"),)
-                       for i, d in alive])
+            got = yield Par([(Send(d, self.cloud, t.nbytes[f"feat.dev{i}"][row], "features"),)
+                             for i, d in alive], partial=True)
+            alive, t = self.arrived(alive, got, t, s)
         yield self.compute(self.cloud, "cloud", "cloud")
         return self.done(t, row, "cloud", "cloud")
 
@@ -208,10 +227,11 @@ class Ada(MultiviewPolicy):
     def route(self, s, sim):
         t, row = self.table(s.alive, s.split), s.row
         alive = self.alive_devices(s)
-        yield Par([(self.compute(d, f"dev{i}", "device"),
-                    Send(d, self.edge, t.nbytes[f"feat.dev{i}"][row] + ADA_HEADER_BYTES,
-                         "features"))
-                   for i, d in alive])
+        got = yield Par([(self.compute(d, f"dev{i}", "device"),
+                          Send(d, self.edge, t.nbytes[f"feat.dev{i}"][row] + ADA_HEADER_BYTES,
+                               "features"))
+                         for i, d in alive], partial=True)
+        alive, t = self.arrived(alive, got, t, s)
         cols = [t.column(f"dev{i}") for i, _ in alive]
         ent = t.entropy[row, cols]
         best = int(np.argmin(ent))
