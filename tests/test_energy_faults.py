@@ -91,7 +91,7 @@ def _lossy(p: float, samples: int) -> dict:
                           models={"m": {"message_bytes": {"feat": "100 kB"}}})
     del data["workload"]["rate"]
     data["topology"]["links"][0].update({"loss": p, "mtu": "1000 B", "header": "0 B",
-                                         "overhead": "0 B", "max_retries": 200,
+                                         "overhead": "0 B", "max_retries": 100,
                                          "retransmit_timeout": "5 ms"})
     return data
 

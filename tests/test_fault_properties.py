@@ -18,7 +18,8 @@ from simulator.workload import Arrivals
 POLICIES = [{"policy": "cloud_only"}, {"policy": "device_only"},
             {"policy": "ddnn", "threshold": 0.45}, {"policy": "ada", "threshold": 0.35}]
 
-interval = st.tuples(st.floats(0.0, 8.0), st.floats(0.05, 3.0))
+# Start times on a 1 us grid: physical times, never subnormal (the schema refuses those).
+interval = st.tuples(st.integers(0, 8_000_000).map(lambda us: us * 1e-6), st.floats(0.05, 3.0))
 fault = st.one_of(
     st.fixed_dictionaries({"which": st.sampled_from(["cam0", "cam1", "cam2", "edge", "cloud",
                                                      "up0", "up1", "up2", "wan"]),

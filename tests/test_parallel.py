@@ -182,13 +182,14 @@ def scenario(method="kpm", sharing="dedicated", k=3, **policy) -> dict:
         "topology": {
             "devices": {
                 "pc": {"tier": "end", "count": k, "flops_per_s": "100 GFLOP/s",
-                       "call_overhead": "0.2 ms", "power_active": "20 W", "tx_power": "0.8 W"},
+                       "call_overhead": "0.2 ms", "power_active": "20 W"},
                 "rpi": {"tier": "end", "profile": "rpi4"},
                 "ap": {"tier": "edge", "flops_per_s": "1 GFLOP/s"},
             },
             "links": [{"name": "wifi", "from": ["rpi", "pc"], "to": "ap", "bandwidth": "10 MB/s",
                        "latency": "0.5 ms", "overhead": "64 B", "mtu": "1460 B",
-                       "header": "78 B", "sharing": sharing}],
+                       "header": "78 B", "sharing": sharing, "tx_power": "0.8 W",
+                       "rx_power": "0.8 W"}],
         },
         "workload": {"arrivals": "closed", "concurrency": 1},
         "models": {"m": {"oracle": "synthetic", "devices": 1}},
@@ -206,7 +207,9 @@ def _bound(data):
 @pytest.mark.parametrize("method", ["single", "wpm", "kpm"])
 def test_no_contention_latency_equals_closed_form(method):
     """Dedicated media: latency = sum over layers of (slowest sender's exchange + slowest
-    device's compute), plus the gather, to 1e-9; radio energy = 0.8 W x airtime."""
+    device's compute), plus the gather, to 1e-9; energy = 0.8 W x airtime of what a device
+    sends (end devices have a radio; the access point's receive side is wired) + the dynamic
+    energy of its steps (work at the per-core power, overhead at the overhead power)."""
     data = scenario(method)
     res = run(data)
     topo, pol = _bound(data)
@@ -219,9 +222,9 @@ def test_no_contention_latency_equals_closed_form(method):
     for i, name in enumerate(pol.names):
         air = sum(link.wire_bytes(m.nbytes)[0] / link.bandwidth
                   for m in pol.plan.messages if m.src == i)
-        busy = sum(devs[i].compute_time(s.flops[i]) for s in pol.plan.stages if s.flops[i])
-        assert rec[f"energy_j.{name}"] == pytest.approx(0.8 * air + devs[i].compute_power * busy,
-                                                        rel=1e-9)
+        steps = sum(devs[i].step_energy(devs[i].work_time(s.flops[i]), devs[i].call_overhead)
+                    for s in pol.plan.stages if s.flops[i])
+        assert rec[f"energy_j.{name}"] == pytest.approx(0.8 * air + steps, rel=1e-9)
 
 
 def test_shared_fifo_medium_serializes_every_sender():

@@ -176,7 +176,8 @@ class Parallel(Policy):
         return out
 
     def route(self, s, sim):
-        yield from self.steps
+        for step in self.steps:  # not ``yield from``: the engine sends values back
+            yield step
         t = self.table(None, s.split)
         j = t.column(self.exit)
         return Done(self.exit, "end", int(t.pred[s.row, j]), bool(t.correct[s.row, j]))
