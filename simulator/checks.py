@@ -1,27 +1,51 @@
-"""Checks beyond the schema: names that refer to each other, profiles, files, policy parameters.
+"""Scenario validation in one pass, and loading: every problem of a file is reported at once.
 
-Run by ``ddnnsim validate`` and before every run; each problem is located by file, line and key.
+:func:`validate` checks the schema (pydantic) and then, on every section that is valid on its
+own, the rules beyond the schema: names that refer to each other, profiles, files, policies and
+their parameters, binding. A typo in the topology therefore no longer hides an unknown policy
+until it is fixed. :func:`load` and :func:`load_data` are the entry points (``ddnnsim validate``,
+``run``, studies, the Python API); each problem is located by file, line and key.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from simulator.config import Loaded, Problem, _data_loc, merge_problems, suggest
+from simulator.config import (
+    Loaded,
+    PolicySpec,
+    Problem,
+    Scenario,
+    ScenarioError,
+    apply_override,
+    data_loc,
+    load_yaml,
+    merge_problems,
+    problems_from,
+    suggest,
+)
 from simulator.oracle import OracleError, TraceOracle
 from simulator.policies.base import registry
 
 
-def check_scenario(loaded: Loaded) -> list[Problem]:
+def check_scenario(loaded: Loaded, complete: bool = True) -> list[Problem]:
+    """Rules beyond the schema. ``loaded.scenario`` may be partial (``complete=False``): a
+    section (or a policy or model entry) that failed the schema is ``None`` and its checks
+    are skipped; the others still run."""
     from simulator import topology
 
     scn = loaded.scenario
-    topo, problems = topology.build(loaded)
+    topo, problems = (topology.build(loaded) if scn.topology is not None else (None, []))
     devices = set(topo.devices) if topo is not None else set()
 
-    for k, f in enumerate(scn.failures):
+    for k, f in enumerate(scn.failures or []):
+        if f is None:
+            continue
         if topo is not None and f.random is not None and f.random > len(topo.end_devices):
             problems.append(loaded.problem(("failures", k, "random"), f"only "
                                            f"{len(topo.end_devices)} end devices can fail"))
@@ -32,7 +56,7 @@ def check_scenario(loaded: Loaded) -> list[Problem]:
             problems.append(loaded.problem(("failures", k, "end"), "must be after 'start'"))
 
     w = scn.workload
-    if w.arrivals == "trace":
+    if w is not None and w.arrivals == "trace":
         from simulator.workload import read_arrivals_csv
 
         try:
@@ -40,15 +64,18 @@ def check_scenario(loaded: Loaded) -> list[Problem]:
         except ValueError as exc:
             problems.append(loaded.problem(("workload", "file"), str(exc)))
         else:
-            if len(times) < scn.samples:
+            if scn.samples is not None and len(times) < scn.samples:
                 problems.append(loaded.problem(("workload", "file"), f"the trace has "
                                 f"{len(times)} arrivals but samples is {scn.samples}"))
     if topo is not None and not topo.end_devices:
         problems.append(loaded.problem(("topology", "devices"), "no device of tier 'end': "
                                        "samples arrive at end devices"))
 
-    for name, spec in scn.models.items():
+    models = scn.models or {}
+    for name, spec in models.items():
         loc = ("models", name)
+        if spec is None:
+            continue
         if spec.oracle == "synthetic":
             for field, valid in _SYNTHETIC_KEYS.items():
                 for key in getattr(spec, field):
@@ -66,41 +93,45 @@ def check_scenario(loaded: Loaded) -> list[Problem]:
 
     reg = registry()
     labels: dict[str, int] = {}
-    for k, p in enumerate(scn.policies):
+    for k, p in enumerate(scn.policies or []):
         loc = ("policies", k)
+        if p is None:
+            continue
         cls = reg.get(p.policy)
         if cls is None:
             problems.append(loaded.problem((*loc, "policy"), f"unknown policy {p.policy!r}"
                                            f"{suggest(p.policy, reg)}; registered: "
                                            f"{', '.join(sorted(reg))}"))
-            continue
-        try:
-            cls.Params.model_validate(p.params)
-        except ValidationError as exc:
-            fields = list(cls.Params.model_fields)
-            found = []
-            for err in exc.errors(include_url=False):
-                if err["type"] == "extra_forbidden":
-                    msg = (f"unknown parameter of policy {p.policy!r}"
-                           f"{suggest(err['loc'][-1], fields)}; valid: "
-                           f"{', '.join(['policy', 'name', 'model', *fields])}")
-                else:
-                    msg = err["msg"].removeprefix("Value error, ")
-                # Drop the union members pydantic appends (threshold.float, ...).
-                found.append(loaded.problem((*loc, *_data_loc(p.params, err["loc"])), msg))
-            problems += merge_problems(found)
+        else:
+            try:
+                cls.Params.model_validate(p.params)
+            except ValidationError as exc:
+                fields = list(cls.Params.model_fields)
+                found = []
+                for err in exc.errors(include_url=False):
+                    if err["type"] == "extra_forbidden":
+                        msg = (f"unknown parameter of policy {p.policy!r}"
+                               f"{suggest(err['loc'][-1], fields)}; valid: "
+                               f"{', '.join(['policy', 'name', 'model', *fields])}")
+                    else:
+                        msg = err["msg"].removeprefix("Value error, ")
+                    # Drop the union members pydantic appends (threshold.float, ...).
+                    found.append(loaded.problem((*loc, *data_loc(p.params, err["loc"])), msg))
+                problems += merge_problems(found)
         if p.label in labels:
             problems.append(loaded.problem((*loc, "name" if p.name else "policy"),
                                            f"two policies are labelled {p.label!r}; "
                                            "give one a distinct 'name'"))
         labels[p.label] = k
-        if p.model is not None and p.model not in scn.models:
+        if scn.models is None:
+            continue
+        if p.model is not None and p.model not in models:
             problems.append(loaded.problem((*loc, "model"), f"unknown model {p.model!r}"
-                                           f"{suggest(p.model, scn.models)}"))
-        elif p.model is None and len(scn.models) > 1:
+                                           f"{suggest(p.model, models)}"))
+        elif p.model is None and len(models) > 1:
             problems.append(loaded.problem(loc, "several models are defined: say which this "
-                                           f"policy uses with model: one of {list(scn.models)}"))
-    if not problems and topo is not None:
+                                           f"policy uses with model: one of {list(models)}"))
+    if complete and not problems and topo is not None:
         problems += _check_binding(loaded, topo)
     return problems
 
@@ -153,3 +184,108 @@ def _check_torch(loaded: Loaded, loc: tuple, spec) -> list[Problem]:
     for key, msg in mod.check_spec(data):
         out.append(loaded.problem((*loc, *key.split(".")) if key else loc, msg))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# One pass: schema, then every rule on the sections that passed it
+
+
+def _field_adapter(name: str) -> TypeAdapter:
+    field = Scenario.model_fields[name]
+    return TypeAdapter(Annotated[field.annotation, field])
+
+
+def _partial(data: dict) -> Scenario:
+    """A scenario built (without whole-model validation) from the sections of ``data`` that are
+    valid on their own; invalid sections, policies and models are ``None``."""
+    values: dict[str, Any] = {}
+    for name, field in Scenario.model_fields.items():
+        key = field.alias or name
+        if key not in data:
+            values[name] = None if field.is_required() else field.get_default(
+                call_default_factory=True)
+            continue
+        raw = data[key]
+        try:
+            values[name] = _field_adapter(name).validate_python(raw)
+            continue
+        except ValidationError:
+            values[name] = None
+        if name == "policies" and isinstance(raw, list):
+            values[name] = [_try(PolicySpec, item) for item in raw]
+        elif name == "models" and isinstance(raw, dict):
+            entry = TypeAdapter(Scenario.model_fields["models"].annotation)
+            values[name] = {k: _try_adapter(entry, {k: v}, k) for k, v in raw.items()}
+        elif name == "failures" and isinstance(raw, list):
+            item = Scenario.model_fields["failures"].annotation.__args__[0]
+            values[name] = [_try(item, f) for f in raw]
+    return Scenario.model_construct(**values)
+
+
+def _try(model, value):
+    try:
+        return model.model_validate(value)
+    except ValidationError:
+        return None
+
+
+def _try_adapter(adapter: TypeAdapter, value: dict, key: str):
+    try:
+        return adapter.validate_python(value)[key]
+    except ValidationError:
+        return None
+
+
+def validate(data: Any, file: str = "<scenario>", lines: dict[tuple, int] | None = None,
+             overridden: Sequence[tuple] = (), base_dir: Path | None = None
+             ) -> tuple[Loaded | None, list[Problem]]:
+    """Every problem of a scenario in one pass: ``(loaded, [])`` when it is valid, else
+    ``(None, problems)`` with schema problems and the cross-checks of every valid section."""
+    lines = dict(lines or {})
+    base = base_dir or Path.cwd()
+    if not isinstance(data, dict):
+        return None, [Problem(file, 1, "", "a scenario must be a YAML mapping")]
+    try:
+        scn = Scenario.model_validate(data)
+    except ValidationError as exc:
+        problems = problems_from(exc, data, lines, file, Scenario, tuple(overridden))
+        partial = Loaded(_partial(data), file, lines, base, tuple(overridden))
+        problems += check_scenario(partial, complete=False)
+        return None, merge_problems(problems)
+    loaded = Loaded(scn, file, lines, base, tuple(overridden))
+    problems = check_scenario(loaded)
+    return (None, problems) if problems else (loaded, [])
+
+
+def load_data(data: Any, file: str = "<scenario>", lines: dict[tuple, int] | None = None,
+              overrides: Sequence[str] = (), base_dir: Path | None = None) -> Loaded:
+    """Validate already-parsed scenario data (``overrides``: ``key.path=value`` strings);
+    raise :class:`ScenarioError` with every problem."""
+    lines = dict(lines or {})
+    if not isinstance(data, dict):
+        raise ScenarioError([Problem(file, 1, "", "a scenario must be a YAML mapping")])
+    overridden = []
+    for assignment in overrides:
+        path, _ = apply_override(data, assignment)
+        overridden.append(path)
+        # The value at ``path`` no longer comes from the file; its ancestors still do.
+        for key in [k for k in lines if k[: len(path)] == path]:
+            del lines[key]
+    loaded, problems = validate(data, file, lines, overridden, base_dir)
+    if problems:
+        raise ScenarioError(problems)
+    return loaded
+
+
+def load(path: str | Path, overrides: Sequence[str] = ()) -> Loaded:
+    """Read, parse and validate a scenario file; raise :class:`ScenarioError` with every
+    problem it has."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError([Problem(str(path), None, "", "scenario file not found")])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError([Problem(str(path), None, "", f"cannot read: {exc}")]) from None
+    data, lines = load_yaml(text, str(path))
+    return load_data(data, str(path), lines, overrides, path.parent.resolve())

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from simulator import config
+from simulator import checks, config
 from simulator.config import ScenarioError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -53,7 +53,7 @@ def _user_errors():
 
 
 def _load(scenario: Path, overrides: list[str] | None) -> config.Loaded:
-    return config.load(scenario, overrides or [])
+    return checks.load(scenario, overrides or [])
 
 
 @app.command()

@@ -28,10 +28,10 @@ from simulator.oracle import (
     SyntheticChainOracle,
     SyntheticOracle,
     TraceOracle,
-    atomic_write_bytes,
 )
 from simulator.policies.base import BindContext, Policy, PolicyError, registry
 from simulator.topology import Topology, build
+from simulator.util import atomic_write_bytes, stream
 from simulator.workload import Arrivals, read_arrivals_csv
 
 
@@ -71,8 +71,6 @@ def make_oracle(loaded: Loaded, model: str, overrides: dict | None = None,
 
 def failures(loaded: Loaded, topo: Topology) -> list[tuple[str, float, float]]:
     """(device, start, end) of every failure, random ones drawn with the scenario's seed."""
-    from simulator.engine import stream
-
     out = []
     for k, f in enumerate(loaded.scenario.failures):
         end = f.end if f.end is not None else float("inf")

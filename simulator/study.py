@@ -34,17 +34,17 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import Field, ValidationError, model_validator
 
+from simulator.checks import load_data
 from simulator.config import (
     Loaded,
     Problem,
     ScenarioError,
     Strict,
-    _line_of,
-    _load_yaml,
-    _problems_from,
-    load_data,
+    line_of,
+    load_yaml,
+    problems_from,
 )
-from simulator.oracle import atomic_write_bytes
+from simulator.util import atomic_write_bytes
 
 
 class PlotSpec(Strict):
@@ -181,21 +181,21 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
     path = Path(path)
     if not path.is_file():
         raise ScenarioError([Problem(str(path), None, "", "study file not found")])
-    data, lines = _load_yaml(path.read_text(encoding="utf-8"), str(path))
+    data, lines = load_yaml(path.read_text(encoding="utf-8"), str(path))
     if not isinstance(data, dict):
         raise ScenarioError([Problem(str(path), 1, "", "a study must be a YAML mapping")])
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(_problems_from(exc, data, lines, str(path), StudySpec)) from None
+        raise ScenarioError(problems_from(exc, data, lines, str(path), StudySpec)) from None
     base_dir = path.parent.resolve()
     if spec.base is not None:
         base_path = (base_dir / spec.base) if not Path(spec.base).is_absolute() else Path(
             spec.base)
         if not base_path.is_file():
-            raise ScenarioError([Problem(str(path), _line_of(lines, ("base",)), "base",
+            raise ScenarioError([Problem(str(path), line_of(lines, ("base",)), "base",
                                          f"base scenario {spec.base!r} not found")])
-        base_data, base_lines = _load_yaml(base_path.read_text(encoding="utf-8"),
+        base_data, base_lines = load_yaml(base_path.read_text(encoding="utf-8"),
                                            str(base_path))
         base_file, scenario_dir = str(base_path), base_path.parent.resolve()
     else:
@@ -222,7 +222,7 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
                            None)
                 if src is not None:  # blame the study line that set the value
                     section = "grid" if src in spec.grid else "zip"
-                    p = Problem(str(path), _line_of(lines, (section, src)), key,
+                    p = Problem(str(path), line_of(lines, (section, src)), key,
                                 f"{p.message} (with {src}={point.params[src]!r})")
                 if str(p) not in seen:
                     seen.add(str(p))
