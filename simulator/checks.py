@@ -9,7 +9,9 @@ until it is fixed. :func:`load` and :func:`load_data` are the entry points (``dd
 
 from __future__ import annotations
 
+import copy
 import importlib
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,14 +20,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from simulator.config import (
     Loaded,
-    PolicySpec,
     Problem,
     Scenario,
     ScenarioError,
     apply_override,
     data_loc,
-    load_yaml,
     merge_problems,
+    parse_yaml,
     problems_from,
     suggest,
 )
@@ -42,6 +43,9 @@ def check_scenario(loaded: Loaded, complete: bool = True) -> list[Problem]:
     scn = loaded.scenario
     topo, problems = (topology.build(loaded) if scn.topology is not None else (None, []))
     devices = set(topo.devices) if topo is not None else set()
+    if topo is None and scn.topology is not None:  # names are known even if a profile is not
+        devices = {name for g, d in scn.topology.devices.items()
+                   for name in ([g] if d.count is None else [f"{g}{i}" for i in range(d.count)])}
 
     for k, f in enumerate(scn.failures or []):
         if f is None:
@@ -49,7 +53,7 @@ def check_scenario(loaded: Loaded, complete: bool = True) -> list[Problem]:
         if topo is not None and f.random is not None and f.random > len(topo.end_devices):
             problems.append(loaded.problem(("failures", k, "random"), f"only "
                                            f"{len(topo.end_devices)} end devices can fail"))
-        if topo is not None and f.device is not None and f.device not in devices:
+        if devices and f.device is not None and f.device not in devices:
             problems.append(loaded.problem(("failures", k, "device"), f"unknown device "
                                            f"{f.device!r}{suggest(f.device, devices)}"))
         if f.end is not None and f.end <= f.start:
@@ -195,9 +199,11 @@ def _field_adapter(name: str) -> TypeAdapter:
     return TypeAdapter(Annotated[field.annotation, field])
 
 
-def _partial(data: dict) -> Scenario:
-    """A scenario built (without whole-model validation) from the sections of ``data`` that are
-    valid on their own; invalid sections, policies and models are ``None``."""
+def _partial(data: dict, holders: list[tuple]) -> Scenario:
+    """A scenario built (without whole-model validation) from what of ``data`` is valid: each
+    section salvaged on its own (keys the schema refuses are left out); a section, policy, model
+    or failure that cannot be salvaged is ``None``. List items are never dropped, so every
+    problem found on the rest names the item as the file does."""
     values: dict[str, Any] = {}
     for name, field in Scenario.model_fields.items():
         key = field.alias or name
@@ -206,34 +212,61 @@ def _partial(data: dict) -> Scenario:
                 call_default_factory=True)
             continue
         raw = data[key]
-        try:
-            values[name] = _field_adapter(name).validate_python(raw)
-            continue
-        except ValidationError:
-            values[name] = None
-        if name == "policies" and isinstance(raw, list):
-            values[name] = [_try(PolicySpec, item) for item in raw]
-        elif name == "models" and isinstance(raw, dict):
-            entry = TypeAdapter(Scenario.model_fields["models"].annotation)
-            values[name] = {k: _try_adapter(entry, {k: v}, k) for k, v in raw.items()}
-        elif name == "failures" and isinstance(raw, list):
-            item = Scenario.model_fields["failures"].annotation.__args__[0]
-            values[name] = [_try(item, f) for f in raw]
+        entries = {"policies": list, "failures": list, "models": dict}.get(name)
+        if entries is list and isinstance(raw, list):
+            item = TypeAdapter(typing.get_args(field.annotation)[0])
+            values[name] = [_salvage(item, entry, holders, (key, i))
+                            for i, entry in enumerate(raw)]
+        elif entries is dict and isinstance(raw, dict):
+            whole = TypeAdapter(field.annotation)
+            values[name] = {k: (_salvage(whole, {k: v}, holders, (key,)) or {}).get(k)
+                            for k, v in raw.items()}
+        else:
+            values[name] = _salvage(_field_adapter(name), raw, holders, (key,))
     return Scenario.model_construct(**values)
 
 
-def _try(model, value):
-    try:
-        return model.model_validate(value)
-    except ValidationError:
-        return None
+def _salvage(adapter: TypeAdapter, raw: Any, holders: list[tuple], at: tuple) -> Any:
+    """``raw`` validated after leaving out the optional mapping keys the schema refuses;
+    ``None`` when a required key, a list item or the whole would have to go. The mappings
+    that lost a key are added to ``holders`` (their other checks would mislead)."""
+    data = copy.deepcopy(raw)
+    for _ in range(64):
+        try:
+            return adapter.validate_python(data)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+        if any(err["type"] == "missing" for err in errors):
+            return None
+        locs = sorted({data_loc(data, err["loc"]) for err in errors}, key=len, reverse=True)
+        for loc in locs:
+            if not loc or not _remove(data, loc):
+                return None
+            holders.append((*at, *loc[:-1]))
+    return None
 
 
-def _try_adapter(adapter: TypeAdapter, value: dict, key: str):
-    try:
-        return adapter.validate_python(value)[key]
-    except ValidationError:
-        return None
+def _remove(data: Any, loc: tuple) -> bool:
+    cur = data
+    for part in loc[:-1]:
+        in_list = isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur)
+        if (isinstance(cur, dict) and part in cur) or in_list:
+            cur = cur[part]
+        else:
+            return True  # gone with an ancestor already
+    if isinstance(cur, dict):
+        cur.pop(loc[-1], None)
+        return True
+    return False
+
+
+def unblamed(problems: Sequence[Problem], blamed: Sequence[str]) -> list[Problem]:
+    """The problems at spots with no blamed key at, above or below them (a link with a
+    misspelt ``sharing`` is not also reported as 'say how the senders share it')."""
+    def clash(a: str, b: str) -> bool:
+        return a == b or not b or a.startswith(b + ".") or b.startswith(a + ".")
+
+    return [p for p in problems if not any(clash(p.key, b) for b in blamed)]
 
 
 def validate(data: Any, file: str = "<scenario>", lines: dict[tuple, int] | None = None,
@@ -249,9 +282,11 @@ def validate(data: Any, file: str = "<scenario>", lines: dict[tuple, int] | None
         scn = Scenario.model_validate(data)
     except ValidationError as exc:
         problems = problems_from(exc, data, lines, file, Scenario, tuple(overridden))
-        partial = Loaded(_partial(data), file, lines, base, tuple(overridden))
-        problems += check_scenario(partial, complete=False)
-        return None, merge_problems(problems)
+        holders: list[tuple] = []
+        partial = Loaded(_partial(data, holders), file, lines, base, tuple(overridden))
+        blamed = [p.key for p in problems] + [".".join(map(str, h)) for h in holders]
+        more = unblamed(check_scenario(partial, complete=False), blamed)
+        return None, merge_problems([*problems, *more])
     loaded = Loaded(scn, file, lines, base, tuple(overridden))
     problems = check_scenario(loaded)
     return (None, problems) if problems else (loaded, [])
@@ -287,5 +322,12 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> Loaded:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError([Problem(str(path), None, "", f"cannot read: {exc}")]) from None
-    data, lines = load_yaml(text, str(path))
-    return load_data(data, str(path), lines, overrides, path.parent.resolve())
+    data, lines, early = parse_yaml(text, str(path))
+    try:
+        loaded = load_data(data, str(path), lines, overrides, path.parent.resolve())
+    except ScenarioError as exc:  # what follows from a broken key is not reported twice
+        later = unblamed(exc.problems, [p.key for p in early if p.message != "duplicate key"])
+        raise ScenarioError(merge_problems([*early, *later])) from None
+    if early:  # duplicate keys: an error even when the last value makes the scenario valid
+        raise ScenarioError(early)
+    return loaded

@@ -373,7 +373,17 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def load_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int]]:
-    """Parse YAML keeping, for every key path, the line where it is written (1-based)."""
+    """Parse YAML keeping, for every key path, the line where it is written (1-based); raise
+    :class:`ScenarioError` on any problem (see :func:`parse_yaml`)."""
+    data, lines, problems = parse_yaml(text, file)
+    if problems:
+        raise ScenarioError(problems)
+    return data, lines
+
+
+def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int], list[Problem]]:
+    """Parse YAML keeping the line of every key path; problems that still leave data to check
+    (duplicate keys: the last one wins; keys that are lists) are returned, not raised."""
     lines: dict[tuple, int] = {}
     problems: list[Problem] = []
     try:
@@ -418,9 +428,7 @@ def load_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int]]:
                                          f"{getattr(exc, 'problem', None) or exc}")]) from None
 
     data = build(node, ())
-    if problems:
-        raise ScenarioError(problems)
-    return data, lines
+    return data, lines, problems
 
 
 def locate(file: str, lines: Mapping[tuple, int], overridden: Sequence[tuple], loc: tuple,
