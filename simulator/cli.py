@@ -124,9 +124,12 @@ def _fmt(v, scale: float = 1.0, digits: int = 3) -> str:
     return f"{v * scale:.{digits}g}" if isinstance(v, float) else str(v)
 
 
-def print_summary(summary, title: str = "ddnnsim summary") -> None:
-    """The summary as a table: accuracy, tier accuracies, exits, latency, throughput, bytes."""
+def print_summary(summary, title: str = "ddnnsim summary", params=()) -> None:
+    """The summary as a table: accuracy, tier accuracies, exits, latency, throughput, bytes;
+    ``params`` (study parameter columns) first."""
     t = Table(title=title, title_justify="left")
+    for c in params:
+        t.add_column(c.removesuffix(".text").rsplit(".", 1)[-1])
     cols = [("policy", "policy", 1, 0), ("samples", "samples", 1, 0), ("acc", "accuracy", 100, 4),
             ("edge acc", "edge_accuracy", 100, 4), ("cloud acc", "cloud_accuracy", 100, 4),
             ("p50 ms", "latency_p50_s", 1e3, 4), ("p95 ms", "latency_p95_s", 1e3, 4),
@@ -139,7 +142,8 @@ def print_summary(summary, title: str = "ddnnsim summary") -> None:
         exits = " ".join(f"{c.removeprefix('exit_rate.')}={row[c]:.0%}" for c in summary.columns
                          if c.startswith("exit_rate.") and isinstance(row[c], float)
                          and not math.isnan(row[c]) and row[c] > 0)
-        t.add_row(*[_fmt(row[c], s, d) if d else str(row[c]) for _, c, s, d in cols], exits)
+        t.add_row(*[_fmt(row[c]) for c in params],
+                  *[_fmt(row[c], s, d) if d else str(row[c]) for _, c, s, d in cols], exits)
     out.print(t)
     out.print("acc = correct / samples; edge/cloud acc = correct / samples leaving at that tier",
               style="dim")
@@ -222,8 +226,14 @@ def sweep(
     scheduler: Annotated[str | None, typer.Option(
         help="Address of a running dask scheduler, e.g. tcp://10.0.0.5:8786.")] = None,
     set_: SetOpt = None,
+    fresh: Annotated[bool, typer.Option(
+        "--fresh", help="Discard finished points and start over.")] = False,
+    dashboard: Annotated[str | None, typer.Option(
+        help="Serve the dask dashboard of the local cluster at this address, e.g. :8787 "
+             "(off by default).")] = None,
 ) -> None:
-    """Run every point of a study on dask.distributed; rerun to resume after a crash."""
+    """Run every point of a study on dask.distributed. Rerun to resume: points finished with
+    the same settings are reused, points whose settings changed are recomputed."""
     from simulator import plots
     from simulator.study import load_study, run_study
 
@@ -245,16 +255,21 @@ def sweep(
 
         try:
             summary = run_study(study, out_dir, workers=workers, scheduler=scheduler,
-                                progress=progress, log=lambda m: err.print(m, highlight=False))
+                                progress=progress, log=lambda m: err.print(m, highlight=False),
+                                fresh=fresh, dashboard=dashboard)
         except KeyboardInterrupt:
             err.print(f"interrupted: finished points are kept; rerun to resume ({out_dir})")
             raise typer.Exit(130) from None
     for status in failed:
         err.print(f"point {status['name']} failed: {status.get('error')}", highlight=False)
     paths = plots.study_plots(summary, study.spec, out_dir / "plots")
-    if len(summary):
-        print_summary(summary.drop_duplicates("policy", keep="last")
-                      if "policy" in summary else summary, title="last point per policy")
+    if len(summary) and "policy" in summary:
+        meta = summary.attrs.get("columns", {})
+        params = [(m["text"] or m["column"]) for m in meta.values()]
+        if study.spec.seeds > 1:
+            params.append("seed")
+        print_summary(summary, title=f"{study.spec.name}: every point of the grid",
+                      params=[p for p in params if p in summary])
     out.print(f"{len(summary)} summary rows, {len(paths)} plots; results: {out_dir}",
               highlight=False)
     if failed:
