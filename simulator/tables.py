@@ -31,6 +31,15 @@ SUFFIX = {
 TEXT = ".text"
 
 
+def split_unit(column: str) -> tuple[str, str | None]:
+    """``("workload.rate", "rate")`` for ``workload.rate_per_s``; ``(column, None)`` when the
+    name ends in no unit suffix (longest suffix first: ``_per_s`` before ``_s``)."""
+    for dim, suffix in sorted(SUFFIX.items(), key=lambda kv: -len(kv[1])):
+        if column.endswith("_" + suffix):
+            return column[: -len(suffix) - 1], dim
+    return column, None
+
+
 def cell(value: Any) -> Any:
     """A value as one table cell: lists and mappings as JSON text."""
     return json.dumps(value) if isinstance(value, (dict, list)) else value
@@ -85,12 +94,8 @@ def param_column(key: str, columns: Sequence[str]) -> str:
 
 def text_column(column: str, columns: Sequence[str]) -> str | None:
     """The column with the values as written beside numeric ``column``, if there is one."""
-    for suffix in SUFFIX.values():
-        if column.endswith("_" + suffix):
-            text = column[: -len(suffix) - 1] + TEXT
-            if text in columns:
-                return text
-    return None
+    base, dim = split_unit(column)
+    return base + TEXT if dim is not None and base + TEXT in columns else None
 
 
 def select(frame: pd.DataFrame, where: Mapping[str, Any]) -> pd.DataFrame:
