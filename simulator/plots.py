@@ -435,7 +435,7 @@ _LABELS = {
     "model.feature_loss_rate": "feature loss rate [%]\n(channels not sent)",
     "split_mean": "layers run on the end device\n(mean over samples)",
     "latency_mean_s": "mean latency [ms]",
-    "deadline_met": "deadline met [%]",
+    "deadline_met": "samples within the deadline [%]",
 }
 
 
@@ -459,7 +459,8 @@ def _scale(metric: str) -> float:
     """Factor from the stored value to the plotted one: seconds to ms, shares to percent."""
     if metric.endswith("_s"):
         return 1e3
-    if "accuracy" in metric or metric.endswith("_rate") or metric.startswith("exit_rate."):
+    if ("accuracy" in metric or metric.endswith("_rate") or metric.startswith("exit_rate.")
+            or metric == "deadline_met"):
         return 100.0
     return 1.0
 
