@@ -240,7 +240,10 @@ def sweep(
     with _user_errors():
         study = load_study(study_file, set_ or [])
     out_dir = output or Path("results") / study.spec.name
-    err.print(f"{study_file}: {len(study.points)} points -> {out_dir}", highlight=False)
+    def note(message: str) -> None:
+        err.print(message, highlight=False, soft_wrap=True)
+
+    note(f"{study_file}: {len(study.points)} points -> {out_dir}")
     bar = Progress(TextColumn("[bold]points"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.description}"), TimeRemainingColumn(), console=err)
     failed = []
@@ -255,13 +258,14 @@ def sweep(
 
         try:
             summary = run_study(study, out_dir, workers=workers, scheduler=scheduler,
-                                progress=progress, log=lambda m: err.print(m, highlight=False),
+                                progress=progress, log=note,
                                 fresh=fresh, dashboard=dashboard)
         except KeyboardInterrupt:
             err.print(f"interrupted: finished points are kept; rerun to resume ({out_dir})")
             raise typer.Exit(130) from None
     for status in failed:
-        err.print(f"point {status['name']} failed: {status.get('error')}", highlight=False)
+        err.print(f"point {status['name']} failed: {status.get('error')}", highlight=False,
+                  soft_wrap=True)
     paths = plots.study_plots(summary, study.spec, out_dir / "plots")
     if len(summary) and "policy" in summary:
         meta = summary.attrs.get("columns", {})
