@@ -182,8 +182,8 @@ def register_policy(cls: type[Policy]) -> type[Policy]:
 
 
 def registry() -> dict[str, type[Policy]]:
-    from simulator.policies import multiview, partition, tiered  # noqa: F401  (registration)
-
+    """Every registered policy by name (the built-in ones register when ``simulator.policies``
+    is imported, which importing this module does first)."""
     return dict(_REGISTRY)
 
 
