@@ -199,15 +199,13 @@ def metric_vs(summary: pd.DataFrame, x: str, metrics: Sequence[str], path: Path,
             if fkey is not None:
                 ax.set_title(_facet_title(by, fkey, ok), fontsize=9)
             ax.grid(True, which="major", alpha=0.3)
-    if handles:
-        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(
-            len(handles), 6), bbox_to_anchor=(0.5, 1.0 - 0.02), frameon=False,
-            title="policy")
     seeds = _seeds(ok)
     spread = f"; band: min-max over {seeds} seeds" if seeds > 1 else ""
     fig.suptitle((title or f"{', '.join(_flat(m) for m in metrics)} against "
-                  f"{xlabel or key_label(x, unit)}") + spread, y=1.0 + 0.06 * min(
-                      1, len(handles) // 7 + 1))
+                  f"{xlabel or key_label(x, unit)}") + spread)
+    if handles:  # below the panels, naming only the policies drawn
+        fig.legend(list(handles.values()), list(handles), loc="upper center",
+                   ncol=min(len(handles), 6), bbox_to_anchor=(0.5, 0.0), frameon=False)
     fig.tight_layout()
     return _save(fig, path)
 
