@@ -292,7 +292,7 @@ def _try_load(path: Path, key: str, model: MultiViewNet) -> dict | None:
     if not path.exists():
         return None
 
-    from simulator.oracle import adopt_digest, check_digest
+    from simulator.util import adopt_digest, check_digest
 
     def reject(why: str) -> None:
         warnings.warn(f"checkpoint {path}: {why}; retraining it", CheckpointWarning, stacklevel=3)
@@ -334,7 +334,7 @@ def _try_load(path: Path, key: str, model: MultiViewNet) -> dict | None:
 
 
 def save_checkpoint(path: Path, key: str, model: MultiViewNet, meta: Mapping) -> None:
-    from simulator.oracle import atomic_write_bytes, write_digest
+    from simulator.util import atomic_write_bytes, write_digest
 
     buf = io.BytesIO()
     torch.save(

@@ -215,7 +215,7 @@ def tables(summaries: dict, out_dir: Path | None = None) -> str:
                 "| policy | highest throughput [samples/s] | p95 at 100 /s [ms] |",
                 "|---|---|---|"]
         for pol, g in s.groupby("policy", sort=False):
-            p100 = g[g["workload.rate"] == "100 /s"]["latency_p95_s"]
+            p100 = g[g["workload.rate_per_s"] == 100.0]["latency_p95_s"]
             out.append(f"| {pol} | {g['throughput_sps'].max():.0f} | "
                        f"{1e3 * float(p100.mean()):.1f} |")
         out.append("")

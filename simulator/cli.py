@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from simulator import config
+from simulator import checks, config
 from simulator.config import ScenarioError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -53,7 +53,7 @@ def _user_errors():
 
 
 def _load(scenario: Path, overrides: list[str] | None) -> config.Loaded:
-    return config.load(scenario, overrides or [])
+    return checks.load(scenario, overrides or [])
 
 
 @app.command()
@@ -124,9 +124,12 @@ def _fmt(v, scale: float = 1.0, digits: int = 3) -> str:
     return f"{v * scale:.{digits}g}" if isinstance(v, float) else str(v)
 
 
-def print_summary(summary, title: str = "ddnnsim summary") -> None:
-    """The summary as a table: accuracy, tier accuracies, exits, latency, throughput, bytes."""
+def print_summary(summary, title: str = "ddnnsim summary", params=()) -> None:
+    """The summary as a table: accuracy, tier accuracies, exits, latency, throughput, bytes;
+    ``params`` (study parameter columns) first."""
     t = Table(title=title, title_justify="left")
+    for c in params:
+        t.add_column(c.removesuffix(".text").rsplit(".", 1)[-1])
     cols = [("policy", "policy", 1, 0), ("samples", "samples", 1, 0), ("acc", "accuracy", 100, 4),
             ("edge acc", "edge_accuracy", 100, 4), ("cloud acc", "cloud_accuracy", 100, 4),
             ("p50 ms", "latency_p50_s", 1e3, 4), ("p95 ms", "latency_p95_s", 1e3, 4),
@@ -140,7 +143,8 @@ def print_summary(summary, title: str = "ddnnsim summary") -> None:
         exits = " ".join(f"{c.removeprefix('exit_rate.')}={row[c]:.0%}" for c in summary.columns
                          if c.startswith("exit_rate.") and isinstance(row[c], float)
                          and not math.isnan(row[c]) and row[c] > 0)
-        t.add_row(*[_fmt(row.get(c), s, d) if d else str(row.get(c)) for _, c, s, d in cols],
+        t.add_row(*[_fmt(row.get(c)) for c in params],
+                  *[_fmt(row.get(c), s, d) if d else str(row.get(c)) for _, c, s, d in cols],
                   exits)
     out.print(t)
     out.print("acc = correct / samples; edge/cloud acc = correct / samples leaving at that tier; "
@@ -249,15 +253,24 @@ def sweep(
     scheduler: Annotated[str | None, typer.Option(
         help="Address of a running dask scheduler, e.g. tcp://10.0.0.5:8786.")] = None,
     set_: SetOpt = None,
+    fresh: Annotated[bool, typer.Option(
+        "--fresh", help="Discard finished points and start over.")] = False,
+    dashboard: Annotated[str | None, typer.Option(
+        help="Serve the dask dashboard of the local cluster at this address, e.g. :8787 "
+             "(off by default).")] = None,
 ) -> None:
-    """Run every point of a study on dask.distributed; rerun to resume after a crash."""
+    """Run every point of a study on dask.distributed. Rerun to resume: points finished with
+    the same settings are reused, points whose settings changed are recomputed."""
     from simulator import plots
     from simulator.study import load_study, run_study
 
     with _user_errors():
         study = load_study(study_file, set_ or [])
     out_dir = output or Path("results") / study.spec.name
-    err.print(f"{study_file}: {len(study.points)} points -> {out_dir}", highlight=False)
+    def note(message: str) -> None:
+        err.print(message, highlight=False, soft_wrap=True)
+
+    note(f"{study_file}: {len(study.points)} points -> {out_dir}")
     bar = Progress(TextColumn("[bold]points"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.description}"), TimeRemainingColumn(), console=err)
     failed = []
@@ -272,16 +285,22 @@ def sweep(
 
         try:
             summary = run_study(study, out_dir, workers=workers, scheduler=scheduler,
-                                progress=progress, log=lambda m: err.print(m, highlight=False))
+                                progress=progress, log=note,
+                                fresh=fresh, dashboard=dashboard)
         except KeyboardInterrupt:
             err.print(f"interrupted: finished points are kept; rerun to resume ({out_dir})")
             raise typer.Exit(130) from None
     for status in failed:
-        err.print(f"point {status['name']} failed: {status.get('error')}", highlight=False)
+        err.print(f"point {status['name']} failed: {status.get('error')}", highlight=False,
+                  soft_wrap=True)
     paths = plots.study_plots(summary, study.spec, out_dir / "plots")
-    if len(summary):
-        print_summary(summary.drop_duplicates("policy", keep="last")
-                      if "policy" in summary else summary, title="last point per policy")
+    if len(summary) and "policy" in summary:
+        meta = summary.attrs.get("columns", {})
+        params = [(m["text"] or m["column"]) for m in meta.values()]
+        if study.spec.seeds > 1:
+            params.append("seed")
+        print_summary(summary, title=f"{study.spec.name}: every point of the grid",
+                      params=[p for p in params if p in summary])
     out.print(f"{len(summary)} summary rows, {len(paths)} plots; results: {out_dir}",
               highlight=False)
     if failed:

@@ -7,10 +7,8 @@ Each policy is simulated in its own environment on the same arrivals and the sam
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Callable
 
-import numpy as np
 import simpy
 
 from simulator.devices import Availability, Device
@@ -18,17 +16,15 @@ from simulator.network import FifoMedium, Link
 from simulator.policies.base import Compute, Done, Failed, Par, Policy, Sample, Send
 from simulator.records import RecordBlock
 from simulator.topology import Topology
+from simulator.util import stream
 from simulator.workload import Arrivals
+
+__all__ = ["SampleFailed", "Simulation", "stream"]
 
 
 class SampleFailed(Exception):
     """Raised inside a sample's steps when it cannot go on: ``lost`` (packet loss beyond the
     retries), ``device_down`` (a device on its way failed), ``link_down`` (a link failed)."""
-
-
-def stream(seed: int, name: str) -> np.random.Generator:
-    """The random stream of one component: the same for every policy of a run."""
-    return np.random.default_rng([seed, zlib.crc32(name.encode())])
 
 
 class Simulation:

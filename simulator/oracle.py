@@ -28,14 +28,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from simulator.util import (  # noqa: F401  (also imported from here by older code)
+    adopt_digest,
+    atomic_write_bytes,
+    check_digest,
+    write_digest,
+)
 
 TRACE_META_KEY = b"ddnnsim.oracle"
 
@@ -136,69 +141,6 @@ def all_alive(n_devices: int) -> frozenset[int]:
 
 def _alive_label(alive: Iterable[int]) -> str:
     return ",".join(str(i) for i in sorted(alive))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never a half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-DIGEST_SUFFIX = ".sha256"
-
-
-def _digest_path(path: Path) -> Path:
-    return path.with_name(path.name + DIGEST_SUFFIX)
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_digest(path: Path, data: bytes | None = None) -> None:
-    """Store the SHA-256 of ``path`` (whose bytes are ``data`` if given) beside it, as
-    ``<name>.sha256``, so a later load can tell an edited or damaged cache file."""
-    path = Path(path)
-    digest = hashlib.sha256(data).hexdigest() if data is not None else file_digest(path)
-    atomic_write_bytes(_digest_path(path), f"{digest}  {path.name}\n".encode())
-
-
-def adopt_digest(path: Path) -> None:
-    """Store the digest of a cache file written before digests existed (after it loaded and
-    passed its checks), so later edits are caught."""
-    if not _digest_path(Path(path)).is_file():
-        write_digest(Path(path))
-
-
-def check_digest(path: Path) -> str | None:
-    """Why ``path`` does not match the digest stored beside it, or ``None`` when it matches
-    or has no digest (see :func:`adopt_digest`)."""
-    path = Path(path)
-    side = _digest_path(path)
-    if not side.is_file():
-        return None
-    try:
-        stored = side.read_text(encoding="ascii").split()[0]
-    except (OSError, UnicodeDecodeError, IndexError):
-        return f"its digest file {side.name} is unreadable"
-    if stored != file_digest(path):
-        return f"its content does not match the digest in {side.name} (edited or corrupt)"
-    return None
 
 
 def write_trace(

@@ -1,9 +1,19 @@
-"""Figures from result tables (records and summaries); no engine imports."""
+"""Figures from result tables (records and summaries); no engine imports.
+
+Publication-grade by default: every figure is written as PNG (for reading) and PDF (vector, for
+papers) side by side; colours come from the Okabe-Ito palette (safe for colour-blind readers)
+with a distinct marker per policy, so lines that coincide stay visible; axes are labelled in
+words with units; a log axis is used only where the data span more than a decade. Study figures
+never average over a grid key: every other key that varies gets its own row of panels.
+"""
 
 from __future__ import annotations
 
+import functools
+import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib
 
@@ -12,25 +22,66 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from simulator import tables, units
+from simulator.util import atomic_write_bytes
+
+#: Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour
+#: vision deficiency; black last, yellow late (weak on white).
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#000000",
+           "#F0E442"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+STYLE = {
+    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+    "font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "legend.fontsize": 9,
+    "xtick.labelsize": 9, "ytick.labelsize": 9, "figure.titlesize": 11,
+    "axes.spines.top": False, "axes.spines.right": False, "pdf.fonttype": 42,
+    "svg.fonttype": "none", "savefig.dpi": 150,
+}
+#: Formats written beside each other for every figure (the returned path is the first).
+FORMATS = ("png", "pdf")
+
+
+def _styled(fn):
+    """Draw inside the house style without changing the caller's matplotlib settings."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(STYLE):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    """Write ``fig`` as ``path`` (PNG) and beside it in the other FORMATS, each atomically."""
+    path = Path(path)
+    for fmt in FORMATS:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, bbox_inches="tight")
+        atomic_write_bytes(path.with_suffix(f".{fmt}"), buf.getvalue())
     plt.close(fig)
-    tmp.replace(path)
-    return path
+    return path.with_suffix(f".{FORMATS[0]}")
 
 
+def _wide(values) -> bool:
+    """True when positive ``values`` span more than a decade (a log axis helps)."""
+    v = np.asarray([x for x in np.ravel(values) if np.isfinite(x) and x > 0], dtype=float)
+    return len(v) > 1 and v.max() / v.min() > 10.0
+
+
+@_styled
 def latency_cdf(records: pd.DataFrame, path: Path) -> Path:
-    """Empirical CDF of latency per policy (ok samples), log-scaled time axis."""
+    """Empirical CDF of latency per policy (ok samples); the time axis is logarithmic only
+    when latencies span more than a decade."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for policy, g in records[records["status"] == "ok"].groupby("policy", observed=True,
-                                                                  sort=False):
+    ok = records[records["status"] == "ok"]
+    for k, (policy, g) in enumerate(ok.groupby("policy", observed=True, sort=False)):
         lat = np.sort(g["latency_s"].to_numpy() * 1e3)
         if len(lat):
-            ax.step(lat, np.arange(1, len(lat) + 1) / len(lat), where="post", label=str(policy))
-    ax.set_xscale("log")
+            ax.step(lat, np.arange(1, len(lat) + 1) / len(lat), where="post", label=str(policy),
+                    color=PALETTE[k % len(PALETTE)],
+                    linestyle=["-", "--", "-.", ":"][k // len(PALETTE) % 4])
+    if _wide(ok["latency_s"].to_numpy()):
+        ax.set_xscale("log")
     ax.set_xlabel("latency [ms]")
     ax.set_ylabel("fraction of samples")
     ax.set_title("Latency CDF per policy")
@@ -39,6 +90,7 @@ def latency_cdf(records: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
+@_styled
 def bytes_per_sample(records: pd.DataFrame, path: Path) -> Path:
     """Distribution of bytes sent per sample, one box per policy (log axis)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -46,13 +98,15 @@ def bytes_per_sample(records: pd.DataFrame, path: Path) -> Path:
               for p, g in records.groupby("policy", observed=True, sort=False)]
     ax.boxplot([np.maximum(v, 1.0) for _, v in groups], showmeans=True)
     ax.set_xticks(range(1, len(groups) + 1), [p for p, _ in groups], rotation=20)
-    ax.set_yscale("log")
+    if _wide(np.concatenate([v for _, v in groups]) if groups else []):
+        ax.set_yscale("log")
     ax.set_ylabel("bytes sent per sample [B] (all links)")
     ax.set_title("Bytes per sample (mean: triangle)")
     ax.grid(True, axis="y", which="both", alpha=0.3)
     return _save(fig, path)
 
 
+@_styled
 def exit_rates(summary: pd.DataFrame, path: Path) -> Path:
     """Share of samples leaving at each exit, stacked per policy."""
     cols = [c for c in summary.columns if c.startswith("exit_rate.")]
@@ -72,54 +126,133 @@ def exit_rates(summary: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
+@_styled
 def metric_vs(summary: pd.DataFrame, x: str, metrics: Sequence[str], path: Path,
               logx: bool = False, *, logy: bool = False, xlabel: str | None = None,
-              title: str | None = None) -> Path:
-    """Summary metrics against a varied study key, one line per policy (mean over seeds, with
-    the min-max range over seeds shaded).
+              title: str | None = None, by: Sequence[str] = ()) -> Path:
+    """Summary metrics against the study key column ``x``: one column of panels per metric,
+    one row per combination of the key columns ``by`` (every other key that varies), and in
+    each panel one line (numeric ``x``) or one bar per group (categorical ``x``) per policy:
+    the mean over seeds, with the min-max over seeds as a band or whiskers. Nothing else is
+    averaged.
 
-    Values of ``x`` written with units (``"10 /s"``, ``"5 Mbit/s"``) are plotted as numbers in SI
-    units; other non-numeric values are categories in the order they first appear. Cloud and
-    edge accuracies over fewer than ``MIN_SUPPORT`` samples are left out.
+    Values with units (a tidy ``*_Bps`` column, or text such as ``"5 Mbit/s"``) are drawn in
+    readable units (Mbit/s, ms, kB). ``logx``/``logy`` are honoured where the values span more
+    than a decade. Cloud and edge accuracies over fewer than ``MIN_SUPPORT`` samples are left
+    out.
     """
     summary = _drawable(summary)
     metrics = [m for m in metrics if m in summary.columns]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.0 * len(metrics), 3.8), squeeze=False)
     ok = _ok(summary)
-    xs_all, unit = _numeric_x(ok[x])
-    ok = ok.assign(**{x: xs_all})
-    categorical = not pd.api.types.is_numeric_dtype(ok[x])
-    order = list(dict.fromkeys(ok[x]))
-    colours = _colours(ok)
-    for ax, m in zip(axes[0], metrics, strict=True):
-        scale = _scale(m)
-        for policy, g in ok.groupby("policy", sort=False):
-            agg = g.groupby(x, sort=False)[m].agg(["mean", "min", "max"])
-            agg = agg.reindex([v for v in order if v in agg.index]).dropna(subset=["mean"])
-            if agg.empty:
-                continue
-            xs = (np.array([order.index(v) for v in agg.index]) if categorical
-                  else agg.index.to_numpy(dtype=float))
-            c = colours[policy]
-            ax.plot(xs, agg["mean"] * scale, marker="o", markersize=3, label=str(policy),
-                    color=c)
-            ax.fill_between(xs, agg["min"] * scale, agg["max"] * scale, alpha=0.15, color=c)
-        if categorical:
-            ax.set_xticks(np.arange(len(order)), [str(v) for v in order], rotation=20)
-        elif logx:
-            ax.set_xscale("log")
-        if logy:
-            ax.set_yscale("log")
-        ax.set_xlabel(xlabel or (f"{x} [{unit}]" if unit else x))
-        ax.set_ylabel(_label(m))
-        ax.grid(True, which="both" if logy else "major", alpha=0.3)
-    _legend_all(axes[0][0], axes.ravel(), fontsize=8)
-    fig.suptitle(title or f"{', '.join(_flat(m) for m in metrics)} against {xlabel or x}",
-                 fontsize=10)
+    xs, dim = _numeric_x(ok[x], x, ok.columns)
+    factor, unit = DISPLAY.get(dim, (1.0, units.SI_UNIT.get(dim))) if dim else (1.0, None)
+    categorical = not pd.api.types.is_numeric_dtype(xs)
+    ok = ok.assign(_x=xs * factor if not categorical else xs)
+    order = (sorted(set(ok["_x"])) if not categorical else list(dict.fromkeys(ok["_x"])))
+    by = [b for b in by if b in ok.columns and b != x and ok[b].nunique() > 1]
+    facets = [(None, ok)] if not by else list(ok.groupby(by if len(by) > 1 else by[0],
+                                                         sort=True))
+    policies = list(dict.fromkeys(ok["policy"]))
+    fig, axes = plt.subplots(len(facets), len(metrics), squeeze=False,
+                             figsize=(4.4 * len(metrics), 3.3 * len(facets) + 0.5),
+                             sharex=True)
+    handles: dict[str, object] = {}
+    for r, (fkey, rows) in enumerate(facets):
+        for c, m in enumerate(metrics):
+            ax = axes[r][c]
+            scale = _scale(m)
+            agg = rows.groupby(["policy", "_x"], sort=False)[m].agg(["mean", "min", "max"])
+            agg = agg.dropna(subset=["mean"]) * scale
+            width = 0.8 / max(len(policies), 1)
+            for j, policy in enumerate(policies):
+                if policy not in agg.index.get_level_values(0):
+                    continue
+                a = agg.loc[policy].reindex([v for v in order if v in agg.loc[policy].index])
+                style = {"color": PALETTE[j % len(PALETTE)], "label": str(policy)}
+                if categorical:
+                    pos = np.array([order.index(v) for v in a.index]) + (
+                        j - (len(policies) - 1) / 2) * width
+                    err = np.vstack([a["mean"] - a["min"], a["max"] - a["mean"]])
+                    h = ax.bar(pos, a["mean"], width, yerr=err if np.any(err) else None,
+                               capsize=2, error_kw={"elinewidth": 0.8}, **style)
+                else:
+                    pos = a.index.to_numpy(dtype=float)
+                    (h,) = ax.plot(pos, a["mean"], marker=MARKERS[j % len(MARKERS)],
+                                   markersize=5, linewidth=1.4,
+                                   linestyle=["-", "--", "-.", ":"][j % 4], **style)
+                    if (a["max"] > a["min"]).any():
+                        ax.fill_between(pos, a["min"], a["max"], alpha=0.18, linewidth=0,
+                                        color=style["color"])
+                handles.setdefault(str(policy), h)
+            if categorical:
+                ax.set_xticks(np.arange(len(order)), [str(v) for v in order],
+                              rotation=20 if len(order) > 4 else 0)
+            elif logx and _wide(order):
+                ax.set_xscale("log")
+            if logy and _wide(agg["mean"].to_numpy()):
+                ax.set_yscale("log")
+            if scale == 100.0 and m != "noncloud_exit_rate":
+                ax.set_ylim(bottom=0)
+            ax.set_ylabel(_label(m))
+            if r == len(facets) - 1:
+                ax.set_xlabel(xlabel or key_label(x, unit))
+            if fkey is not None:
+                ax.set_title(_facet_title(by, fkey, ok), fontsize=9)
+            ax.grid(True, which="major", alpha=0.3)
+    seeds = _seeds(ok)
+    spread = f"; band: min-max over {seeds} seeds" if seeds > 1 else ""
+    fig.suptitle((title or f"{', '.join(_flat(m) for m in metrics)} against "
+                  f"{xlabel or key_label(x, unit)}") + spread)
+    if handles:  # below the panels, naming only the policies drawn
+        fig.legend(list(handles.values()), list(handles), loc="upper center",
+                   ncol=min(len(handles), 6), bbox_to_anchor=(0.5, 0.0), frameon=False)
     fig.tight_layout()
     return _save(fig, path)
 
 
+#: Display units per dimension: (factor from SI, unit).
+DISPLAY = {
+    "bandwidth": (8e-6, "Mbit/s"),
+    "time": (1e3, "ms"),
+    "size": (1e-3, "kB"),
+    "rate": (1.0, "/s"),
+    "flop": (1e-9, "GFLOP"),
+    "flop_rate": (1e-9, "GFLOP/s"),
+    "power": (1.0, "W"),
+    "energy": (1.0, "J"),
+}
+
+#: Words for the last part of a study key.
+_KEY_WORDS = {"rate": "arrival rate", "profile": "profile", "arrivals": "arrivals",
+              "samples": "samples", "mu": "μ", "failures": "failed devices"}
+
+
+def key_label(column: str, unit: str | None = None) -> str:
+    """A study key (or its table column) in words: ``topology.links.cell.bandwidth_Bps`` ->
+    ``cell bandwidth``, ``workload.rate`` -> ``arrival rate``, with ``[unit]`` when given."""
+    key = column.removeprefix("param.")
+    key = tables.split_unit(key)[0]
+    parts = [p for p in key.split(".") if p not in ("topology", "workload", "policies",
+                                                    "models", "devices", "options")]
+    if parts and parts[0] == "links" and len(parts) > 2:
+        parts = [f"link {parts[1]}" if parts[1].isdigit() else parts[1], *parts[2:]]
+    elif key.startswith("policies.") and len(parts) > 1 and parts[0].isdigit():
+        parts = [f"policy {parts[0]}", *parts[1:]]
+    words = " ".join(_KEY_WORDS.get(p, p.replace("_", " ")) for p in parts) or key
+    return f"{words} [{unit}]" if unit else words
+
+
+def _facet_title(by: Sequence[str], fkey, rows: pd.DataFrame) -> str:
+    values = fkey if isinstance(fkey, tuple) else (fkey,)
+    out = []
+    for col, v in zip(by, values, strict=True):
+        text = tables.text_column(col, rows.columns)
+        shown = rows.loc[rows[col] == v, text].iloc[0] if text is not None else v
+        out.append(f"{key_label(col)} = {shown}")
+    return ", ".join(out)
+
+
+@_styled
 def tradeoff(summary: pd.DataFrame, key: str, x_metric: str, y_metric: str, path: Path,
              logx: bool = False, *, title: str | None = None,
              key_label: str | None = None) -> Path:
@@ -161,6 +294,7 @@ def tradeoff(summary: pd.DataFrame, key: str, x_metric: str, y_metric: str, path
     return _save(fig, path)
 
 
+@_styled
 def missing_device(summary: pd.DataFrame, key: str, metrics: Sequence[str], path: Path, *,
                    title: str | None = None) -> Path:
     """Bars per missing end device (and none missing) for each policy, one panel per metric.
@@ -189,13 +323,9 @@ def missing_device(summary: pd.DataFrame, key: str, metrics: Sequence[str], path
             err = np.vstack([g["mean"] - g["min"], g["max"] - g["mean"]])
             ax.bar(xs, g["mean"], width, yerr=err, capsize=2, label=str(policy),
                    color=colours[policy], error_kw={"elinewidth": 0.8})
-            for xv, yv in zip(xs, g["mean"], strict=True):
-                if np.isfinite(yv):
-                    ax.text(xv, yv / 2, f"{yv:.0f}", ha="center", va="center", fontsize=6,
-                            rotation=90, color="white")
         ax.set_xticks(np.arange(len(cats)), ["none missing" if c == "none" else f"{c} missing"
-                                             for c in cats], rotation=20, fontsize=8)
-        ax.set_ylabel(_label(m), fontsize=8)
+                                             for c in cats], rotation=20)
+        ax.set_ylabel(_label(m))
         if scale == 100.0:
             ax.set_ylim(0, 105)
         ax.grid(True, axis="y", alpha=0.3)
@@ -207,6 +337,7 @@ def missing_device(summary: pd.DataFrame, key: str, metrics: Sequence[str], path
     return _save(fig, path)
 
 
+@_styled
 def missing_count(summary: pd.DataFrame, key: str, metrics: Sequence[str], path: Path, *,
                   title: str | None = None) -> Path:
     """Metrics against the number of end devices missing, one line per policy: the mean over
@@ -300,6 +431,9 @@ _LABELS = {
     "noncloud_exit_rate": "edge exits [%]\n(samples leaving before the cloud)",
     "noncloud_accuracy": "edge accuracy [%]\n(samples leaving before the cloud)",
     "model.feature_loss_rate": "feature loss rate [%]\n(channels not sent)",
+    "split_mean": "layers run on the end device\n(mean over samples)",
+    "latency_mean_s": "mean latency [ms]",
+    "deadline_met": "samples within the deadline [%]",
 }
 
 
@@ -323,7 +457,8 @@ def _scale(metric: str) -> float:
     """Factor from the stored value to the plotted one: seconds to ms, shares to percent."""
     if metric.endswith("_s"):
         return 1e3
-    if "accuracy" in metric or metric.endswith("_rate") or metric.startswith("exit_rate."):
+    if ("accuracy" in metric or metric.endswith("_rate") or metric.startswith("exit_rate.")
+            or metric == "deadline_met"):
         return 100.0
     return 1.0
 
@@ -362,15 +497,17 @@ def _colours(rows: pd.DataFrame) -> dict:
     return {p: cycle[k % len(cycle)] for k, p in enumerate(dict.fromkeys(rows["policy"]))}
 
 
-def _numeric_x(values: pd.Series) -> tuple[pd.Series, str | None]:
-    """Values with units (all of one dimension) as SI floats and that unit; else unchanged."""
+def _numeric_x(values: pd.Series, column: str = "", columns: Sequence[str] = ()
+               ) -> tuple[pd.Series, str | None]:
+    """Values as SI floats and their dimension: a tidy column (``*_Bps`` beside a text column)
+    already is; text with units of one dimension is parsed; others are returned unchanged."""
     if pd.api.types.is_numeric_dtype(values) or not len(values):
+        if tables.text_column(column, columns) is not None:
+            return values.astype(float), tables.split_unit(column)[1]
         return values, None
-    from simulator import units
-
     for dim in ("rate", "bandwidth", "time", "size", "flop_rate", "power"):
         try:
-            return values.map(lambda v, d=dim: units.parse(v, d)).astype(float), units.SI_UNIT[dim]
+            return values.map(lambda v, d=dim: units.parse(v, d)).astype(float), dim
         except (units.UnitError, TypeError, ValueError):
             continue
     return values, None
@@ -402,15 +539,10 @@ def _failure(value) -> tuple[str, object]:
 
 
 def _filter(summary: pd.DataFrame, where: dict, policies: Sequence[str] | None) -> pd.DataFrame:
-    from simulator.study import _cell, param_column
-
-    keep = pd.Series(True, index=summary.index)
-    for key, value in where.items():
-        col = param_column(key, summary.columns)
-        keep &= summary[col].astype(str) == str(_cell(value))
+    rows = tables.select(summary, where)
     if policies:
-        keep &= summary["policy"].astype(str).isin([str(p) for p in policies])
-    return summary[keep]
+        rows = rows[rows["policy"].astype(str).isin([str(p) for p in policies])]
+    return rows
 
 
 def study_plots(summary: pd.DataFrame, spec, out: Path) -> list[Path]:
@@ -419,44 +551,64 @@ def study_plots(summary: pd.DataFrame, spec, out: Path) -> list[Path]:
 
     Each plot (a ``PlotSpec``) keeps the rows its ``where`` and ``policies`` select and is
     drawn by its ``kind``: ``lines`` (metric_vs), ``tradeoff``, ``missing_device`` or
-    ``missing_count``."""
+    ``missing_count``. Every other study key that still varies splits the figure: a row of
+    panels per value (``lines``), or a figure per value (the other kinds); nothing is averaged
+    over a grid key.
+    """
     if summary.empty or "policy" not in summary.columns:
         return []
-    from simulator.study import PlotSpec, param_column
-
+    keys = [k for k, v in [*spec.grid.items(), *spec.zip.items()] if len(v) > 1]
+    col = {k: tables.param_column(k, summary.columns) for k in [*spec.grid, *spec.zip]}
     paths = []
     wanted = list(spec.plots)
     if not wanted:
-        for key in [*spec.grid, *spec.zip]:
-            if summary[param_column(key, summary.columns)].nunique() > 1:
-                wanted.append(PlotSpec(x=key, y=["latency_p50_s", "latency_p95_s",
-                                                 "throughput_sps"]))
-                wanted.append(PlotSpec(x=key, y=["accuracy", "bytes_per_sample"],
-                                       name=f"accuracy_bytes_vs_{key}"))
+        for key in keys:
+            if summary[col[key]].nunique() > 1:
+                wanted.append(_default_plot(key, ["latency_p50_s", "latency_p95_s",
+                                                  "throughput_sps"]))
+                wanted.append(_default_plot(key, ["accuracy", "bytes_per_sample"],
+                                            name=f"accuracy_bytes_vs_{key}"))
     for p in wanted:
         name = p.name or f"vs_{p.x}"
-        file = out / f"{_file(name)}.png"
         kind = getattr(p, "kind", "lines")
-        rows = _filter(summary, getattr(p, "where", {}) or {}, getattr(p, "policies", None))
-        x = param_column(p.x, rows.columns)
+        where = getattr(p, "where", {}) or {}
+        rows = _filter(summary, where, getattr(p, "policies", None))
+        x = col.get(p.x, tables.param_column(p.x, rows.columns))
+        group = set(spec.zip) if p.x in spec.zip else {p.x}
+        by = [col[k] for k in keys if k not in group and k not in where
+              and col[k] in rows and rows[col[k]].nunique() > 1]
         title = getattr(p, "title", None)
-        if kind == "tradeoff":
-            paths.append(tradeoff(rows, x, p.y[0], p.y[1], file, p.logx, title=title,
-                                  key_label=getattr(p, "xlabel", None)))
-        elif kind == "missing_device":
-            paths.append(missing_device(rows, x, p.y, file, title=title))
-        elif kind == "missing_count":
-            paths.append(missing_count(rows, x, p.y, file, title=title))
-        else:
-            paths.append(metric_vs(rows, x, p.y, file, p.logx, logy=getattr(p, "logy", False),
-                                   xlabel=getattr(p, "xlabel", None), title=title))
+        if kind == "lines":
+            paths.append(metric_vs(rows, x, p.y, out / f"{_file(name)}.png", p.logx,
+                                   logy=getattr(p, "logy", False),
+                                   xlabel=getattr(p, "xlabel", None), title=title, by=by))
+            continue
+        parts = [(None, rows)] if not by else list(rows.groupby(by if len(by) > 1 else by[0]))
+        for fkey, part in parts:
+            suffix = "" if fkey is None else "_" + _file(
+                _facet_title(by, fkey, part).replace(" = ", "=").replace(" ", "_"))
+            file = out / f"{_file(name)}{suffix}.png"
+            sub = title if fkey is None else f"{title or name} ({_facet_title(by, fkey, part)})"
+            if kind == "tradeoff":
+                paths.append(tradeoff(part, x, p.y[0], p.y[1], file, p.logx, title=sub,
+                                      key_label=getattr(p, "xlabel", None)))
+            elif kind == "missing_device":
+                paths.append(missing_device(part, x, p.y, file, title=sub))
+            else:
+                paths.append(missing_count(part, x, p.y, file, title=sub))
     return paths
+
+
+def _default_plot(key: str, y: list[str], name: str | None = None):
+    return SimpleNamespace(x=key, y=y, name=name, kind="lines", logx=False, logy=False,
+                           xlabel=None, title=None, where={}, policies=None)
 
 
 def _file(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
+@_styled
 def gantt(hops: pd.DataFrame, path: Path, samples: int = 6, policies: int = 6) -> Path:
     """Stages of the first ``samples`` samples of each policy: one row per device or link
     (end, links, edge, cloud from top to bottom), one colour per sample; thin bars show the

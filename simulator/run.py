@@ -28,10 +28,10 @@ from simulator.oracle import (
     SyntheticChainOracle,
     SyntheticOracle,
     TraceOracle,
-    atomic_write_bytes,
 )
 from simulator.policies.base import BindContext, Policy, PolicyError, registry
 from simulator.topology import Topology, build
+from simulator.util import atomic_write_bytes, stream
 from simulator.workload import Arrivals, read_arrivals_csv
 
 
@@ -105,7 +105,6 @@ def failures(loaded: Loaded, topo: Topology) -> list[tuple[str, float, float]]:
 def _faults(loaded: Loaded, topo: Topology) -> list[tuple]:
     """(kind, name, start, end, process or None) of every component fault of the scenario."""
     from simulator.devices import FailureProcess
-    from simulator.engine import stream
 
     out = []
     for k, f in enumerate(loaded.scenario.failures):

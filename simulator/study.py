@@ -12,39 +12,50 @@ A study file names a base scenario and the keys to vary::
       policies.3.threshold: [0.1, 0.3]
 
 Each point's results go to ``points/<name>/`` via a temporary directory renamed into place, so
-a point is either finished or absent; running the study again skips finished points. A point
-that raises is recorded (``error.json``) and the study goes on.
+a point is either finished or absent. A point's identity is a hash of its fully resolved
+scenario (every default and profile value written out, the seed, the contents of the files it
+reads, the ddnnsim version: see :func:`point_key`), stored in its ``point.json``. Running the
+study again reuses every finished point whose key is unchanged and recomputes the others (and
+points that failed); ``fresh=True`` starts over. A point that raises is recorded and the study
+goes on.
+
+Tables are tidy (see :mod:`simulator.tables`): parameters with units are SI floats with the unit
+in the column name (``workload.rate_per_s``), the text as written beside them.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 from pydantic import Field, ValidationError, model_validator
 
+from simulator import __version__, tables
+from simulator.checks import load_data
 from simulator.config import (
     Loaded,
     Problem,
     ScenarioError,
     Strict,
-    _line_of,
-    _load_yaml,
-    _problems_from,
-    load_data,
+    line_of,
+    load_yaml,
+    problems_from,
 )
-from simulator.oracle import atomic_write_bytes
+from simulator.tables import param_column  # noqa: F401  (re-exported: older imports)
+from simulator.util import atomic_write_bytes, content_hash, file_hash
 
 
 class PlotSpec(Strict):
@@ -128,6 +139,7 @@ class Study:
     base_file: str
     base_lines: dict[tuple, int]
     points: list[Point]
+    keys: dict[str, str] = field(default_factory=dict)  # point name -> content key
 
 
 def _short_keys(keys: Sequence[str]) -> dict[str, str]:
@@ -152,6 +164,20 @@ def _slug(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "", text.replace(" /", "per").replace("/", "per")) or "_"
 
 
+#: Longest point directory name (file systems allow 255 bytes).
+MAX_NAME = 150
+
+
+def safe_name(name: str) -> str:
+    """A point directory name: only ``A-Za-z0-9._+=,-``, not hidden (no leading dot, so never
+    ``..``), at most MAX_NAME characters (longer names keep a hash of the whole)."""
+    text = re.sub(r"[^A-Za-z0-9._+=,-]+", "_", name).lstrip(".") or "_"
+    if len(text) > MAX_NAME:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        text = f"{text[: MAX_NAME - 13]}~{digest}"
+    return text
+
+
 def expand(spec: StudySpec, base_seed: int) -> list[Point]:
     """All points: grid product x zip rows x seeds, named by their parameter values."""
     grid_keys = list(spec.grid)
@@ -167,8 +193,9 @@ def expand(spec: StudySpec, base_seed: int) -> list[Point]:
                 seed = base_seed + k
                 label = ",".join(f"{short[key]}={_slug(v)}" for key, v in params.items())
                 name = (f"{label},seed={seed}" if label else f"seed={seed}")
+                name = safe_name(name)
                 if name in names:
-                    name = f"{name},#{len(points)}"
+                    name = safe_name(f"{name},#{len(points)}")
                 names.add(name)
                 points.append(Point(name, params, seed))
     return points
@@ -181,21 +208,21 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
     path = Path(path)
     if not path.is_file():
         raise ScenarioError([Problem(str(path), None, "", "study file not found")])
-    data, lines = _load_yaml(path.read_text(encoding="utf-8"), str(path))
+    data, lines = load_yaml(path.read_text(encoding="utf-8"), str(path))
     if not isinstance(data, dict):
         raise ScenarioError([Problem(str(path), 1, "", "a study must be a YAML mapping")])
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(_problems_from(exc, data, lines, str(path), StudySpec)) from None
+        raise ScenarioError(problems_from(exc, data, lines, str(path), StudySpec)) from None
     base_dir = path.parent.resolve()
     if spec.base is not None:
         base_path = (base_dir / spec.base) if not Path(spec.base).is_absolute() else Path(
             spec.base)
         if not base_path.is_file():
-            raise ScenarioError([Problem(str(path), _line_of(lines, ("base",)), "base",
+            raise ScenarioError([Problem(str(path), line_of(lines, ("base",)), "base",
                                          f"base scenario {spec.base!r} not found")])
-        base_data, base_lines = _load_yaml(base_path.read_text(encoding="utf-8"),
+        base_data, base_lines = load_yaml(base_path.read_text(encoding="utf-8"),
                                            str(base_path))
         base_file, scenario_dir = str(base_path), base_path.parent.resolve()
     else:
@@ -214,7 +241,7 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
     seen: set[str] = set()
     for point in points:
         try:
-            point_scenario(study, point)
+            study.keys[point.name] = point_key(point_scenario(study, point))
         except ScenarioError as exc:
             for p in exc.problems:
                 key = p.key
@@ -222,7 +249,7 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
                            None)
                 if src is not None:  # blame the study line that set the value
                     section = "grid" if src in spec.grid else "zip"
-                    p = Problem(str(path), _line_of(lines, (section, src)), key,
+                    p = Problem(str(path), line_of(lines, (section, src)), key,
                                 f"{p.message} (with {src}={point.params[src]!r})")
                 if str(p) not in seen:
                     seen.add(str(p))
@@ -240,6 +267,31 @@ def point_data(study: Study, point: Point) -> dict:
         apply_override(data, f"{key}={json.dumps(value)}")
     data["seed"] = point.seed
     return data
+
+
+def point_key(loaded: Loaded) -> str:
+    """A point's identity: a hash of its fully resolved scenario (defaults and profile values
+    written out, seed included), of the bytes of every file it names (oracle traces, arrival
+    and bandwidth traces) and of the ddnnsim version. Torch models are identified by their
+    spec in the scenario, which also keys their trained checkpoint in the cache."""
+    data = loaded.scenario.model_dump(mode="json", by_alias=True,
+                                      exclude={"description", "cache_dir"})
+    files: dict[str, str | None] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k == "file" and isinstance(v, str):
+                    path = loaded.path(v)
+                    files[v] = file_hash(path) if path.is_file() else None
+                else:
+                    walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(data)
+    return content_hash(__version__, data, files)
 
 
 def point_scenario(study: Study, point: Point) -> Loaded:
@@ -322,99 +374,175 @@ def warm_oracles(study: Study, points: Sequence[Point], log: Callable[[str], Non
         log(f"models ready for {point.name}")
 
 
+@dataclass
+class Plan:
+    """What a run of the study will do: points reused, recomputed (settings changed or failed
+    before) and new."""
+
+    reuse: list[Point]
+    changed: list[Point]
+    new: list[Point]
+
+    @property
+    def todo(self) -> list[Point]:
+        return [*self.changed, *self.new]
+
+    def __str__(self) -> str:
+        return (f"{len(self.reuse)} points reused, {len(self.changed)} recomputed (settings "
+                f"changed or failed before), {len(self.new)} new")
+
+
+def plan(study: Study, out: Path) -> Plan:
+    """Compare the study's points with those finished in ``out`` by content key."""
+    done = finished(out)
+    reuse, changed, new = [], [], []
+    for p in study.points:
+        status = done.get(p.name)
+        if status is None:
+            new.append(p)
+        elif status.get("key") == study.keys.get(p.name) and status.get("status") == "ok":
+            reuse.append(p)
+        else:
+            changed.append(p)
+    return Plan(reuse, changed, new)
+
+
 def run_study(study: Study, out: Path, *, workers: int = 2, scheduler: str | None = None,
               progress: Callable[[int, int, dict | None], None] | None = None,
-              log: Callable[[str], None] = print, processes: bool = True) -> pd.DataFrame:
-    """Run every unfinished point on dask.distributed; return the combined summary.
+              log: Callable[[str], None] = print, processes: bool = True, fresh: bool = False,
+              dashboard: str | None = None) -> pd.DataFrame:
+    """Run every point not finished with the same settings on dask.distributed; return the
+    summary of the whole grid (``summary.attrs["plan"]`` says what was reused).
 
-    ``processes=False`` runs the local workers as threads of this process (tests, debugging).
+    ``fresh`` discards finished points first. ``processes=False`` runs the local workers as
+    threads of this process (tests, debugging). ``dashboard`` (e.g. ``":8787"``) serves the
+    dask dashboard of a local cluster; it is off by default.
     """
-    from dask.distributed import Client, LocalCluster, as_completed
-
+    out = Path(out)
+    points_dir = out / "points"
+    if fresh and points_dir.is_dir():
+        shutil.rmtree(points_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "points").mkdir(exist_ok=True)
+    points_dir.mkdir(exist_ok=True)
+    for p in study.points:  # names are sanitized; they must stay inside the points folder
+        if points_dir.resolve() not in (points_dir / p.name).resolve().parents:
+            raise ValueError(f"point name {p.name!r} leaves {points_dir}")
     atomic_write_bytes(out / "study.json", json.dumps({
         "name": study.spec.name, "file": study.file, "points": [p.name for p in study.points],
-        "spec": study.spec.model_dump(mode="json"),
+        "keys": study.keys, "spec": study.spec.model_dump(mode="json"),
     }, indent=2, default=str).encode())
-    for stale in (out / "points").glob(".*.tmp-*"):  # left by a killed run
+    for stale in points_dir.glob(".*.tmp-*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
-    done = finished(out)
-    todo = [p for p in study.points if p.name not in done]
+    todo_plan = plan(study, out)
+    log(f"{study.spec.name}: {todo_plan}")
+    for p in todo_plan.changed:  # out of the way, so the new result can be renamed in
+        aside = points_dir / f".stale-{p.name}-{uuid.uuid4().hex[:8]}"
+        os.rename(points_dir / p.name, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+    todo = todo_plan.todo
     if progress:
         progress(len(study.points) - len(todo), len(study.points), None)
     if todo:
         warm_oracles(study, todo, log)
+        _run_points(study, out, todo, workers, scheduler, progress, processes, dashboard)
+    summary = combine(study, out)
+    summary.attrs["plan"] = {"reused": len(todo_plan.reuse),
+                             "recomputed": len(todo_plan.changed), "new": len(todo_plan.new)}
+    return summary
+
+
+def _run_points(study: Study, out: Path, todo: list[Point], workers: int,
+                scheduler: str | None, progress, processes: bool, dashboard: str | None) -> None:
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    # Point failures are caught and recorded by run_point; what dask logs besides are
+    # comm-closed tracebacks and port warnings at shutdown, which only alarm.
+    quiet = logging.CRITICAL
+    for name in ("distributed", "distributed.comm", "distributed.worker", "tornado"):
+        logging.getLogger(name).setLevel(quiet)
+    if scheduler:
         cluster = None
-        if scheduler:
-            client = Client(scheduler)
-        else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
-                                   processes=processes, dashboard_address=None)
-            client = Client(cluster)
-        try:
-            futures = [
-                client.submit(run_point, point_data(study, p), study.base_file,
-                              str(study.base_dir), str(out / "points" / p.name),
-                              {"params": p.params, "seed": p.seed}, key=f"point-{uuid.uuid4()}",
-                              pure=False)
-                for p in todo
-            ]
-            count = len(study.points) - len(todo)
-            for fut in as_completed(futures):
-                status = fut.result()
-                count += 1
-                if progress:
-                    progress(count, len(study.points), status)
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    return combine(study, out)
+        client = Client(scheduler)
+    else:
+        # Without a dashboard the scheduler still serves health checks over HTTP: on a free
+        # port (":0"), not on 8787, which another cluster may hold.
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
+                               host="127.0.0.1" if processes else None,
+                               dashboard_address=dashboard,
+                               silence_logs=quiet,
+                               scheduler_kwargs=None if dashboard else {
+                                   "dashboard": False, "dashboard_address": ":0"})
+        client = Client(cluster)
+    try:
+        futures = [
+            client.submit(run_point, point_data(study, p), study.base_file,
+                          str(study.base_dir), str(out / "points" / p.name),
+                          {"params": p.params, "seed": p.seed, "key": study.keys.get(p.name)},
+                          key=f"point-{uuid.uuid4()}", pure=False)
+            for p in todo
+        ]
+        count = len(study.points) - len(todo)
+        for fut in as_completed(futures):
+            status = fut.result()
+            count += 1
+            if progress:
+                progress(count, len(study.points), status)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def combine(study: Study, out: Path) -> pd.DataFrame:
-    """Gather every point into ``results.parquet`` and ``summary.csv`` with parameter columns."""
+    """Gather every point into ``results.parquet`` and ``summary.csv`` (and
+    ``columns.json``: each study key's column, unit and text column), rows sorted by the
+    numeric parameters."""
     done = finished(out)
+    rows = [(p, done[p.name]) for p in study.points if p.name in done]
+    keys = [*study.spec.grid, *study.spec.zip]
     summaries, frames = [], []
-    for p in study.points:
-        status = done.get(p.name)
-        if status is None:
-            continue
-        cols = {"point": p.name, "seed": p.seed, **{k: _cell(v) for k, v in p.params.items()}}
+    taken: set[str] = set()
+    for p, status in rows:
         d = out / "points" / p.name
-        if status.get("status") != "ok":
-            summaries.append({**cols, "error": status.get("error", "unknown error")})
-            continue
-        s = _with_params(pd.read_csv(d / "summary.csv"), cols)
-        s["error"] = ""
-        summaries.append(s)
-        if study.spec.records and (d / "records.parquet").is_file():
-            frames.append(_with_params(pd.read_parquet(d / "records.parquet"), cols))
-    parts = [s if isinstance(s, pd.DataFrame) else pd.DataFrame([s]) for s in summaries]
+        if status.get("status") == "ok":
+            s = pd.read_csv(d / "summary.csv")
+            taken |= set(s.columns)
+            summaries.append((p, s.assign(error="")))
+            if study.spec.records and (d / "records.parquet").is_file():
+                frames.append((p, pd.read_parquet(d / "records.parquet")))
+        else:
+            summaries.append((p, pd.DataFrame([{"error": status.get("error", "unknown error")}])))
+    _, meta = tables.param_columns([p.params for p, _ in rows], keys, sorted(taken))
+
+    def with_params(p: Point, frame: pd.DataFrame) -> pd.DataFrame:
+        params, _ = tables.param_columns([p.params] * len(frame), keys, sorted(taken))
+        front = pd.concat([pd.DataFrame({"point": p.name, "seed": p.seed}, index=frame.index),
+                           params.set_index(frame.index)], axis=1)
+        return pd.concat([front, frame], axis=1)
+
+    parts = [with_params(p, s) for p, s in summaries]
     summary = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    numeric = [m["column"] for m in meta.values()
+               if m["column"] in summary and pd.api.types.is_numeric_dtype(summary[m["column"]])]
+    if numeric:
+        summary = summary.sort_values([*numeric, "seed"], kind="stable", ignore_index=True)
     atomic_write_bytes(out / "summary.csv", summary.to_csv(index=False).encode())
+    atomic_write_bytes(out / "columns.json", json.dumps(meta, indent=2).encode())
     if frames:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
+        table = pa.Table.from_pandas(pd.concat([with_params(p, f) for p, f in frames],
+                                               ignore_index=True), preserve_index=False)
+        units_meta = {k: m["unit"] for k, m in meta.items() if m["unit"]}
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               b"ddnnsim.units": json.dumps(units_meta).encode()})
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
         atomic_write_bytes(out / "results.parquet", sink.getvalue().to_pybytes())
+    summary.attrs["columns"] = meta
     return summary
 
 
-def param_column(key: str, columns) -> str:
-    """The column holding study key ``key``: the key itself, or ``param.<key>`` when a result
-    column has that name already (``samples``, say)."""
-    return f"param.{key}" if f"param.{key}" in columns else key
-
-
-def _with_params(frame: pd.DataFrame, cols: dict) -> pd.DataFrame:
-    front = {(f"param.{k}" if k in frame.columns else k): v for k, v in cols.items()}
-    return pd.concat([pd.DataFrame(front, index=frame.index), frame], axis=1)
-
-
-def _cell(v: Any) -> Any:
-    return json.dumps(v) if isinstance(v, (dict, list)) else v
+#: Old private name of :func:`simulator.tables.cell`.
+_cell = tables.cell

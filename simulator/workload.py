@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator import units
+from simulator.util import stream
 
 #: Largest arrival trace read (bytes): about two million rows.
 ARRIVALS_LIMIT = 32 * 2**20
@@ -85,8 +86,6 @@ class Arrivals:
         return 1.0 / self.rate if self.rate else None
 
     def start(self, sim) -> None:
-        from simulator.engine import stream
-
         env = sim.env
         state = {"next": 0}
         sources: list[str | None] = [None] if self.sources == "all" else list(self.end_devices)

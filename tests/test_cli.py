@@ -163,9 +163,10 @@ def test_validate_end_to_end(tmp_path):
     assert res.returncode == 2
     assert "Traceback" not in res.stderr and res.stdout == ""
     got = res.stderr.splitlines()
-    assert len(got) == 1  # a schema problem stops before the profile check
+    assert len(got) == 2  # one pass: the schema problem and the unknown profile together
     assert got[0].startswith(f"bad.yaml:{seed_line}: sede: unknown key (did you mean 'seed'?); "
                              "valid keys: aggregation_timeout, cache_dir,")
+    assert "unknown network profile '4gg'; did you mean '4g'?" in got[1]
 
 
 def test_synthetic_runs_never_import_torch():

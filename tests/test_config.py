@@ -140,8 +140,11 @@ CASES = {
                                   [(19, "topology.links.1.loss", "boolean")]),
     "list for a string": (("      to: cloud", "      to: [cloud]"),
                           [(L["wan.to"], "topology.links.1.to", "valid string")]),
+    # One pass: the policies' missing `model:` (two models now) is reported beside it.
     "scalar for a mapping": (("  synth:\n", "  synth: 3\n  other:\n"),
-                             [(L["synth"], "models.synth", "")]),
+                             [(L["synth"], "models.synth", ""),
+                              (L["policy0"] + 1, "policies.0", "several models"),
+                              (L["policy1"] + 1, "policies.1", "several models")]),
     "union of str and list: one line": (("      from: cam", "      from: 5"),
                                         [(11, "topology.links.0.from", "string", "list")]),
     "bad literal": (("{tier: end,", "{tier: ends,"),
@@ -433,7 +436,7 @@ def test_set_can_repair_a_file(tmp_path):
     ("=3", "=3", ["expected key.path=value"]),
     ("samples=[1", "samples", ["not valid YAML"]),
     ("policies.5.threshold=1", "policies.5", ["no list item 5", "has 2"]),
-    ("policies.x=1", "policies.x", ["no such list item"]),
+    ("policies.x=1", "policies.x", ["no list item named 'x'", "items: cloud_only, ddnn"]),
     ("samples.x=1", "samples.x", ["not a mapping"]),
     ("samples.x.y=1", "samples.x", ["not a mapping or list"]),
 ])

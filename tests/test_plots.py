@@ -184,14 +184,17 @@ def test_study_plots(tmp_path):
              "where": {"topology.links.0.profile": "4g", "failures": []}},
             {"x": "policies.1.threshold", "kind": "tradeoff", "name": "trade",
              "y": ["bytes_per_sample", "accuracy"], "policies": ["ddnn", "ada"]},
-            {"x": "failures", "kind": "missing_device", "name": "one", "y": ["accuracy"]},
+            {"x": "failures", "kind": "missing_device", "name": "one", "y": ["accuracy"],
+             "where": {"policies.1.threshold": 0.5}},
             {"x": "failures", "kind": "missing_count", "name": "k", "y": ["accuracy"]},
             {"x": "workload.rate", "name": "rate", "logx": True, "logy": True,
              "y": ["latency_p95_s"], "xlabel": "arrival rate [samples/s]"},
         ]})
     paths = plots.study_plots(study_summary(), spec, tmp_path)
-    assert [p.name for p in paths] == ["vs_policies.1.threshold.png", "trade.png", "one.png",
-                                       "k.png", "rate.png"]
+    # `k` does not fix the threshold, which varies: one figure per threshold, never a mean.
+    assert [p.name for p in paths] == [
+        "vs_policies.1.threshold.png", "trade.png", "one.png",
+        *[f"k_policy_1_threshold_{t}.png" for t in (0.1, 0.5, 0.9)], "rate.png"]
     for p in paths:
         assert_png(p)
 
@@ -261,7 +264,7 @@ def test_units_on_axes():
     assert plots._label("model.feature_loss_rate").endswith("(channels not sent)")
     assert plots._scale("throughput_sps") == 1.0 and plots._scale("accuracy") == 100.0
     xs, unit = plots._numeric_x(pd.Series(["10 /s", "1.5 kHz"]))
-    assert xs.tolist() == [10.0, 1500.0] and unit == "/s"
+    assert xs.tolist() == [10.0, 1500.0] and unit == "rate"
     xs, unit = plots._numeric_x(pd.Series(["3g", "4g"]))
     assert unit is None and xs.tolist() == ["3g", "4g"]
 
@@ -286,3 +289,82 @@ def test_plot_spec_error_names_the_study_line(tmp_path):
     with pytest.raises(ScenarioError) as err:
         load_study(study)
     assert "'nope' is not a key" in str(err.value)
+
+
+def test_two_key_grid_gives_one_line_per_value_of_the_other_key(tmp_path, monkeypatch):
+    """A bandwidth x rate grid plotted against bandwidth: a row of panels per rate, one line
+    per policy in each, each point the mean over seeds only (issue 12: not over rates)."""
+    rates, bandwidths = [1.0, 2.0, 10.0, 50.0], [62_500.0, 625_000.0, 6_250_000.0]
+    rows = []
+    for seed in (0, 1):
+        for bw in bandwidths:
+            for rate in rates:
+                for j, policy in enumerate(["ada", "ddnn"]):
+                    rows.append({
+                        "point": "p", "seed": seed,
+                        "topology.links.0.bandwidth_Bps": bw,
+                        "topology.links.0.bandwidth.text": f"{bw * 8 / 1e6:g} Mbit/s",
+                        "workload.rate_per_s": rate, "workload.rate.text": f"{rate:g} /s",
+                        "policy": policy, "error": "",
+                        "latency_p95_s": rate / bw * 1e3 + j + 0.01 * seed})
+    summary = pd.DataFrame(rows)
+    spec = StudySpec.model_validate({
+        "name": "s", "base": "b.yaml",
+        "grid": {"topology.links.0.bandwidth": ["0.5 Mbit/s", "5 Mbit/s", "50 Mbit/s"],
+                 "workload.rate": ["1 /s", "2 /s", "10 /s", "50 /s"]},
+        "plots": [{"x": "topology.links.0.bandwidth", "y": ["latency_p95_s"], "name": "bw"}]})
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    plots.study_plots(summary, spec, tmp_path)
+    [fig] = figures
+    axes = [ax for ax in fig.axes if ax.lines]
+    assert len(axes) == len(rates)  # a panel per rate
+    for ax, rate in zip(axes, rates, strict=True):
+        assert ax.get_title() == f"arrival rate = {rate:g} /s"
+        lines = {line.get_label(): line for line in ax.lines}
+        assert set(lines) == {"ada", "ddnn"}  # one line per policy in each panel
+        for j, policy in enumerate(["ada", "ddnn"]):
+            xs, ys = lines[policy].get_data()
+            assert list(xs) == pytest.approx([0.5, 5.0, 50.0])  # Mbit/s, not B/s
+            want = [(rate / bw * 1e3 + j + 0.005) * 1e3 for bw in bandwidths]  # seed mean, ms
+            assert list(ys) == pytest.approx(want)
+    assert axes[-1].get_xlabel() == "link 0 bandwidth [Mbit/s]"  # under the bottom row
+    # the legend names exactly the policies drawn
+    [legend] = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["ada", "ddnn"]
+
+
+def test_figures_are_png_and_pdf_with_the_palette(tmp_path):
+    path = plots.latency_cdf(records(), tmp_path / "cdf.png")
+    assert_png(path)
+    assert (tmp_path / "cdf.pdf").read_bytes()[:5] == b"%PDF-"
+    assert plots.PALETTE[:3] == ["#0072B2", "#E69F00", "#009E73"]  # Okabe-Ito
+
+
+def test_categorical_x_is_grouped_bars(tmp_path, monkeypatch):
+    s = study_summary()
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    plots.metric_vs(s, "topology.links.0.profile", ["throughput_sps"], tmp_path / "a.png")
+    ax = figures[0].axes[0]
+    assert not ax.lines or all(len(line.get_xdata()) <= 2 for line in ax.lines)  # no joins
+    assert len(ax.patches) == 2 * len(POLICIES)  # a bar per profile and policy
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["3g", "4g"]
+
+
+def test_narrow_latency_range_is_linear(tmp_path, monkeypatch):
+    s = study_summary()
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    plots.metric_vs(s, "policies.1.threshold", ["latency_p50_s"], tmp_path / "a.png",
+                    logy=True)  # 50-150 ms: less than a decade
+    assert figures[0].axes[0].get_yscale() == "linear"
+
+
+@_covers
+def test_key_label():
+    assert plots.key_label("topology.links.cell.bandwidth_Bps", "Mbit/s") == (
+        "cell bandwidth [Mbit/s]")
+    assert plots.key_label("workload.rate_per_s") == "arrival rate"
+    assert plots.key_label("policies.1.threshold") == "policy 1 threshold"
+    assert plots.key_label("topology.links.0.profile") == "link 0 profile"

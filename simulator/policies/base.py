@@ -204,8 +204,8 @@ def register_policy(cls: type[Policy]) -> type[Policy]:
 
 
 def registry() -> dict[str, type[Policy]]:
-    from simulator.policies import multiview, parallel, partition, tiered  # noqa: F401
-
+    """Every registered policy by name (the built-in ones register when ``simulator.policies``
+    is imported, which importing this module does first)."""
     return dict(_REGISTRY)
 
 

@@ -1,0 +1,90 @@
+"""The import graph of the simulator package runs one way (issue 12): no cycles, lower rooms
+never import higher ones, no `_private` name is taken from another module."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import networkx as nx
+
+PKG = Path(__file__).resolve().parents[1] / "simulator"
+
+#: Rooms from the bottom up; a module may import only from rooms below its own (a package
+#: may import its own modules). Modules not listed are held to "no cycles" only.
+LAYERS = [
+    {"simulator.util", "simulator.units"},
+    {"simulator.config", "simulator.profiles", "simulator.tables"},
+    {"simulator.devices", "simulator.network", "simulator.records", "simulator.oracle",
+     "simulator.partition", "simulator.metrics", "simulator.workload", "simulator.plots"},
+    {"simulator.topology", "simulator.policies"},
+    {"simulator.engine"},
+    {"simulator.run"},
+    {"simulator.checks"},
+    {"simulator.study"},
+    {"simulator.api", "simulator.cli"},
+]
+RANK = {m: k for k, layer in enumerate(LAYERS) for m in layer}
+
+
+def module_of(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    return ".".join(rel.parts).removesuffix(".__init__")
+
+
+def room(module: str) -> str:
+    """``simulator.policies.base`` lives in the room ``simulator.policies``."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 else module
+
+
+def edges():
+    """(importer, imported module, names, line) for every import of a simulator module,
+    module-level or inside functions. Imports inside a module ``__getattr__`` are lazy
+    compatibility aliases for old import paths (``config.load``) and the package's lazy
+    API exports; they are not dependencies and are left out."""
+    modules = {module_of(p) for p in PKG.rglob("*.py")}
+    for path in PKG.rglob("*.py"):
+        me = module_of(path)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skip = {id(n) for f in tree.body if isinstance(f, ast.FunctionDef)
+                and f.name == "__getattr__" for n in ast.walk(f)}
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("simulator"):
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    target = sub if sub in modules else node.module
+                    names = [] if sub in modules else [alias.name]
+                    yield me, target, names, node.lineno
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("simulator"):
+                        yield me, alias.name, [], node.lineno
+
+
+def test_no_import_cycles():
+    graph = nx.DiGraph()
+    for me, target, _, _ in edges():
+        if target != "simulator" and room(me) != room(target):
+            graph.add_edge(room(me), room(target))
+        elif room(me) == room(target) and me != target and target != room(me):
+            graph.add_edge(me, target)
+    cycles = list(nx.simple_cycles(graph))
+    assert not cycles, cycles
+
+
+def test_lower_rooms_never_import_higher_ones():
+    wrong = []
+    for me, target, _, line in edges():
+        a, b = RANK.get(room(me)), RANK.get(room(target))
+        if a is not None and b is not None and room(me) != room(target) and b >= a:
+            wrong.append(f"{me}:{line} imports {target}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_private_names_across_modules():
+    taken = [f"{me}:{line} takes {target}.{n}" for me, target, names, line in edges()
+             for n in names if n.startswith("_") and n != "__version__" and target != me]
+    assert not taken, "\n".join(taken)
