@@ -45,6 +45,16 @@ class DeviceParams:
             return self.k * self.frequency**3
         return self.power_active
 
+    # Energy of one hop, the single place both engines take it from (per busy interval, so a
+    # new energy model changes these two methods and nothing in the engines).
+    def compute_energy(self, busy_s):
+        """Joules of one compute step that held a core for ``busy_s`` (float or array)."""
+        return self.compute_power * busy_s
+
+    def radio_energy(self, airtime_s):
+        """Joules the sender spends transmitting for ``airtime_s`` (float or array)."""
+        return self.tx_power * airtime_s
+
     def is_up(self, t: float) -> bool:
         return not any(a <= t < b for a, b in self.down)
 

@@ -174,7 +174,7 @@ class Simulation:
             yield env.timeout(dt)
         finally:
             dev.cores.release(req)
-        self.records.energy[i, self._dev_col[step.device]] += p.compute_power * dt
+        self.records.energy[i, self._dev_col[step.device]] += p.compute_energy(dt)
         if self.hop_log is not None and i < self._log_below:
             self.hop_log.append((i, "compute", step.device, step.label, start, env.now, asked))
 
@@ -199,7 +199,7 @@ class Simulation:
             wire, packets = lp.wire_bytes(step.nbytes)
             asked = start = env.now
             to_send, attempt = wire, 0
-            tx_power = self.devices[sender].p.tx_power
+            sender_p = self.devices[sender].p
             while True:
                 if medium.__class__ is FifoMedium:
                     req = medium.resource.request()
@@ -214,7 +214,7 @@ class Simulation:
                 else:
                     dt = yield from medium.send(to_send)
                 rec.link_bytes[i, col] += to_send
-                rec.energy[i, dcol] += tx_power * dt
+                rec.energy[i, dcol] += sender_p.radio_energy(dt)
                 if lp.loss == 0.0:
                     break
                 lost = int(link.rng.binomial(packets, lp.loss))

@@ -55,6 +55,7 @@ class MultiviewPolicy(Policy):
     """Shared binding: end devices <-> oracle views, the aggregator (edge) and the cloud."""
 
     requires_exits: tuple[str, ...] = ()
+    static_route = True
 
     def bind(self, ctx: BindContext) -> None:
         super().bind(ctx)
