@@ -40,8 +40,9 @@ from simulator.workload import Arrivals
 
 #: Passes over all levels before the fixed point is declared out of reach.
 MAX_PASSES = 200
-#: Busy periods longer than this are summed one numpy call each, shorter ones rank by rank.
-_LONG = 32
+#: Busy periods longer than this are summed one numpy call each, shorter ones as matrix rows.
+_LONG_ROW = 4096
+_EXACT_ROW = 64
 
 
 class FastEngineError(RuntimeError):
@@ -176,28 +177,43 @@ def fifo_one(r: np.ndarray, s: np.ndarray) -> np.ndarray:
 
 
 def _busy_sums(r: np.ndarray, s: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """``d`` with a busy period starting at every ``new``: ``r + s`` there, then ``d + s``."""
+    """``d`` with a busy period starting at every ``new``: ``r + s`` there, then ``d + s``.
+
+    Periods of similar length are stacked as rows of a matrix (lengths up to a power of two,
+    zero-padded) and summed along the rows: ``cumsum`` adds left to right, so every row is the
+    recursion's own sequence of additions."""
     n = len(r)
+    d = r + s
     starts = np.flatnonzero(new)
-    lens = np.diff(np.append(starts, n))
-    d = np.empty(n)
-    d[starts] = r[starts] + s[starts]
-    long = lens > _LONG
-    for j, m in zip(starts[long].tolist(), lens[long].tolist(), strict=True):
-        seg = s[j : j + m].copy()
-        seg[0] = d[j]
-        d[j : j + m] = np.cumsum(seg)
-    short = ~long
-    st, ln = starts[short], lens[short]
-    if len(st):
-        order = np.argsort(-ln, kind="stable")
-        st, ln = st[order], ln[order]
-        for q in range(1, int(ln[0]) if len(ln) else 1):
-            m = int(np.searchsorted(-ln, -q, side="left"))  # segments longer than q
-            if m == 0:
-                break
-            i = st[:m] + q
-            d[i] = d[i - 1] + s[i]
+    lens = np.diff(starts, append=n)
+    multi = lens > 1
+    if not multi.any():
+        return d
+    st, ln = starts[multi], lens[multi]
+    # Short periods grouped by exact length (no padding), longer ones by power of two.
+    bucket = np.where(ln <= _EXACT_ROW, ln, _EXACT_ROW + np.ceil(np.log2(ln)).astype(np.int64))
+    for k in np.unique(bucket).tolist():
+        sel = bucket == k
+        first, length = st[sel], ln[sel]
+        if k <= _EXACT_ROW:
+            idx = first[:, None] + np.arange(k)
+            v = s[idx]
+            v[:, 0] = d[first]
+            d[idx] = np.cumsum(v, axis=1)
+            continue
+        width = 1 << (k - _EXACT_ROW)
+        if width > _LONG_ROW:
+            for j, m in zip(first.tolist(), length.tolist(), strict=True):
+                seg = s[j : j + m].copy()
+                seg[0] = d[j]
+                d[j : j + m] = np.cumsum(seg)
+            continue
+        cols = np.arange(width)
+        valid = cols < length[:, None]
+        idx = np.where(valid, first[:, None] + cols, first[:, None])
+        v = np.where(valid, s[idx], 0.0)
+        v[:, 0] = d[first]
+        d[idx[valid]] = np.cumsum(v, axis=1)[valid]
     return d
 
 
@@ -326,6 +342,7 @@ class FastSimulation:
                     self._medium_station[id(m)] = len(self._stations)
                     self._stations.append(("medium", lk.name, 1, m.bw))
         self._paths: dict[tuple, list] = {}
+        self._hop_cache: dict[tuple, list] = {}
 
     # -- templates -----------------------------------------------------------------------------
 
@@ -342,60 +359,74 @@ class FastSimulation:
             self._paths[key] = hops
         return hops
 
+    def _hops_of(self, step) -> list[tuple]:
+        """(table row without level, label) of each hop of a step, cached by what they
+        depend on (routes repeat the same steps with the same sizes)."""
+        if step.__class__ is Compute:
+            key = (0, step.device, step.flops, step.seconds, step.label)
+        elif step.__class__ is Send:
+            key = (1, step.src, step.dst, step.nbytes, step.label)
+        else:
+            raise TypeError(f"unexpected step {step!r}")
+        got = self._hop_cache.get(key)
+        if got is None:
+            if step.__class__ is Compute:
+                p = self.topology.devices[step.device]
+                col = self._dev_col[step.device]
+                got = [((col, p.compute_time(step.flops, step.seconds), 0.0, 0.0, 0, -1, col),
+                        (step.device, step.label))]
+            else:
+                got = []
+                for lp, station, bw, dcol in self._path(step.src, step.dst):
+                    wire = float(lp.wire_bytes(step.nbytes)[0])
+                    service = bw.time_to_send(0.0, wire) if type(bw) is Bandwidth else np.nan
+                    got.append(((station, service, wire, lp.latency, 1,
+                                 self._link_col[lp.name], dcol), (lp.name, step.label)))
+            self._hop_cache[key] = got
+        return got
+
     def _template(self, sample: Sample, sched: _Scheduled, rows: list, preds: list,
-                  labels: list) -> _Template:
-        """Expand one route into hop rows (appended to ``rows``, ``preds``, ``labels``)."""
+                  labels: list, levels: list) -> _Template:
+        """Expand one route into hop rows (appended to ``rows``, ``preds``, ``labels``,
+        ``levels``)."""
         sched.now = sample.arrival
         gen = self.policy.route(sample, sched)
         first = len(rows)
-        level: list[int] = []
-        dev_col, link_col, devices = self._dev_col, self._link_col, self.topology.devices
+        level: list[int] = []  # of this route's hops
 
-        def chain(steps, front: tuple[int, ...]) -> tuple[int, ...]:
+        def chain(steps, front: tuple[int, ...], lv: int) -> tuple[tuple[int, ...], int]:
             for step in steps:
-                lv = 1 + max((level[q] for q in front), default=-1)
-                if step.__class__ is Compute:
-                    p = devices[step.device]
-                    col = dev_col[step.device]
-                    rows.append((col, p.compute_time(step.flops, step.seconds), 0.0, 0.0, 0,
-                                 -1, col, lv))
+                for row, label in self._hops_of(step):
+                    lv += 1
+                    rows.append(row)
                     preds.append(front)
-                    labels.append((step.device, step.label))
+                    labels.append(label)
                     level.append(lv)
                     front = (len(level) - 1,)
-                elif step.__class__ is Send:
-                    for lp, station, bw, dcol in self._path(step.src, step.dst):
-                        wire = float(lp.wire_bytes(step.nbytes)[0])
-                        service = (bw.time_to_send(0.0, wire) if type(bw) is Bandwidth
-                                   else np.nan)
-                        rows.append((station, service, wire, lp.latency, 1,
-                                     link_col[lp.name], dcol, lv))
-                        preds.append(front)
-                        labels.append((lp.name, step.label))
-                        level.append(lv)
-                        front = (len(level) - 1,)
-                        lv += 1
-                else:
-                    raise TypeError(f"unexpected step {step!r}")
-            return front
+            return front, lv
 
         front: tuple[int, ...] = ()
+        lv = -1  # the deepest level in front
         result = None
         try:
             step = next(gen)
             while True:
                 if step.__class__ is Par:
                     ends: list[int] = []
+                    deepest = lv
                     for branch in step.branches:
-                        ends.extend(chain(branch, front) if branch else front)
-                    front = tuple(dict.fromkeys(ends))
+                        f, bl = chain(branch, front, lv)
+                        ends.extend(f)
+                        deepest = max(deepest, bl)
+                    front, lv = tuple(dict.fromkeys(ends)), deepest
                 else:
-                    front = chain((step,), front)
+                    front, lv = chain((step,), front, lv)
                 step = gen.send(None)
         except StopIteration as stop:
             result = stop.value
         if not isinstance(result, Done | Failed):
             raise TypeError(f"policy {self.policy.label!r} returned {result!r}, not Done")
+        levels.extend(level)
         return _Template(first, len(rows) - first, front, result)
 
     def _templates(self, arrival: np.ndarray, source: np.ndarray):
@@ -418,12 +449,16 @@ class FastSimulation:
         table: list[tuple] = []
         preds: list[tuple] = []
         labels: list[tuple] = []
+        levels: list[int] = []
         templates = []
         for i in first.tolist():
             src = None if source[i] < 0 else ends[source[i]]
             s = Sample(i, i % self.n_rows, src, alive, float(arrival[i]))
-            templates.append(self._template(s, sched, table, preds, labels))
-        hops = np.array(table, dtype=float).reshape(-1, _COLS)
+            templates.append(self._template(s, sched, table, preds, labels, levels))
+        hops = np.empty((len(table), _COLS))
+        if table:
+            hops[:, :-1] = table
+            hops[:, -1] = levels
         return templates, hops, preds, labels, inverse.reshape(-1), first
 
     # -- running -------------------------------------------------------------------------------
@@ -457,7 +492,7 @@ class FastSimulation:
 
         level = table[:, 7].astype(np.int16)[th]
         by_level = np.argsort(level, kind="stable")
-        lb = np.searchsorted(level[by_level], np.arange(int(level.max(initial=-1)) + 2))
+        lb = np.concatenate(([0], np.cumsum(np.bincount(level))))
         del level
         joins: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if extra:
@@ -484,7 +519,8 @@ class FastSimulation:
 
         station = table[:, 0].astype(np.int16)[th]
         by_station = np.argsort(station, kind="stable")
-        sb = np.searchsorted(station[by_station], np.arange(len(self._stations) + 1))
+        sb = np.concatenate(([0], np.cumsum(np.bincount(station,
+                                                        minlength=len(self._stations)))))
         st_hops = [by_station[sb[x] : sb[x + 1]] for x in range(len(self._stations))]
         latency_col, wire_col = table[:, 3], table[:, 2]
 
@@ -495,8 +531,9 @@ class FastSimulation:
             if not ok.all():
                 hops, r = hops[ok], r[ok]
             # Stable sort: equal request times keep hop order (earlier sample, then branch).
-            order = np.argsort(r, kind="stable")
-            hops, r = hops[order], r[order]
+            if len(r) > 1 and not (r[1:] >= r[:-1]).all():
+                order = np.argsort(r, kind="stable")
+                hops, r = hops[order], r[order]
             spec = self._stations[x]
             if spec[0] == "medium" and type(spec[3]) is not Bandwidth:
                 st, dt = fifo_trace(r, wire_col[th[hops]], spec[3])
@@ -525,7 +562,8 @@ class FastSimulation:
                     continue
                 changed = True
                 ready[hl] = new
-                for x in np.unique(station[hl[diff]]).tolist():
+                hit = np.bincount(station[hl[diff]], minlength=len(self._stations))
+                for x in np.flatnonzero(hit).tolist():
                     serve(x)
             if not changed:
                 break
