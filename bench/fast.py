@@ -8,7 +8,11 @@ machine is shared; wall seconds are printed beside them).
 Part 2 runs ``scenarios/synthetic_demo.yaml`` with 10^6 samples end to end (``engine: auto``,
 records, summary, plots) into a temporary directory and prints its wall time and peak memory.
 
+Part 3 (``--tuning``) times ``threshold: auto`` at 60 and 600 end devices (ADA on a synthetic
+oracle): tuning (numpy over all thresholds, and the dry runs it replaces at 60) against the run.
+
     python bench/fast.py [--samples 100000] [--big 1000000] [--skip-quickstart] [--skip-big]
+    python bench/fast.py --tuning-only
 """
 
 from __future__ import annotations
@@ -81,13 +85,58 @@ def big(n: int) -> None:
           f"{sim:.1f} s, peak RSS {peak:.2f} GiB; engines used: {engines}")
 
 
+def tuning(devices: int, samples: int = 1000, dry: bool = False) -> None:
+    from simulator.policies.tuning import tune_threshold
+
+    data = {
+        "name": "tune", "seed": 1, "samples": samples,
+        "topology": {"devices": {"cam": {"tier": "end", "profile": "rpi4", "count": devices},
+                                 "edge": {"tier": "edge", "profile": "edge_server"},
+                                 "cloud": {"tier": "cloud", "profile": "cloud_gpu"}},
+                     "links": [{"name": "cell", "from": "cam", "to": "edge", "profile": "4g",
+                                "sharing": "dedicated"},
+                               {"name": "wan", "from": "edge", "to": "cloud",
+                                "profile": "wan"}]},
+        "workload": {"arrivals": "poisson", "rate": "0.5 /s", "sources": "all"},
+        "models": {"m": {"oracle": "synthetic", "samples": 1000, "devices": devices}},
+        "policies": [{"policy": "ada", "threshold": "auto"}],
+        "engine": "auto", "output": {"plots": False},
+    }
+    from simulator.config import load_data
+
+    loaded = load_data(data)
+    c0 = time.process_time()
+    topo, [(policy, oracle)] = prepare(loaded, progress=False)
+    t_bind = time.process_time() - c0
+    c0 = time.process_time()
+    tune_threshold(policy, 0.01)
+    t_tune = time.process_time() - c0
+    line = (f"{devices} devices: tuning (numpy, all {101} thresholds) {t_tune:.3f} CPU s; "
+            f"prepare incl. tuning {t_bind:.2f} s")
+    if dry:
+        c0 = time.process_time()
+        tune_threshold(policy, 0.01, vectorized=False)
+        line += f"; the per-threshold dry runs {time.process_time() - c0:.2f} s"
+    scn = loaded.scenario
+    for cls in (FastSimulation, Simulation):
+        _, cpu, _ = timed(cls, topo, scn, policy, oracle, samples)
+        line += f"; {cls.__name__} run of {samples} samples {cpu:.2f} s"
+    print(line)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=100_000)
     ap.add_argument("--big", type=int, default=1_000_000)
     ap.add_argument("--skip-quickstart", action="store_true")
     ap.add_argument("--skip-big", action="store_true")
+    ap.add_argument("--tuning-only", action="store_true")
     args = ap.parse_args()
+    if args.tuning_only:
+        print()
+        tuning(60, dry=True)
+        tuning(600)
+        return
     names = ["synthetic_demo"] + ([] if args.skip_quickstart else ["quickstart"])
     for name in names:
         compare(name, args.samples)

@@ -619,15 +619,23 @@ class FastSimulation:
         varying = np.isnan(table[:, 1])
         tenergy = np.zeros((len(templates), len(topo.devices)))
         per_hop = []
-        for name, dcol in self._dev_col.items():
-            p = topo.devices[name]
-            for m, energy in (((dev == dcol) & ~sends, p.compute_energy),
-                              ((dev == dcol) & sends, p.radio_energy)):
-                fixed = m & ~varying
-                if fixed.any():
-                    np.add.at(tenergy[:, dcol], t_of_row[fixed], energy(table[fixed, 1]))
-                if (m & varying).any():
-                    per_hop.append((dcol, m & varying, energy))
+        names = list(self._dev_col)
+        # Rows grouped by (device, kind) once: each group's energy from that device's method.
+        group = dev * 2 + sends
+        order = np.argsort(group, kind="stable")
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(group, minlength=2 * len(names)))))
+        for g in np.flatnonzero(np.diff(bounds)).tolist():
+            rows = order[bounds[g] : bounds[g + 1]]
+            dcol, is_send = divmod(g, 2)
+            p = topo.devices[names[dcol]]
+            energy = p.radio_energy if is_send else p.compute_energy
+            fixed = rows[~varying[rows]]
+            if len(fixed):
+                np.add.at(tenergy[:, dcol], t_of_row[fixed], energy(table[fixed, 1]))
+            if varying[rows].any():
+                m = np.zeros(len(table), dtype=bool)
+                m[rows[varying[rows]]] = True
+                per_hop.append((dcol, m, energy))
         # The template of each sample: the one its first hop's row belongs to (or none).
         tid = self._tid
         rec.link_bytes[:] = tbytes[tid]
