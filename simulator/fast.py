@@ -481,7 +481,8 @@ class FastSimulation:
         goff = np.cumsum(per) - per
         sample = np.repeat(np.arange(n, dtype=np.int64), per)
         th = np.arange(total, dtype=np.int64) + np.repeat(tstart[tid] - goff, per)
-        service = table[:, 1][th]
+        col = np.ascontiguousarray(table.T)  # one contiguous array per column
+        service = col[1][th]
         # Predecessors: the first one per hop (-1: the arrival), the others of joins aside.
         p1 = np.array([p[0] if p else -1 for p in tpreds], dtype=np.int64)
         pred1 = np.where(p1[th] >= 0, goff[sample] + p1[th], total + sample)
@@ -490,7 +491,7 @@ class FastSimulation:
         ready = np.full(total, np.inf)
         start = np.full(total, np.inf) if self.hop_log is not None else None
 
-        level = table[:, 7].astype(np.int16)[th]
+        level = col[7].astype(np.int16)[th]
         by_level = np.argsort(level, kind="stable")
         lb = np.concatenate(([0], np.cumsum(np.bincount(level))))
         del level
@@ -508,21 +509,23 @@ class FastSimulation:
             jq = er[np.repeat(ptr[th[hx]], k) + (np.arange(len(jh)) -
                                                   np.repeat(np.cumsum(k) - k, k)), 1]
             jp = goff[sample[jh]] + jq
-            jl = table[:, 7].astype(np.int16)[th[jh]]
+            jl = col[7].astype(np.int16)[th[jh]]
             for q in np.unique(jl).tolist():
                 m = jl == q
                 hl = by_level[lb[q] : lb[q + 1]]
                 # Position of each join hop inside its level's (sorted) hop list.
-                joins[q] = (np.searchsorted(hl, jh[m]), jp[m])
+                pos = np.searchsorted(hl, jh[m])  # non-decreasing: hops are in order
+                cut = np.flatnonzero(np.diff(pos, prepend=-1))
+                joins[q] = (pos[cut], cut, jp[m])
         levels = [by_level[lb[q] : lb[q + 1]] for q in range(len(lb) - 1)]
         del by_level
 
-        station = table[:, 0].astype(np.int16)[th]
+        station = col[0].astype(np.int16)[th]
         by_station = np.argsort(station, kind="stable")
         sb = np.concatenate(([0], np.cumsum(np.bincount(station,
                                                         minlength=len(self._stations)))))
         st_hops = [by_station[sb[x] : sb[x + 1]] for x in range(len(self._stations))]
-        latency_col, wire_col = table[:, 3], table[:, 2]
+        latency_col, wire_col = col[3], col[2]
 
         def serve(x: int) -> None:
             hops = st_hops[x]
@@ -555,8 +558,8 @@ class FastSimulation:
             for q, hl in enumerate(levels):
                 new = out_ext[pred1[hl]]
                 if q in joins:
-                    pos, jp = joins[q]
-                    np.maximum.at(new, pos, out_ext[jp])
+                    pos, cut, jp = joins[q]
+                    new[pos] = np.maximum(new[pos], np.maximum.reduceat(out_ext[jp], cut))
                 diff = new != ready[hl]
                 if not diff.any():
                     continue
