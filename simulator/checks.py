@@ -79,6 +79,12 @@ def check_scenario(loaded: Loaded, complete: bool = True) -> list[Problem]:
             if scn.samples is not None and len(times) < scn.samples:
                 problems.append(loaded.problem(("workload", "file"), f"the trace has "
                                 f"{len(times)} arrivals but samples is {scn.samples}"))
+    if scn.engine == "fast":
+        from simulator.fast import blockers
+
+        problems.extend(loaded.problem(loc, f"engine 'fast' cannot time this exactly: {why} "
+                                       "(use engine: auto or des)")
+                        for loc, why in blockers(scn, topo))
     if topo is not None and not topo.end_devices:
         problems.append(loaded.problem(("topology", "devices"), "no device of tier 'end': "
                                        "samples arrive at end devices"))

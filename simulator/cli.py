@@ -90,10 +90,14 @@ def run(
                                                 help="Results directory.")] = None,
     set_: SetOpt = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    engine: Annotated[str | None, typer.Option(
+        help="auto | des | fast (overrides the scenario's engine key).")] = None,
 ) -> None:
     """Simulate every policy of SCENARIO and write records, summary, config, manifest, plots."""
     from simulator.run import execute, new_run_dir
 
+    if engine is not None:
+        set_ = [*(set_ or ()), f"engine={engine}"]
     with _user_errors():
         loaded = _load(scenario, set_)
         scn = loaded.scenario

@@ -479,6 +479,9 @@ class Scenario(Strict):
         "the sample)")
     output: OutputSpec = OutputSpec()
     cache_dir: str = ".cache/ddnnsim"
+    engine: Literal["auto", "des", "fast"] = Field(
+        "auto", description="des: the SimPy engine; fast: the exact vectorized engine (an "
+        "error where it cannot time the scenario exactly); auto: fast where exact, else des")
 
     @model_validator(mode="after")
     def _horizon(self):

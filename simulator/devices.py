@@ -118,6 +118,16 @@ class DeviceParams:
     def has_failures(self) -> bool:
         return bool(self.down or self.processes)
 
+    # Energy of one hop, the single place both engines take it from (per busy interval, so a
+    # new energy model changes these two methods and nothing in the engines).
+    def compute_energy(self, busy_s):
+        """Joules of one compute step that held a core for ``busy_s`` (float or array)."""
+        return self.compute_power * busy_s
+
+    def radio_energy(self, airtime_s):
+        """Joules the sender spends transmitting for ``airtime_s`` (float or array)."""
+        return self.tx_power * airtime_s
+
     def is_up(self, t: float) -> bool:
         """Static intervals only (random processes need the run's streams: see Availability)."""
         return not any(a <= t < b for a, b in self.down)

@@ -78,6 +78,8 @@ class OracleTable:
             if arr.shape != (n,):
                 raise ValueError(
                     f"OracleTable.nbytes[{msg!r}] has shape {arr.shape}, expected {(n,)}")
+        # Column lookups are on the hot path (once per device and sample): a dict, not a scan.
+        object.__setattr__(self, "_columns", {e: j for j, e in enumerate(self.exits)})
 
     def check_ranges(self) -> None:
         """Refuse values no model produces (a damaged or edited cache): entropies and
@@ -114,8 +116,8 @@ class OracleTable:
     def column(self, exit_name: str) -> int:
         """Index of ``exit_name`` in the exit columns, with a clear error when absent."""
         try:
-            return self.exits.index(exit_name)
-        except ValueError:
+            return self._columns[exit_name]
+        except KeyError:
             raise KeyError(f"exit {exit_name!r} not in oracle exits {list(self.exits)}") from None
 
 

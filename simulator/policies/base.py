@@ -137,6 +137,17 @@ class Policy:
     name: ClassVar[str] = ""
     Params: ClassVar[type[Params]] = Params
     needs_oracle: ClassVar[bool] = True
+    #: True when :meth:`route` reads nothing live from the simulation: its steps depend only on
+    #: the sample, the oracle and scheduled inputs (``sim.now`` at arrival, a link's scheduled
+    #: ``sim.bandwidth``), never on queues or device state. The fast engine can then time it.
+    static_route: ClassVar[bool] = False
+
+    @classmethod
+    def live_state(cls, params: Params) -> str | None:
+        """Why this policy with ``params`` reads live state (None when its routes are static)."""
+        if cls.static_route:
+            return None
+        return f"policy {cls.name!r} may read live state (it does not declare static_route)"
 
     def __init__(self, label: str, params: Params):
         self.label, self.params = label, params

@@ -59,6 +59,7 @@ class MultiviewPolicy(Policy):
     """Shared binding: end devices <-> oracle views, the aggregator (edge) and the cloud."""
 
     requires_exits: tuple[str, ...] = ()
+    static_route = True
 
     def bind(self, ctx: BindContext) -> None:
         super().bind(ctx)
@@ -210,6 +211,35 @@ class Ddnn(MultiviewPolicy):
         yield self.compute(self.cloud, "cloud", "cloud")
         return self.done(t, row, "cloud", "cloud")
 
+    def tune_outcomes(self, t, thresholds, edge_thresholds):
+        """(correct, payload bytes) of every sample of table ``t`` (all devices alive) under
+        each threshold pair at once, shape ``(G, n)``: :meth:`route`'s exits and sends in
+        numpy, bytes added in the order the route sends them."""
+        n_dev = len(self.devices)
+        scores = _summed(t, [f"scores.dev{i}" for i in range(n_dev)])
+        feats = _summed(t, [f"feat.dev{i}" for i in range(n_dev)])
+        T = np.asarray(thresholds, dtype=float)[:, None]
+        local = t.entropy[:, t.column("local")][None, :] < T
+        correct = np.where(local, t.correct[:, t.column("local")],
+                           t.correct[:, t.column("cloud")])
+        nbytes = np.where(local, scores, scores + feats)
+        if self.has_edge:
+            TE = np.asarray(edge_thresholds, dtype=float)[:, None]
+            edge = ~local & (t.entropy[:, t.column("edge")][None, :] < TE)
+            correct = np.where(edge, t.correct[:, t.column("edge")], correct)
+            up = ~local & ~edge
+            nbytes = np.where(up, nbytes + t.nbytes["feat.edge"], nbytes)
+        return correct, nbytes
+
+
+def _summed(t, names: list[str], extra: float = 0) -> np.ndarray:
+    """Per sample, the bytes of messages ``names`` (each + ``extra``) added left to right, as a
+    route's ``Par`` of sends is totalled."""
+    total = np.zeros(t.n_samples)
+    for name in names:
+        total = total + (t.nbytes[name] + extra if extra else t.nbytes[name])
+    return total
+
 
 @register_policy
 class Ada(MultiviewPolicy):
@@ -243,6 +273,25 @@ class Ada(MultiviewPolicy):
         yield Send(self.edge, self.cloud, t.nbytes["feat.edge"][row], "features")
         yield self.compute(self.cloud, "cloud", "cloud")
         return self.done(t, row, "cloud", "cloud")
+
+    def tune_outcomes(self, t, thresholds, edge_thresholds):
+        """As :meth:`Ddnn.tune_outcomes`, for edge exit 1 (the most confident device), edge
+        exit 2 and the cloud."""
+        n_dev = len(self.devices)
+        feats = _summed(t, [f"feat.dev{i}" for i in range(n_dev)], ADA_HEADER_BYTES)
+        cols = [t.column(f"dev{i}") for i in range(n_dev)]
+        ent = t.entropy[:, cols]
+        best = np.argmin(ent, axis=1)
+        rows = np.arange(t.n_samples)
+        T = np.asarray(thresholds, dtype=float)[:, None]
+        TE = np.asarray(edge_thresholds, dtype=float)[:, None]
+        first = ent[rows, best][None, :] < T
+        second = ~first & (t.entropy[:, t.column("edge")][None, :] < TE)
+        correct = np.where(first, t.correct[rows, np.asarray(cols)[best]],
+                           np.where(second, t.correct[:, t.column("edge")],
+                                    t.correct[:, t.column("cloud")]))
+        nbytes = np.where(first | second, feats, feats + t.nbytes["feat.edge"])
+        return correct, nbytes
 
 
 class AttParams(TwoThresholdParams):

@@ -60,6 +60,13 @@ _METHODS = {
 class Partition(Policy):
     name = "partition"
     Params = PartitionParams
+    static_route = True  # plans read the scheduled bandwidth at arrival, not queues
+
+    @classmethod
+    def live_state(cls, params: PartitionParams) -> str | None:
+        if params.method == "dapdee":
+            return "partition method 'dapdee' reads the device's live queue length"
+        return None
 
     def bind(self, ctx: BindContext) -> None:
         super().bind(ctx)

@@ -30,6 +30,7 @@ class TieredParams(Params):
 class Tiered(Policy):
     name = "tiered"
     Params = TieredParams
+    static_route = True
 
     def bind(self, ctx: BindContext) -> None:
         super().bind(ctx)

@@ -42,23 +42,40 @@ def dry_run(policy, split: str = "val", alive: frozenset[int] | None = None):
     return correct, nbytes, exits
 
 
-def tune_threshold(policy, max_drop: float) -> float:
+def outcomes_by_dry_run(policy, thresholds, edge_thresholds) -> tuple[np.ndarray, np.ndarray]:
+    """(correct, payload bytes) per threshold pair and validation sample, shape ``(G, n)``,
+    by routing every sample once per pair (any policy; O(G x n x route))."""
+    correct, nbytes = [], []
+    for t, te in zip(thresholds, edge_thresholds, strict=True):
+        policy.threshold = float(t)
+        if hasattr(policy, "edge_threshold"):
+            policy.edge_threshold = float(te)
+        c, b, _ = dry_run(policy, "val")
+        correct.append(c)
+        nbytes.append(b)
+    return np.array(correct), np.array(nbytes)
+
+
+def tune_threshold(policy, max_drop: float, vectorized: bool = True) -> float:
     """Fewest bytes per validation sample with accuracy >= final-exit accuracy - ``max_drop``.
 
-    Ties go to the higher threshold (more early exits). Sets and returns ``policy.threshold``.
+    Every threshold of :data:`GRID` is scored at once when the policy can say its outcomes with
+    numpy (``policy.tune_outcomes``), else by dry runs. Ties go to the higher threshold (more
+    early exits). Sets and returns ``policy.threshold``.
     """
     oracle = policy.ctx.oracle
     val = oracle.table(None, "val")
     final = float(val.correct[:, val.column(policy.exits[-1])].mean())
     edge_given = getattr(policy.params, "edge_threshold", None)
+    edges = GRID if edge_given is None else np.full(len(GRID), float(edge_given))
+    got = None
+    if vectorized and hasattr(policy, "tune_outcomes"):
+        got = policy.tune_outcomes(policy.table(None, "val"), GRID, edges)
+    correct, nbytes = got if got is not None else outcomes_by_dry_run(policy, GRID, edges)
     best: tuple[float, float] | None = None
-    for t in GRID:
-        policy.threshold = float(t)
-        if hasattr(policy, "edge_threshold") and edge_given is None:
-            policy.edge_threshold = float(t)
-        correct, nbytes, _ = dry_run(policy, "val")
-        if correct.mean() >= final - max_drop - 1e-12:
-            score = (float(nbytes.mean()), -float(t))
+    for t, c, b in zip(GRID, correct, nbytes, strict=True):
+        if c.mean() >= final - max_drop - 1e-12:
+            score = (float(b.mean()), -float(t))
             if best is None or score < best:
                 best = score
     chosen = -best[1] if best is not None else 0.0

@@ -1,0 +1,649 @@
+"""The fast engine: exact timelines of FIFO feed-forward scenarios with numpy recursions.
+
+When every station is FIFO (device cores, FIFO or dedicated link media), routes are known from
+the oracle before timing (the policy declares ``static_route``), and nothing is random or
+state-dependent while a sample is in flight (no loss, failure, exponential service, fair sharing,
+stochastic bandwidth, closed loop), a sample's timeline is a max-plus expression of its arrival
+and the hops ahead of it at each station. This module evaluates those expressions for all samples
+at once and writes the same :class:`~simulator.records.RecordBlock` as the SimPy engine:
+
+1. Arrival times and sources are drawn exactly as the arrival processes draw them.
+2. Each distinct (oracle row, source) is routed once through the policy; its steps become a
+   template of hops (station, service time, latency, predecessors; a ``Par`` join is the max of
+   its branches' ends).
+3. Hops are processed level by level (longest-path depth in their template). At each station the
+   requests are sorted by time (ties: earlier sample, then branch order, as SimPy grants them)
+   and served by the Lindley recursion: one server by exact per-busy-period running sums, c
+   servers by a heap of server-free times. A station that a route visits twice (DDNN sends
+   scores, then features, over the same cell) is revisited until a whole pass changes nothing:
+   the result is then a fixed point of every station's FIFO recursion, i.e. the DES's timeline.
+
+Energy and bytes per hop come from the same methods the DES uses
+(:meth:`DeviceParams.compute_energy`, :meth:`DeviceParams.radio_energy`,
+:meth:`LinkParams.wire_bytes`).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from simulator.network import Bandwidth, Link
+from simulator.policies.base import Compute, Done, Failed, Par, Policy, Sample, Send
+from simulator.records import RecordBlock
+from simulator.topology import Topology
+from simulator.workload import Arrivals
+
+#: Passes over all levels before the fixed point is declared out of reach.
+MAX_PASSES = 200
+#: Busy periods longer than this are summed one numpy call each, shorter ones as matrix rows.
+_LONG_ROW = 4096
+_EXACT_ROW = 64
+
+
+class FastEngineError(RuntimeError):
+    """The fast engine cannot time this run exactly; ``feature`` names why."""
+
+    def __init__(self, feature: str):
+        super().__init__(feature)
+        self.feature = feature
+
+
+# ---------------------------------------------------------------------------------------------
+# Which scenarios qualify
+
+
+def blockers(scenario, topology: Topology | None) -> list[tuple[tuple, str]]:
+    """Every feature of ``scenario`` the fast engine cannot time exactly, as (key path, why).
+
+    ``topology`` (the built one, profiles resolved) supplies link and device values that come
+    from profiles; policy parameters are read from the scenario.
+    """
+    from simulator.policies.base import registry
+
+    out: list[tuple[tuple, str]] = []
+    for k, _f in enumerate(scenario.failures):
+        out.append((("failures", k), "device failures (samples fail or lose views mid-flight)"))
+    for name, spec in scenario.topology.devices.items():
+        if spec.service == "exponential":
+            out.append((("topology", "devices", name, "service"),
+                        "exponential service times (random per step)"))
+    if topology is not None:
+        names = list(topology.links)
+        for k, spec in enumerate(scenario.topology.links):
+            lp = topology.links.get(spec.name) if spec.name else None
+            if lp is None and k < len(names):
+                lp = topology.links[names[k]]
+            loc = ("topology", "links", k)
+            if lp is not None and lp.loss > 0:
+                out.append(((*loc, "loss"), f"packet loss on link {lp.name!r} "
+                            "(retransmissions are random)"))
+            if lp is not None and lp.sharing == "fair":
+                out.append(((*loc, "sharing"), f"fair sharing on link {lp.name!r} (processor "
+                            "sharing is not a FIFO station)"))
+            if spec.process is not None:
+                out.append(((*loc, "process"), "a stochastic bandwidth process (drawn while "
+                            "the run goes on)"))
+    if scenario.workload.arrivals == "closed":
+        out.append((("workload", "arrivals"), "closed-loop arrivals (each arrival waits for an "
+                    "earlier sample to finish)"))
+    reg = registry()
+    for k, spec in enumerate(scenario.policies):
+        cls = reg.get(spec.policy)
+        if cls is None:
+            continue
+        try:
+            params = cls.Params.model_validate(spec.params)
+        except ValueError:
+            continue
+        why = cls.live_state(params)
+        if why is not None:
+            out.append((("policies", k), why))
+    return out
+
+
+def policy_blocker(policy: Policy) -> str | None:
+    """Why ``policy`` (bound) cannot run on the fast engine, or None."""
+    return type(policy).live_state(policy.params)
+
+
+# ---------------------------------------------------------------------------------------------
+# Arrivals
+
+
+def arrival_schedule(arrivals: Arrivals, topology: Topology) -> tuple[np.ndarray, np.ndarray]:
+    """(arrival time, source index or -1) of every sample, as the DES's arrival processes give
+    them: the same random draws, the same float additions, ties in the same order."""
+    from simulator.engine import stream
+
+    n = arrivals.n
+    ends = topology.end_devices
+    sources = [None] if arrivals.sources == "all" else list(ends)
+    idx = [-1] if arrivals.sources == "all" else list(range(len(ends)))
+    if arrivals.kind == "trace":
+        times, now = [], 0.0
+        for t in arrivals.times[:n]:
+            if t > now:
+                now = now + (t - now)
+            times.append(now)
+        k = np.arange(len(times))
+        return np.asarray(times, dtype=float), np.asarray(idx, dtype=np.int64)[k % len(idx)]
+    if arrivals.kind not in ("poisson", "periodic"):
+        raise FastEngineError(f"{arrivals.kind} arrivals")
+    per_t, per_s = [], []
+    for j, src in enumerate(sources):
+        if arrivals.kind == "poisson":
+            rng = stream(arrivals.seed, f"arrivals:{src or 'all'}")
+            gaps = rng.exponential(1.0 / arrivals.rate, size=n)
+        else:
+            gaps = np.full(n, 1.0 / arrivals.rate)
+            gaps[0] = 0.0
+        per_t.append(np.cumsum(gaps))  # sequential sums: now + gap, as SimPy's clock
+        per_s.append(np.full(n, idx[j], dtype=np.int64))
+    t, s = np.concatenate(per_t), np.concatenate(per_s)
+    # Equal times: the stream started first takes its sample id first (SimPy's event order).
+    order = np.lexsort((s, t))[:n]
+    return t[order], s[order]
+
+
+# ---------------------------------------------------------------------------------------------
+# FIFO stations
+
+
+def fifo_one(r: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Departures of one FIFO server, requests ``r`` (sorted) with service ``s``.
+
+    Exactly ``d[k] = max(r[k], d[k-1]) + s[k]`` in float arithmetic: busy periods are found from
+    the max-plus closed form, each is summed sequentially (``np.cumsum`` adds left to right, as the
+    recursion does), and the periods are checked against the result and refined until they agree.
+    """
+    n = len(r)
+    if n == 0:
+        return np.empty(0)
+    c = np.cumsum(s)
+    d = c + np.maximum.accumulate(r - (c - s))
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    for _ in range(64):
+        np.greater_equal(r[1:], d[:-1], out=new[1:])
+        d = _busy_sums(r, s, new)
+        if np.array_equal(r[1:] >= d[:-1], new[1:]):
+            return d
+    return _fifo_one_loop(r, s)  # pragma: no cover  (periods that never settle)
+
+
+def _busy_sums(r: np.ndarray, s: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """``d`` with a busy period starting at every ``new``: ``r + s`` there, then ``d + s``.
+
+    Periods of similar length are stacked as rows of a matrix (lengths up to a power of two,
+    zero-padded) and summed along the rows: ``cumsum`` adds left to right, so every row is the
+    recursion's own sequence of additions."""
+    n = len(r)
+    d = r + s
+    starts = np.flatnonzero(new)
+    lens = np.diff(starts, append=n)
+    multi = lens > 1
+    if not multi.any():
+        return d
+    st, ln = starts[multi], lens[multi]
+    # Short periods grouped by exact length (no padding), longer ones by power of two.
+    bucket = np.where(ln <= _EXACT_ROW, ln, _EXACT_ROW + np.ceil(np.log2(ln)).astype(np.int64))
+    for k in np.unique(bucket).tolist():
+        sel = bucket == k
+        first, length = st[sel], ln[sel]
+        if k <= _EXACT_ROW:
+            idx = first[:, None] + np.arange(k)
+            v = s[idx]
+            v[:, 0] = d[first]
+            d[idx] = np.cumsum(v, axis=1)
+            continue
+        width = 1 << (k - _EXACT_ROW)
+        if width > _LONG_ROW:
+            for j, m in zip(first.tolist(), length.tolist(), strict=True):
+                seg = s[j : j + m].copy()
+                seg[0] = d[j]
+                d[j : j + m] = np.cumsum(seg)
+            continue
+        cols = np.arange(width)
+        valid = cols < length[:, None]
+        idx = np.where(valid, first[:, None] + cols, first[:, None])
+        v = np.where(valid, s[idx], 0.0)
+        v[:, 0] = d[first]
+        d[idx[valid]] = np.cumsum(v, axis=1)[valid]
+    return d
+
+
+def _fifo_one_loop(r: np.ndarray, s: np.ndarray) -> np.ndarray:
+    d = np.empty(len(r))
+    prev = -np.inf
+    for k, (a, x) in enumerate(zip(r.tolist(), s.tolist(), strict=True)):
+        prev = (a if a > prev else prev) + x
+        d[k] = prev
+    return d
+
+
+def fifo_many(r: np.ndarray, s: np.ndarray, c: int) -> np.ndarray:
+    """Service starts at a FIFO station of ``c`` servers (requests ``r`` sorted)."""
+    n = len(r)
+    if n == 0:
+        return np.empty(0)
+    if c >= n:
+        return r.copy()
+    end = r + s
+    # Without waiting, k's predecessors still in service at r[k] must be fewer than c.
+    done_by = np.searchsorted(np.sort(end), r, side="right")
+    if np.all(np.arange(n) - done_by < c):
+        return r.copy()
+    free = [-np.inf] * c
+    st = np.empty(n)
+    for k, (a, x) in enumerate(zip(r.tolist(), s.tolist(), strict=True)):
+        f = heapq.heappop(free)
+        t = a if a > f else f
+        st[k] = t
+        heapq.heappush(free, t + x)
+    return st
+
+
+def fifo_trace(r: np.ndarray, nbytes: np.ndarray, bw: Bandwidth) -> tuple[np.ndarray, np.ndarray]:
+    """(start, seconds) on one FIFO medium whose bandwidth follows a schedule."""
+    n = len(r)
+    st, dt = np.empty(n), np.empty(n)
+    prev = -np.inf
+    for k, (a, b) in enumerate(zip(r.tolist(), nbytes.tolist(), strict=True)):
+        t = a if a > prev else prev
+        x = bw.time_to_send(t, b)
+        st[k], dt[k] = t, x
+        prev = t + x
+    return st, dt
+
+
+# ---------------------------------------------------------------------------------------------
+# Routes -> templates of hops
+
+
+class _Scheduled:
+    """What a static route may read while it is being expanded: the clock at arrival and the
+    scheduled bandwidth of links. Anything live is an error."""
+
+    def __init__(self, media: dict):
+        self._media, self.now = media, 0.0
+
+    def bandwidth(self, link: str, sender: str | None = None) -> float:
+        lk = self._media[link]
+        return lk.media[sender or lk.p.senders[0]].bw.rate_at(self.now)
+
+    def is_up(self, device: str) -> bool:
+        return True
+
+    def __getattr__(self, name: str):
+        raise FastEngineError(f"the policy reads live state ({name})")
+
+
+@dataclass
+class _Template:
+    """One route: its hops are rows ``first .. first + count`` of the run's hop table."""
+
+    first: int
+    count: int
+    final: tuple[int, ...]  # local hops whose ends the sample waits for (empty: arrival)
+    result: Done | Failed
+
+
+#: Columns of the hop table: station, service s (NaN: depends on the start), wire bytes,
+#: latency s, kind (0 compute, 1 send), link column (-1), energy device column, level.
+_COLS = 8
+
+
+class FastSimulation:
+    """One policy on one topology and workload, timed without events (same API as
+    :class:`simulator.engine.Simulation`: construct, then :meth:`run`)."""
+
+    def __init__(self, topology: Topology, arrivals: Arrivals, policy: Policy, n_samples: int,
+                 seed: int, n_rows: int, *, hop_log: bool | int = False,
+                 progress: Callable[[int], None] | None = None):
+        why = policy_blocker(policy)
+        if why is not None:
+            raise FastEngineError(why)
+        if any(p.down for p in topology.devices.values()):
+            raise FastEngineError("device failures")
+        if any(p.service != "fixed" for p in topology.devices.values()):
+            raise FastEngineError("exponential service times")
+        for lp in topology.links.values():
+            if lp.loss > 0:
+                raise FastEngineError(f"packet loss on link {lp.name!r}")
+            if lp.sharing == "fair":
+                raise FastEngineError(f"fair sharing on link {lp.name!r}")
+        self.topology, self.arrivals, self.policy = topology, arrivals, policy
+        self.n_samples, self.seed, self.n_rows = n_samples, seed, n_rows
+        self._log_below = n_samples if hop_log is True else int(hop_log)
+        self.hop_log: list[tuple] | None = [] if hop_log else None
+        self._progress = progress
+        from simulator.engine import stream
+
+        env = simpy.Environment()  # media need one; nothing is scheduled on it
+        self.links = {n: Link(env, p, stream(seed, f"link:{n}")) for n, p in
+                      topology.links.items()}
+        for lk in self.links.values():
+            if getattr(next(iter(lk.media.values())).bw, "_extend", None) is not None:
+                raise FastEngineError(f"a stochastic bandwidth process on link {lk.name!r}")
+        self._dev_col = {n: i for i, n in enumerate(topology.devices)}
+        self._link_col = {n: i for i, n in enumerate(topology.links)}
+        # Stations: one per device (its cores), one per distinct medium of a link.
+        self._stations: list[tuple] = [("device", n, p.cores) for n, p in
+                                       topology.devices.items()]
+        self._medium_station: dict[int, int] = {}
+        for lk in self.links.values():
+            for m in lk.media.values():
+                if id(m) not in self._medium_station:
+                    self._medium_station[id(m)] = len(self._stations)
+                    self._stations.append(("medium", lk.name, 1, m.bw))
+        self._paths: dict[tuple, list] = {}
+        self._hop_cache: dict[tuple, list] = {}
+
+    # -- templates -----------------------------------------------------------------------------
+
+    def _path(self, src: str, dst: str) -> list:
+        key = (src, dst)
+        hops = self._paths.get(key)
+        if hops is None:
+            hops, node = [], src
+            for lp in self.topology.path(src, dst):
+                medium = self.links[lp.name].media[node]
+                hops.append((lp, self._medium_station[id(medium)], medium.bw,
+                             self._dev_col[node]))
+                node = lp.receiver
+            self._paths[key] = hops
+        return hops
+
+    def _hops_of(self, step) -> list[tuple]:
+        """(table row without level, label) of each hop of a step, cached by what they
+        depend on (routes repeat the same steps with the same sizes)."""
+        if step.__class__ is Compute:
+            key = (0, step.device, step.flops, step.seconds, step.label)
+        elif step.__class__ is Send:
+            key = (1, step.src, step.dst, step.nbytes, step.label)
+        else:
+            raise TypeError(f"unexpected step {step!r}")
+        got = self._hop_cache.get(key)
+        if got is None:
+            if step.__class__ is Compute:
+                p = self.topology.devices[step.device]
+                col = self._dev_col[step.device]
+                got = [((col, p.compute_time(step.flops, step.seconds), 0.0, 0.0, 0, -1, col),
+                        (step.device, step.label))]
+            else:
+                got = []
+                for lp, station, bw, dcol in self._path(step.src, step.dst):
+                    wire = float(lp.wire_bytes(step.nbytes)[0])
+                    service = bw.time_to_send(0.0, wire) if type(bw) is Bandwidth else np.nan
+                    got.append(((station, service, wire, lp.latency, 1,
+                                 self._link_col[lp.name], dcol), (lp.name, step.label)))
+            self._hop_cache[key] = got
+        return got
+
+    def _template(self, sample: Sample, sched: _Scheduled, rows: list, preds: list,
+                  labels: list, levels: list) -> _Template:
+        """Expand one route into hop rows (appended to ``rows``, ``preds``, ``labels``,
+        ``levels``)."""
+        sched.now = sample.arrival
+        gen = self.policy.route(sample, sched)
+        first = len(rows)
+        level: list[int] = []  # of this route's hops
+
+        def chain(steps, front: tuple[int, ...], lv: int) -> tuple[tuple[int, ...], int]:
+            for step in steps:
+                for row, label in self._hops_of(step):
+                    lv += 1
+                    rows.append(row)
+                    preds.append(front)
+                    labels.append(label)
+                    level.append(lv)
+                    front = (len(level) - 1,)
+            return front, lv
+
+        front: tuple[int, ...] = ()
+        lv = -1  # the deepest level in front
+        result = None
+        try:
+            step = next(gen)
+            while True:
+                if step.__class__ is Par:
+                    ends: list[int] = []
+                    deepest = lv
+                    for branch in step.branches:
+                        f, bl = chain(branch, front, lv)
+                        ends.extend(f)
+                        deepest = max(deepest, bl)
+                    front, lv = tuple(dict.fromkeys(ends)), deepest
+                else:
+                    front, lv = chain((step,), front, lv)
+                step = gen.send(None)
+        except StopIteration as stop:
+            result = stop.value
+        if not isinstance(result, Done | Failed):
+            raise TypeError(f"policy {self.policy.label!r} returned {result!r}, not Done")
+        levels.extend(level)
+        return _Template(first, len(rows) - first, front, result)
+
+    def _templates(self, arrival: np.ndarray, source: np.ndarray):
+        """Every distinct route: (templates, hop table, preds, labels, template per sample,
+        first sample of each template)."""
+        ends = self.topology.end_devices
+        alive = frozenset(range(len(ends)))
+        sched = _Scheduled(self.links)
+        traced = [m for lk in self.links.values() for m in dict.fromkeys(lk.media.values())
+                  if type(m.bw) is not Bandwidth]
+        n = self.n_samples
+        rows = np.arange(n, dtype=np.int64) % self.n_rows
+        keys = rows * (len(ends) + 1) + (source + 1)
+        if traced:
+            # Routes may read the scheduled bandwidth at arrival: one key per rate vector.
+            rates = np.array([[m.bw.rate_at(t) for m in traced] for t in arrival.tolist()])
+            _, epoch = np.unique(rates, axis=0, return_inverse=True)
+            keys = keys + epoch.reshape(-1).astype(np.int64) * (self.n_rows * (len(ends) + 1))
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        table: list[tuple] = []
+        preds: list[tuple] = []
+        labels: list[tuple] = []
+        levels: list[int] = []
+        templates = []
+        for i in first.tolist():
+            src = None if source[i] < 0 else ends[source[i]]
+            s = Sample(i, i % self.n_rows, src, alive, float(arrival[i]))
+            templates.append(self._template(s, sched, table, preds, labels, levels))
+        hops = np.empty((len(table), _COLS))
+        if table:
+            hops[:, :-1] = table
+            hops[:, -1] = levels
+        return templates, hops, preds, labels, inverse.reshape(-1), first
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run(self) -> RecordBlock:
+        topo, n = self.topology, self.n_samples
+        rec = RecordBlock(n, list(topo.links), list(topo.devices), self.policy.exits)
+        arrival, source = arrival_schedule(self.arrivals, topo)
+        if len(arrival) < n:
+            raise FastEngineError("fewer arrivals than samples")
+        arrival, source = arrival[:n], source[:n]
+        templates, table, tpreds, labels, tid, first = self._templates(arrival, source)
+        self._tid = tid
+
+        # Hop h of sample i is table row th[h]; a sample's hops are contiguous, in route order.
+        tcount = np.array([t.count for t in templates], dtype=np.int64)
+        tstart = np.array([t.first for t in templates], dtype=np.int64)
+        per = tcount[tid]
+        total = int(per.sum())
+        goff = np.cumsum(per) - per
+        sample = np.repeat(np.arange(n, dtype=np.int64), per)
+        th = np.arange(total, dtype=np.int64) + np.repeat(tstart[tid] - goff, per)
+        col = np.ascontiguousarray(table.T)  # one contiguous array per column
+        service = col[1][th]
+        # Predecessors: the first one per hop (-1: the arrival), the others of joins aside.
+        p1 = np.array([p[0] if p else -1 for p in tpreds], dtype=np.int64)
+        pred1 = np.where(p1[th] >= 0, goff[sample] + p1[th], total + sample)
+        extra = [(r, q) for r, p in enumerate(tpreds) for q in p[1:]]
+        out_ext = np.concatenate((np.full(total, np.inf), arrival))
+        ready = np.full(total, np.inf)
+        start = np.full(total, np.inf) if self.hop_log is not None else None
+
+        level = col[7].astype(np.int16)[th]
+        by_level = np.argsort(level, kind="stable")
+        lb = np.concatenate(([0], np.cumsum(np.bincount(level))))
+        del level
+        joins: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if extra:
+            er = np.array(extra, dtype=np.int64)
+            # CSR of extra predecessors per table row, expanded to every hop with a join.
+            order = np.argsort(er[:, 0], kind="stable")
+            er = er[order]
+            nx_row = np.bincount(er[:, 0], minlength=len(table))
+            ptr = np.cumsum(nx_row) - nx_row
+            hx = np.flatnonzero(nx_row[th] > 0)
+            k = nx_row[th[hx]]
+            jh = np.repeat(hx, k)
+            jq = er[np.repeat(ptr[th[hx]], k) + (np.arange(len(jh)) -
+                                                  np.repeat(np.cumsum(k) - k, k)), 1]
+            jp = goff[sample[jh]] + jq
+            jl = col[7].astype(np.int16)[th[jh]]
+            for q in np.unique(jl).tolist():
+                m = jl == q
+                hl = by_level[lb[q] : lb[q + 1]]
+                # Position of each join hop inside its level's (sorted) hop list.
+                pos = np.searchsorted(hl, jh[m])  # non-decreasing: hops are in order
+                cut = np.flatnonzero(np.diff(pos, prepend=-1))
+                joins[q] = (pos[cut], cut, jp[m])
+        levels = [by_level[lb[q] : lb[q + 1]] for q in range(len(lb) - 1)]
+        del by_level
+
+        station = col[0].astype(np.int16)[th]
+        by_station = np.argsort(station, kind="stable")
+        sb = np.concatenate(([0], np.cumsum(np.bincount(station,
+                                                        minlength=len(self._stations)))))
+        st_hops = [by_station[sb[x] : sb[x + 1]] for x in range(len(self._stations))]
+        latency_col, wire_col = col[3], col[2]
+
+        def serve(x: int) -> None:
+            hops = st_hops[x]
+            r = ready[hops]
+            ok = r < np.inf
+            if not ok.all():
+                hops, r = hops[ok], r[ok]
+            # Stable sort: equal request times keep hop order (earlier sample, then branch).
+            if len(r) > 1 and not (r[1:] >= r[:-1]).all():
+                order = np.argsort(r, kind="stable")
+                hops, r = hops[order], r[order]
+            spec = self._stations[x]
+            if spec[0] == "medium" and type(spec[3]) is not Bandwidth:
+                st, dt = fifo_trace(r, wire_col[th[hops]], spec[3])
+                service[hops] = dt
+                end = st + dt
+            elif spec[2] == 1:
+                end = fifo_one(r, service[hops])
+                if start is not None:
+                    st = np.maximum(r, np.concatenate(([-np.inf], end[:-1])))
+            else:
+                st = fifo_many(r, service[hops], spec[2])
+                end = st + service[hops]
+            if start is not None:
+                start[hops] = st
+            out_ext[hops] = end + latency_col[th[hops]]  # + 0.0 keeps a compute end as is
+
+        for _ in range(MAX_PASSES):
+            changed = False
+            for q, hl in enumerate(levels):
+                new = out_ext[pred1[hl]]
+                if q in joins:
+                    pos, cut, jp = joins[q]
+                    new[pos] = np.maximum(new[pos], np.maximum.reduceat(out_ext[jp], cut))
+                diff = new != ready[hl]
+                if not diff.any():
+                    continue
+                changed = True
+                ready[hl] = new
+                hit = np.bincount(station[hl[diff]], minlength=len(self._stations))
+                for x in np.flatnonzero(hit).tolist():
+                    serve(x)
+            if not changed:
+                break
+        else:
+            raise FastEngineError(f"the timeline did not settle in {MAX_PASSES} passes")
+
+        # Records.
+        width = max([1] + [len(t.final) for t in templates])
+        tfinal = np.full((len(templates), width), -1, dtype=np.int64)
+        for j, t in enumerate(templates):
+            if t.final:
+                tfinal[j, :] = t.final[0]
+                tfinal[j, : len(t.final)] = t.final
+        fl = tfinal[tid]
+        fin = np.where(fl >= 0, goff[:, None] + fl, total + np.arange(n)[:, None])
+        rec.arrival[:] = arrival
+        rec.finish[:] = out_ext[fin].max(axis=1)
+        rec.source[:] = source
+        rec.views[:] = len(topo.end_devices)  # every end device is up (no failures here)
+        self._bytes_and_energy(rec, templates, table, th, sample, service)
+        # Exits and statuses: set once per template through the block's setters, then copied.
+        for j, i in enumerate(first.tolist()):
+            res = templates[j].result
+            if res.__class__ is Done:
+                rec.set_exit(i, res.exit, res.tier, res.pred, res.correct, res.split)
+                rec.set_status(i, "ok")
+            else:
+                rec.set_status(i, res.reason)
+        src = first[tid]
+        for column in (rec.exit, rec.tier, rec.pred, rec.correct, rec.split, rec.status):
+            column[:] = column[src]
+        if self.hop_log is not None:
+            for h in np.flatnonzero(sample < self._log_below).tolist():
+                where, label = labels[th[h]]
+                self.hop_log.append((int(sample[h]), "compute" if table[th[h], 4] == 0 else "send",
+                                     where, label, float(start[h]), float(out_ext[h]),
+                                     float(ready[h])))
+        if self._progress is not None:
+            self._progress(n)
+        return rec
+
+    def _bytes_and_energy(self, rec: RecordBlock, templates, table: np.ndarray, th: np.ndarray,
+                          sample: np.ndarray, service: np.ndarray) -> None:
+        """Bytes per link and energy per device: summed per route where every hop's time is
+        known from the route alone, per hop where a bandwidth schedule set it."""
+        topo, n = self.topology, self.n_samples
+        t_of_row = np.repeat(np.arange(len(templates)),
+                             [t.count for t in templates]).astype(np.int64)
+        kind, col, dev = table[:, 4], table[:, 5].astype(np.int64), table[:, 6].astype(np.int64)
+        sends = kind == 1
+        tbytes = np.zeros((len(templates), len(topo.links)))
+        np.add.at(tbytes, (t_of_row[sends], col[sends]), table[sends, 2])
+        varying = np.isnan(table[:, 1])
+        tenergy = np.zeros((len(templates), len(topo.devices)))
+        per_hop = []
+        names = list(self._dev_col)
+        # Rows grouped by (device, kind) once: each group's energy from that device's method.
+        group = dev * 2 + sends
+        order = np.argsort(group, kind="stable")
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(group, minlength=2 * len(names)))))
+        for g in np.flatnonzero(np.diff(bounds)).tolist():
+            rows = order[bounds[g] : bounds[g + 1]]
+            dcol, is_send = divmod(g, 2)
+            p = topo.devices[names[dcol]]
+            energy = p.radio_energy if is_send else p.compute_energy
+            fixed = rows[~varying[rows]]
+            if len(fixed):
+                np.add.at(tenergy[:, dcol], t_of_row[fixed], energy(table[fixed, 1]))
+            if varying[rows].any():
+                m = np.zeros(len(table), dtype=bool)
+                m[rows[varying[rows]]] = True
+                per_hop.append((dcol, m, energy))
+        # The template of each sample: the one its first hop's row belongs to (or none).
+        tid = self._tid
+        rec.link_bytes[:] = tbytes[tid]
+        rec.energy[:] = tenergy[tid]
+        for dcol, rows, energy in per_hop:
+            h = np.flatnonzero(rows[th])
+            rec.energy[:, dcol] += np.bincount(sample[h], weights=energy(service[h]),
+                                               minlength=n)

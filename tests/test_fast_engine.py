@@ -1,0 +1,317 @@
+"""The fast engine against the SimPy engine: same records per sample, or a named refusal."""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from builders import chain_scenario, merge, multiview_scenario
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from simulator.config import ScenarioError, load, load_data
+from simulator.engine import Simulation
+from simulator.fast import FastEngineError, FastSimulation, arrival_schedule, fifo_many, fifo_one
+from simulator.run import execute, prepare
+from simulator.workload import Arrivals
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+TRACE_DIR = Path(tempfile.mkdtemp(prefix="ddnnsim-fast-"))
+
+
+def both(data: dict, hops: int = 5) -> list[tuple]:
+    """(policy label, DES records, fast records, DES hop log, fast hop log) of every policy."""
+    loaded = load_data(copy.deepcopy(data), "<test>", base_dir=TRACE_DIR)
+    topo, bound = prepare(loaded, progress=False)
+    scn = loaded.scenario
+    out = []
+    for policy, oracle in bound:
+        runs = []
+        for cls in (Simulation, FastSimulation):
+            arr = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices, scn.seed)
+            sim = cls(topo, arr, policy, scn.samples, scn.seed, oracle.n_samples, hop_log=hops)
+            runs.append((sim.run(), sim.hop_log))
+        out.append((policy.label, runs[0][0], runs[1][0], runs[0][1], runs[1][1]))
+    return out
+
+
+def assert_same(label: str, a, b) -> None:
+    """Every per-sample output equal (times, bytes and energy to 1e-9 relative)."""
+    for name in ("arrival", "finish", "link_bytes", "energy"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-9, atol=1e-12,
+                                   err_msg=f"{label}: {name}")
+    np.testing.assert_allclose(b.finish - b.arrival, a.finish - a.arrival, rtol=1e-9,
+                               atol=1e-12, err_msg=f"{label}: latency")
+    for name in ("tier", "pred", "correct", "split", "source", "views"):
+        np.testing.assert_array_equal(getattr(b, name), getattr(a, name), f"{label}: {name}")
+    assert [a.exits[k] for k in a.exit] == [b.exits[k] for k in b.exit], label
+    assert [a.statuses[k] for k in a.status] == [b.statuses[k] for k in b.status], label
+
+
+def assert_same_hops(label: str, la: list, lb: list) -> None:
+    key = sorted  # the DES logs in completion order, the fast engine route by route
+    assert len(la) == len(lb), label
+    for x, y in zip(key(la), key(lb), strict=True):
+        assert x[:4] == y[:4], label
+        np.testing.assert_allclose(y[4:], x[4:], rtol=1e-9, atol=1e-12, err_msg=label)
+
+
+def check(data: dict) -> None:
+    for label, a, b, la, lb in both(data):
+        assert_same(label, a, b)
+        assert_same_hops(label, la, lb)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels
+
+
+def test_fifo_one_is_the_lindley_recursion_bit_for_bit():
+    rng = np.random.default_rng(0)
+    for mean in (0.2, 0.9, 3.0):
+        r = np.cumsum(rng.exponential(1.0, 5000))
+        s = rng.exponential(mean, 5000)
+        d, prev = [], -np.inf
+        for a, x in zip(r, s, strict=True):
+            prev = max(a, prev) + x
+            d.append(prev)
+        assert np.array_equal(fifo_one(r, s), np.array(d))
+
+
+def test_fifo_many_matches_a_heap_of_servers():
+    rng = np.random.default_rng(1)
+    for c, mean in ((2, 0.5), (3, 4.0), (4, 0.1)):
+        r = np.cumsum(rng.exponential(1.0, 3000))
+        s = rng.exponential(mean, 3000)
+        free = [-np.inf] * c
+        want = []
+        for a, x in zip(r, s, strict=True):
+            free.sort()
+            t = max(a, free.pop(0))
+            want.append(t)
+            free.append(t + x)
+        assert np.array_equal(fifo_many(r, s, c), np.array(want))
+
+
+def test_arrivals_are_the_des_arrivals():
+    for workload in ({"arrivals": "poisson", "rate": "7 /s", "sources": "each"},
+                     {"arrivals": "periodic", "rate": "3 /s", "sources": "each"},
+                     {"arrivals": "poisson", "rate": "2 /s", "sources": "all"}):
+        data = multiview_scenario(3, samples=500, workload=workload,
+                                  policies=[{"policy": "cloud_only"}])
+        if workload["sources"] == "each":
+            data = chain_scenario(samples=500, workload=workload)
+        for label, a, b, _, _ in both(data, hops=0):
+            np.testing.assert_array_equal(b.arrival, a.arrival, label)
+            np.testing.assert_array_equal(b.source, a.source, label)
+
+
+# ---------------------------------------------------------------------------------------------
+# Differential: hypothesis-generated scenarios
+
+
+def _trace_file(rates: list[float]) -> str:
+    path = TRACE_DIR / f"bw-{abs(hash(tuple(rates)))}.csv"
+    rows = "".join(f"{k * 0.5},{r}\n" for k, r in enumerate(rates))
+    path.write_text("time [s],bandwidth [Mbit/s]\n" + rows)
+    return str(path)
+
+
+bandwidths = st.sampled_from(["1 Mbit/s", "5.2 Mbit/s", "20 Mbit/s", "1 MB/s", "100 Mbit/s"])
+latencies = st.sampled_from(["0 ms", "5 ms", "20 ms"])
+thresholds = st.one_of(st.none(), st.floats(0.0, 1.0))
+
+
+@st.composite
+def multiview(draw) -> dict:
+    n = draw(st.integers(1, 4))
+    cell = {"name": "cell", "from": "cam", "to": "edge", "bandwidth": draw(bandwidths),
+            "latency": draw(latencies), "overhead": draw(st.sampled_from(["0 B", "40 B"])),
+            "sharing": draw(st.sampled_from(["fifo", "dedicated"]))}
+    if draw(st.booleans()):
+        cell["mtu"], cell["header"] = "1500 B", "40 B"
+    if draw(st.booleans()):
+        rates = draw(st.lists(st.floats(0.5, 30.0), min_size=1, max_size=4))
+        cell["trace"] = {"file": _trace_file(rates), "loop": draw(st.booleans())}
+    devices = {
+        "cam": {"tier": "end", "count": n, "flops_per_s": draw(st.sampled_from(
+            ["0.5 GFLOP/s", "2 GFLOP/s"])), "cores": draw(st.integers(1, 2)),
+            "call_overhead": draw(st.sampled_from(["0 ms", "0.5 ms"])), "power_active": "3 W",
+            "tx_power": "0.8 W"},
+        "edge": {"tier": "edge", "flops_per_s": "20 GFLOP/s", "cores": draw(st.integers(1, 3)),
+                 "power_active": "30 W", "tx_power": "2 W"},
+        "cloud": {"tier": "cloud", "flops_per_s": "200 GFLOP/s",
+                  "cores": draw(st.integers(1, 2)), "power_active": "200 W"},
+    }
+    size = st.sampled_from(["100 B", "784 B", "4 kB", "20 kB"])
+    model = {"oracle": "synthetic", "samples": draw(st.integers(20, 60)), "devices": n,
+             "message_bytes": {"raw": draw(size), "feat": draw(size), "scores": "40 B",
+                               "feat.edge": draw(size)},
+             "flops": {"dev": draw(st.sampled_from(["1 MFLOP", "20 MFLOP"])),
+                       "local": draw(st.sampled_from(["0 FLOP", "1 MFLOP"])),
+                       "edge": "40 MFLOP", "cloud": "400 MFLOP"},
+             "accuracy": {"dev": draw(st.floats(0.3, 0.95)), "local": 0.8, "edge": 0.9,
+                          "cloud": 0.95}}
+    workload = {"arrivals": draw(st.sampled_from(["poisson", "periodic"])),
+                "rate": f"{draw(st.sampled_from([1, 5, 20, 60]))} /s", "sources": "all"}
+    t1, t2 = draw(st.floats(0.0, 1.0)), draw(st.floats(0.0, 1.0))
+    return {
+        "name": "fast_mv", "seed": draw(st.integers(0, 10_000)),
+        "samples": draw(st.integers(30, 120)),
+        "topology": {"devices": devices, "links": [
+            cell, {"name": "wan", "from": "edge", "to": "cloud", "bandwidth": draw(bandwidths),
+                   "latency": draw(latencies)}]},
+        "workload": workload, "models": {"m": model},
+        "policies": [{"policy": "cloud_only"}, {"policy": "device_only"},
+                     {"policy": "ddnn", "threshold": t1, "edge_threshold": t2},
+                     {"policy": "ada", "threshold": t1, "edge_threshold": t2}],
+    }
+
+
+@st.composite
+def per_device(draw) -> dict:
+    n = draw(st.integers(1, 4))
+    up = {"name": "up", "from": "cam", "to": "edge", "bandwidth": draw(bandwidths),
+          "latency": draw(latencies), "sharing": draw(st.sampled_from(["fifo", "dedicated"]))}
+    if draw(st.booleans()):
+        up["trace"] = {"file": _trace_file(draw(st.lists(st.floats(0.5, 30.0), min_size=1,
+                                                         max_size=4))), "loop": True}
+    devices = {
+        "cam": {"tier": "end", "count": n, "flops_per_s": "1 GFLOP/s",
+                "cores": draw(st.integers(1, 2)), "call_overhead": "1 ms",
+                "power_active": "2 W", "tx_power": "0.5 W"},
+        "edge": {"tier": "edge", "flops_per_s": "10 GFLOP/s", "cores": draw(st.integers(1, 2)),
+                 "power_active": "20 W"},
+        "cloud": {"tier": "cloud", "flops_per_s": "100 GFLOP/s"},
+    }
+    return {
+        "name": "fast_each", "seed": draw(st.integers(0, 10_000)),
+        "samples": draw(st.integers(30, 120)),
+        "topology": {"devices": devices, "links": [
+            up, {"name": "wan", "from": "edge", "to": "cloud", "bandwidth": draw(bandwidths),
+                 "latency": draw(latencies)}]},
+        "workload": {"arrivals": draw(st.sampled_from(["poisson", "periodic"])),
+                     "rate": f"{draw(st.sampled_from([1, 4, 15, 40]))} /s", "sources": "each"},
+        "models": {
+            "m": {"oracle": "synthetic", "samples": 40, "devices": n,
+                  "flops": {"dev": "2 MFLOP", "edge": "10 MFLOP", "cloud": "50 MFLOP"},
+                  "message_bytes": {"feat": draw(st.sampled_from(["512 B", "8 kB"])),
+                                    "feat.edge": "1024 B"}},
+            "chain": {"oracle": "synthetic_chain", "input_bytes": "20 kB", "samples": 40,
+                      "layers": [
+                          {"name": "c1", "flops": "20 MFLOP", "out_bytes": "40 kB"},
+                          {"name": "c2", "flops": "5 MFLOP", "out_bytes": "4 kB",
+                           "exit": {"flops": "1 MFLOP", "accuracy": 0.8}},
+                          {"name": "c3", "flops": "200 MFLOP", "out_bytes": "40 B"}]}},
+        "policies": [
+            {"policy": "tiered", "model": "m", "end_threshold": draw(thresholds),
+             "edge_threshold": draw(thresholds)},
+            {"policy": "partition", "name": "p", "model": "chain",
+             "method": draw(st.sampled_from(["neurosurgeon", "dads", "heavy", "edge_only"]))}],
+    }
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(multiview())
+def test_fast_equals_des_on_multiview_scenarios(data):
+    check(data)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(per_device())
+def test_fast_equals_des_on_per_device_scenarios(data):
+    check(data)
+
+
+def test_fast_equals_des_under_heavy_load_with_revisits():
+    """DDNN sends scores then features over the same cell: the revisited stations settle."""
+    data = multiview_scenario(4, samples=400, workload={"arrivals": "poisson", "rate": "40 /s",
+                                                       "sources": "all"})
+    check(data)
+
+
+@pytest.mark.parametrize("name", ["synthetic_demo", "partition_demo"])
+def test_fast_equals_des_on_shipped_scenarios(name):
+    loaded = load(SCENARIOS / f"{name}.yaml", ["samples=300"])
+    data = loaded.scenario.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["policies"] = [p for p in data["policies"] if p.get("method") != "dapdee"]
+    data["cache_dir"] = str(TRACE_DIR)
+    check(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing and refusing
+
+
+@pytest.mark.parametrize(("over", "key", "feature"), [
+    ({"failures": [{"device": "cam0", "start": "1 s"}]}, "failures.0", "device failures"),
+    ({"topology": {"links": [{"name": "cell", "from": "cam", "to": "edge", "bandwidth":
+                              "5 Mbit/s", "latency": "5 ms", "loss": 0.01, "sharing": "fifo"}]}},
+     "topology.links.0.loss", "packet loss"),
+    ({"topology": {"links": [{"name": "cell", "from": "cam", "to": "edge", "bandwidth":
+                              "5 Mbit/s", "latency": "5 ms", "sharing": "fair"}]}},
+     "topology.links.0.sharing", "fair sharing"),
+    ({"topology": {"devices": {"edge": {"service": "exponential"}}}},
+     "topology.devices.edge.service", "exponential service"),
+    ({"workload": {"arrivals": "closed", "concurrency": 2}}, "workload.arrivals",
+     "closed-loop"),
+])
+def test_engine_fast_refuses_what_it_cannot_time_exactly(over, key, feature):
+    data = multiview_scenario(2, **over)
+    if "links" in over.get("topology", {}):
+        data["topology"]["links"].append({"name": "wan", "from": "edge", "to": "cloud",
+                                          "bandwidth": "100 Mbit/s", "latency": "5 ms"})
+    load_data(copy.deepcopy(data))  # valid as such
+    data["engine"] = "fast"
+    with pytest.raises(ScenarioError) as err:
+        load_data(data, "s.yaml")
+    text = "\n".join(str(p) for p in err.value.problems)
+    assert f"s.yaml: {key}: engine 'fast' cannot time this exactly: " in text
+    assert feature in text
+
+
+def test_engine_fast_refuses_a_policy_reading_live_state():
+    data = chain_scenario(engine="fast", models={"c": {"oracle": "synthetic_chain",
+                          "input_bytes": "1 kB", "layers": [{"name": "a", "flops": "1 MFLOP",
+                                                             "out_bytes": "1 kB"}]}},
+                          policies=[{"policy": "partition", "method": "dapdee",
+                                     "model": "c", "deadline": "100 ms"}])
+    with pytest.raises(ScenarioError, match=r"policies\.0: .*dapdee.*live queue"):
+        load_data(data, "s.yaml")
+    with pytest.raises(FastEngineError, match="dapdee"):
+        data["engine"] = "des"
+        loaded = load_data(data)
+        topo, [(policy, oracle)] = prepare(loaded, progress=False)
+        arr = Arrivals.from_spec(loaded.scenario.workload, 3, topo.end_devices, 1)
+        FastSimulation(topo, arr, policy, 3, 1, oracle.n_samples)
+
+
+def test_auto_picks_per_policy_and_the_manifest_says_why():
+    data = merge(chain_scenario(samples=50), {"models": {"c": {
+        "oracle": "synthetic_chain", "input_bytes": "1 kB",
+        "layers": [{"name": "a", "flops": "1 MFLOP", "out_bytes": "1 kB"}]}}})
+    data["policies"] = [{"policy": "tiered", "model": "m"},
+                        {"policy": "partition", "model": "c", "method": "dapdee",
+                         "deadline": "100 ms"}]
+    data["output"] = {"plots": False}
+    res = execute(load_data(data), None, make_progress=False)
+    eng = res.manifest["engine"]
+    assert eng["requested"] == "auto"
+    assert eng["policies"]["tiered"]["engine"] == "fast"
+    assert eng["policies"]["partition"]["engine"] == "des"
+    assert "dapdee" in eng["policies"]["partition"]["why"]
+    data["engine"] = "des"
+    res = execute(load_data(data), None, make_progress=False)
+    assert {v["engine"] for v in res.manifest["engine"]["policies"].values()} == {"des"}
+
+
+def test_arrival_schedule_refuses_closed_loop():
+    data = chain_scenario(workload={"arrivals": "closed", "sources": "each"})
+    loaded = load_data(data)
+    topo, _ = prepare(loaded, progress=False)
+    arr = Arrivals.from_spec(loaded.scenario.workload, 3, topo.end_devices, 1)
+    with pytest.raises(FastEngineError, match="closed"):
+        arrival_schedule(arr, topo)
