@@ -207,6 +207,9 @@ class WorkloadSpec(Strict):
     deadline: PosSeconds | None = Field(
         None, description="latency requirement: summaries add deadline_met and "
         "accuracy_in_deadline; partition's dapdee uses it unless given its own")
+    order: Literal["shuffled", "dataset"] = Field(
+        "shuffled", description="order of the test samples: a seeded random permutation per "
+        "pass over the test split (the same for every policy), or the dataset's own order")
 
     @model_validator(mode="after")
     def _needs(self):

@@ -32,7 +32,7 @@ from simulator.oracle import (
 )
 from simulator.policies.base import BindContext, Policy, PolicyError, registry
 from simulator.topology import Topology, build
-from simulator.workload import Arrivals, read_arrivals_csv
+from simulator.workload import Arrivals, SampleOrder, read_arrivals_csv
 
 
 @dataclass
@@ -67,6 +67,13 @@ def make_oracle(loaded: Loaded, model: str, overrides: dict | None = None,
         data["data_dir"] = str(loaded.path(spec.data_dir))
     return build_oracle(data, seed=seed, cache_dir=Path(loaded.scenario.cache_dir),
                         progress=progress)
+
+
+def sample_order(loaded: Loaded, n_rows: int) -> SampleOrder:
+    """The test rows samples show, in the order ``workload.order`` asks for, seeded by the
+    scenario's seed (the same for every policy of the run)."""
+    scn = loaded.scenario
+    return SampleOrder(scn.seed, n_rows, shuffled=scn.workload.order == "shuffled")
 
 
 def failures(loaded: Loaded, topo: Topology) -> list[tuple[str, float, float]]:
@@ -156,6 +163,8 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp_records = out_dir / ".records.parquet.tmp"
     frames, summaries, timings, hop_logs = [], [], {}, {}
+    # One sample order per test-split size, computed once and shared by every policy.
+    orders = {n: sample_order(loaded, n) for n in {o.n_samples for _, o in bound}}
     try:
         for policy, oracle in bound:
             arrivals = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices,
@@ -163,7 +172,7 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
             advance = progress(policy.label, scn.samples) if progress else None
             t1 = time.perf_counter()
             sim = Simulation(topo, arrivals, policy, scn.samples, scn.seed, oracle.n_samples,
-                             hop_log=hop_log, progress=advance)
+                             hop_log=hop_log, progress=advance, order=orders[oracle.n_samples])
             rec = sim.run()
             wall = time.perf_counter() - t1
             frame = rec.to_frame(policy.label, topo.end_devices)
