@@ -61,11 +61,12 @@ def make_oracle(loaded: Loaded, model: str, overrides: dict | None = None,
         return TraceOracle(loaded.path(spec.file))
     from models.oracle import build_oracle  # torch enters only here
 
-    data = spec.model_dump(exclude={"oracle"})
+    data = spec.model_dump(exclude={"oracle", "seed"})
     data.update(overrides or {})
     if spec.data_dir is not None:
         data["data_dir"] = str(loaded.path(spec.data_dir))
-    return build_oracle(data, seed=seed, cache_dir=Path(loaded.scenario.cache_dir),
+    # A trained network has its own seed (models.<name>.seed), not the scenario's.
+    return build_oracle(data, seed=spec.seed, cache_dir=Path(loaded.scenario.cache_dir),
                         progress=progress)
 
 
