@@ -19,7 +19,7 @@ options    architecture options (channels, device_layers, pool, local_agg, edge,
 mu         ATT-DDNN importance threshold in [0, 1] (default 0); changes the oracle, not training
 train      ``epochs`` (10), ``lr`` (0.1), ``batch_size`` (200), ``momentum`` (0.9),
            ``weight_decay`` (5e-4), ``exit_weights`` ({dev, local, edge, cloud}: 1.0 each),
-           ``device_dropout`` (0.0), ``mu_max`` (0.3: ATT trains at mu drawn from [0, mu_max]),
+           ``device_dropout`` (0.0), ``mu_max`` (0.5: ATT trains at mu drawn from [0, mu_max]),
            ``encoding`` (default: the served ``encoding``; another value serves a network
            trained with that encoding, e.g. a float32-trained one, quantized at inference)
 encoding   ``float32`` (default) | ``float16`` | ``int8`` | ``bit``: the encoding of every
