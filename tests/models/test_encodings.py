@@ -150,3 +150,15 @@ def test_ddnn_bit_bytes_follow_the_paper_formula(cache):
     per_device = rec["bytes.cell"].mean() / 6
     assert f * h * w % 8 == 0  # whole bytes: no rounding in this check
     assert per_device == pytest.approx(expected, rel=1e-9)
+
+
+def test_ddnn_binary_weights_option_builds_binary_device_layers():
+    from models.blocks import BinaryConv2d
+    from models.multiview import option_problems
+
+    m = create_model("ddnn", n_devices=2, view_shape=(1, 6, 4), n_classes=3, encoding="bit",
+                     binary_weights=True, **TINY)
+    convs = [c for c in m.devices.modules() if isinstance(c, torch.nn.Conv2d)]
+    assert convs and all(isinstance(c, BinaryConv2d) for c in convs)
+    assert not any(isinstance(c, BinaryConv2d) for c in m.cloud.modules())
+    assert option_problems("ddnn", {"binary_weights": "yes"})
