@@ -89,7 +89,6 @@ def _closed_forms(data, res):
     loaded = load_data(data, "<test>")
     topo, bound = prepare(loaded, progress=False)
     from simulator.policies.base import Sample
-
     from simulator.run import sample_order
 
     out = {}
