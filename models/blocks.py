@@ -1,4 +1,10 @@
-"""Building blocks: residual 3x3 layer, SE channel attention, multi-device aggregators.
+"""Building blocks: message codecs, residual 3x3 layer, SE channel attention, aggregators.
+
+A :class:`Codec` stands at every boundary where a tensor leaves one machine for another: the
+tensor after it holds exactly the values the message carries (binarized, int8 with its scale, or
+cast to float16), so the receiver computes on what was billed. In training the rounding passes
+gradients straight through (straight-through estimators), so networks learn with the encoding
+they are served with.
 
 Aggregators take per-device tensors stacked on dim 1, ``(N, D, ...)``, and an ``alive`` mask
 ``(N, D)`` (bool). Dead devices contribute nothing: they are skipped by max and average pooling
@@ -13,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+ENCODINGS = ("float32", "float16", "int8", "bit")
 FEATURE_AGGREGATIONS = ("max", "avg", "concat", "attention")
 SCORE_AGGREGATIONS = ("max", "avg", "concat", "minent")
 
@@ -23,27 +30,102 @@ def normalized_entropy(logits: torch.Tensor) -> torch.Tensor:
     return torch.special.entr(p).sum(-1) / math.log(logits.shape[-1])
 
 
-class ResidualLayer(nn.Module):
-    """3x3 conv + batch norm + identity (or 1x1 projection) shortcut + ReLU."""
+def straight_through(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``y`` in the forward pass, the gradient of ``x`` in the backward pass."""
+    return x + (y - x).detach()
 
-    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+
+#: Bytes an int8 message adds for its per-tensor scale and offset (two float32).
+INT8_HEADER_BYTES = 8
+
+
+class Codec(nn.Module):
+    """A message boundary: returns exactly the tensor the receiver decodes.
+
+    ``float32``: unchanged. ``float16``: a cast to half precision and back. ``int8``: affine
+    quantization with one scale and offset per message (per sample, over the whole tensor):
+    ``q = round((x - lo) / s)`` in 0..255 with ``s = (hi - lo) / 255``; the receiver computes on
+    ``lo + q s`` (at most 256 distinct values per message). ``bit``: binarization ``x > 0`` ->
+    {0, 1}; networks trained with ``bit`` put a batch norm before the codec, whose shift acts as a
+    learned per-channel threshold. In training, rounding passes the gradient straight through
+    (for ``bit`` the clipped identity of BinaryConnect/BNN: zero where ``|x| > 1``).
+
+    ``keep`` (``(N, C)`` bool, ATT-DDNN): channels not sent are zero at the receiver.
+    """
+
+    def __init__(self, encoding: str = "float32"):
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        if encoding not in ENCODINGS:
+            raise ValueError(f"unknown encoding {encoding!r}; choose one of {list(ENCODINGS)}")
+        self.encoding = encoding
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        enc = self.encoding
+        if enc == "float16":
+            y = x.to(torch.float16).to(x.dtype)
+        elif enc == "int8":
+            flat = x.detach().flatten(1)
+            lo = flat.amin(1).view(-1, *([1] * (x.dim() - 1)))
+            hi = flat.amax(1).view(-1, *([1] * (x.dim() - 1)))
+            scale = ((hi - lo) / 255).clamp(min=1e-12)
+            y = straight_through(x, torch.round((x - lo) / scale).clamp(0, 255) * scale + lo)
+        elif enc == "bit":
+            soft = (x.clamp(-1, 1) + 1) / 2
+            y = straight_through(soft, (x > 0).to(x.dtype))
+        else:
+            y = x
+        if keep is not None:
+            y = y * keep.view(*keep.shape, *([1] * (x.dim() - keep.dim()))).to(y.dtype)
+        return y
+
+    def extra_repr(self) -> str:
+        return self.encoding
+
+
+def set_encoding(module: nn.Module, encoding: str) -> None:
+    """Serve ``module`` with another encoding: every :class:`Codec` inside it switches."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown encoding {encoding!r}; choose one of {list(ENCODINGS)}")
+    for m in module.modules():
+        if isinstance(m, Codec):
+            m.encoding = encoding
+
+
+class BinaryConv2d(nn.Conv2d):
+    """Convolution with binary weights ``sign(w)`` times the mean ``|w|`` of each filter (XNOR-Net
+    style scale), trained through a straight-through estimator on the real-valued weights."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        alpha = w.detach().abs().mean(dim=(1, 2, 3), keepdim=True)
+        wb = straight_through(w.clamp(-1, 1), torch.where(w >= 0, alpha, -alpha))
+        return self._conv_forward(x, wb, self.bias)
+
+
+class ResidualLayer(nn.Module):
+    """3x3 conv + batch norm + identity (or 1x1 projection) shortcut + ReLU.
+
+    ``binary``: binary weights (:class:`BinaryConv2d`), the end-device blocks of DDNN."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, binary: bool = False):
+        super().__init__()
+        conv = BinaryConv2d if binary else nn.Conv2d
+        self.conv = conv(c_in, c_out, 3, stride=stride, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(c_out)
         self.shortcut: nn.Module = nn.Identity()
         if c_in != c_out or stride != 1:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+                conv(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(x)) + self.shortcut(x))
 
 
-def residual_stack(c_in: int, c_out: int, n_layers: int) -> nn.Sequential:
+def residual_stack(c_in: int, c_out: int, n_layers: int, binary: bool = False) -> nn.Sequential:
     """``n_layers`` residual layers, the first one mapping ``c_in`` to ``c_out`` channels."""
     return nn.Sequential(
-        *[ResidualLayer(c_in if k == 0 else c_out, c_out) for k in range(n_layers)]
+        *[ResidualLayer(c_in if k == 0 else c_out, c_out, binary=binary) for k in range(n_layers)]
     )
 
 
@@ -143,15 +225,27 @@ class FeatureFusion(nn.Module):
             SEAttention(n_devices * channels, reduction) if mode == "attention" else None
         )
 
-    def forward(self, feats: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+    def forward(self, feats: torch.Tensor, alive: torch.Tensor, mu: float = 0.0) -> torch.Tensor:
+        return self.fuse(feats, alive, mu)[0]
+
+    def fuse(
+        self, feats: torch.Tensor, alive: torch.Tensor, mu: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(fused map, kept channels ``(N, D*C)`` bool or None).
+
+        ``attention`` applies the importance threshold ``mu`` as the devices do (ATT-DDNN's edge
+        attention module); channels of dead devices and channels whose weight falls to 0 are not
+        kept, so they need not be sent on to the cloud.
+        """
         if self.mode == "max":
-            return masked_max(feats, alive)
+            return masked_max(feats, alive), None
         if self.mode == "avg":
-            return masked_mean(feats, alive)
+            return masked_mean(feats, alive), None
         fused = masked_concat(feats, alive)
-        if self.attention is not None:
-            fused, _ = self.attention(fused)
-        return fused
+        if self.attention is None:
+            return fused, None
+        fused, keep = self.attention(fused, mu)
+        return fused, keep & alive.repeat_interleave(feats.shape[2], dim=1)
 
 
 class Head(nn.Module):

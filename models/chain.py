@@ -26,6 +26,14 @@ dropout       dropout before the hidden linear layers of AlexNet/VGG (0)
 ============  =================================================================================
 
 The exits are named ``exit1`` .. ``exit{K}`` (shallowest first) and ``final``.
+
+Encoding (``create_chain_model(..., encoding=...)``): a partition policy may cut the network after
+any trunk or head layer and send that layer's output, so every trunk layer, residual block and
+hidden linear layer (exit branches' too: a min cut may fall inside one) ends in a
+:class:`~models.blocks.Codec`: the next layer computes on exactly the values a cut there would
+carry (float16, int8 with its scale, or binary). With ``bit`` the layers drop their ReLU and
+binarize the batch-normed output (``x > 0``: a learned threshold per channel), the binary
+activations of BNNs. Class scores are float32.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from models.blocks import Codec
 from models.graph import FusedLayer
 from models.registry import ArchInfo, Registry
 
@@ -45,34 +54,41 @@ from models.registry import ArchInfo, Registry
 
 
 class ConvLayer(FusedLayer):
-    """conv (k x k, same padding) + optional batch norm + optional ReLU: one cost-graph node."""
+    """conv (k x k, same padding) + optional batch norm + optional ReLU + codec (the encoding of
+    its output, see the module doc; ``None``: none): one cost-graph node."""
 
     kind = "conv"
 
     def __init__(self, c_in: int, c_out: int, k: int = 3, stride: int = 1, *, bn: bool = True,
-                 relu: bool = True):
+                 relu: bool = True, encoding: str | None = None):
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, bias=not bn)
         self.bn = nn.BatchNorm2d(c_out) if bn else nn.Identity()
-        self.relu = relu
+        self.relu = relu and encoding != "bit"
+        self.codec = Codec(encoding) if encoding is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn(self.conv(x))
-        return F.relu(x) if self.relu else x
+        x = F.relu(x) if self.relu else x
+        return self.codec(x) if self.codec is not None else x
 
 
 class LinearLayer(FusedLayer):
-    """optional dropout + linear + ReLU: one cost-graph node (a hidden fully connected layer)."""
+    """optional dropout + linear + ReLU (+ codec): one cost-graph node (a hidden fully connected
+    layer)."""
 
     kind = "linear"
 
-    def __init__(self, n_in: int, n_out: int, dropout: float = 0.0):
+    def __init__(self, n_in: int, n_out: int, dropout: float = 0.0, encoding: str = "float32"):
         super().__init__()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(n_in, n_out)
+        self.relu = encoding != "bit"
+        self.codec = Codec(encoding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.fc(self.dropout(x)))
+        x = self.fc(self.dropout(x))
+        return self.codec(F.relu(x) if self.relu else x)
 
 
 def _pool_or_skip(hw: tuple[int, int]) -> tuple[nn.Module | None, tuple[int, int]]:
@@ -82,12 +98,27 @@ def _pool_or_skip(hw: tuple[int, int]) -> tuple[nn.Module | None, tuple[int, int
     return nn.MaxPool2d(2, ceil_mode=True), (-(-hw[0] // 2), -(-hw[1] // 2))
 
 
+class GlobalPool(FusedLayer):
+    """Global average pooling + codec (an average of encoded values is not encoded): one node."""
+
+    kind = "adaptiveavgpool2d"
+
+    def __init__(self, encoding: str = "float32"):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.codec = Codec(encoding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.codec(self.pool(x))
+
+
 class ExitBranch(nn.Module):
     """BranchyNet-style exit: 3x3 conv layer, 2x2 max-pool, flatten, linear classifier."""
 
-    def __init__(self, c: int, hw: tuple[int, int], n_classes: int, bn: bool):
+    def __init__(self, c: int, hw: tuple[int, int], n_classes: int, bn: bool,
+                 encoding: str = "float32"):
         super().__init__()
-        self.conv = ConvLayer(c, c, 3, bn=bn)
+        self.conv = ConvLayer(c, c, 3, bn=bn, encoding=encoding)
         pool, hw = _pool_or_skip(hw)
         self.pool = pool or nn.Identity()
         self.flatten = nn.Flatten()
@@ -98,18 +129,22 @@ class ExitBranch(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    """ResNet basic block: two 3x3 conv layers + identity or 1x1 projection shortcut, ReLU."""
+    """ResNet basic block: two 3x3 conv layers + identity or 1x1 projection shortcut, ReLU, and
+    the codec of its output (a cut after conv1 carries conv1's encoded output)."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, bn: bool):
+    def __init__(self, c_in: int, c_out: int, stride: int, bn: bool, encoding: str = "float32"):
         super().__init__()
-        self.conv1 = ConvLayer(c_in, c_out, 3, stride, bn=bn)
-        self.conv2 = ConvLayer(c_out, c_out, 3, bn=bn, relu=False)
-        self.shortcut = (ConvLayer(c_in, c_out, 1, stride, bn=bn, relu=False)
+        self.conv1 = ConvLayer(c_in, c_out, 3, stride, bn=bn, encoding=encoding)
+        self.conv2 = ConvLayer(c_out, c_out, 3, bn=bn, relu=False, encoding=encoding)
+        self.shortcut = (ConvLayer(c_in, c_out, 1, stride, bn=bn, relu=False, encoding=encoding)
                          if stride != 1 or c_in != c_out else None)
+        self.relu = encoding != "bit"
+        self.codec = Codec(encoding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         short = x if self.shortcut is None else self.shortcut(x)
-        return F.relu(self.conv2(self.conv1(x)) + short)
+        y = self.conv2(self.conv1(x)) + short
+        return self.codec(F.relu(y) if self.relu else y)
 
 
 class EarlyExitNet(nn.Module):
@@ -201,7 +236,8 @@ RESNET_STAGES = (64, 128, 256)  # one basic block each; stride 2 from the second
 
 
 def _convnet(arch: str, cfg, hidden: int, input_shape, n_classes: int, *, width: float,
-             exits: Sequence[int], batch_norm: bool, dropout: float) -> ChainNet:
+             exits: Sequence[int], batch_norm: bool, dropout: float,
+             encoding: str = "float32") -> ChainNet:
     c, h, w = input_shape
     hw = (h, w)
     trunk: list[tuple[str, nn.Module]] = []
@@ -214,42 +250,45 @@ def _convnet(arch: str, cfg, hidden: int, input_shape, n_classes: int, *, width:
                 n_pool += 1
                 trunk.append((f"pool{n_pool}", pool))
         if pending:  # the exit after conv k follows the pool right after it, if any
-            branches[trunk[-1][0]] = ExitBranch(c, hw, n_classes, batch_norm)
+            branches[trunk[-1][0]] = ExitBranch(c, hw, n_classes, batch_norm, encoding)
             pending = False
         if item != "M":
             out, k = item if isinstance(item, tuple) else (item, 3)
             n_conv += 1
-            trunk.append((f"conv{n_conv}", ConvLayer(c, _ch(out, width), k, bn=batch_norm)))
+            trunk.append((f"conv{n_conv}", ConvLayer(c, _ch(out, width), k, bn=batch_norm,
+                                                     encoding=encoding)))
             c = _ch(out, width)
             pending = n_conv in exits
     if pending:
-        branches[trunk[-1][0]] = ExitBranch(c, hw, n_classes, batch_norm)
+        branches[trunk[-1][0]] = ExitBranch(c, hw, n_classes, batch_norm, encoding)
     n_hidden = _ch(hidden, width)
     head: list[tuple[str, nn.Module]] = [
         ("flatten", nn.Flatten()),
-        ("fc1", LinearLayer(c * hw[0] * hw[1], n_hidden, dropout)),
-        ("fc2", LinearLayer(n_hidden, n_hidden, dropout)),
+        ("fc1", LinearLayer(c * hw[0] * hw[1], n_hidden, dropout, encoding)),
+        ("fc2", LinearLayer(n_hidden, n_hidden, dropout, encoding)),
         ("classifier", nn.Linear(n_hidden, n_classes)),
     ]
     return ChainNet(arch, EarlyExitNet(trunk, branches, head), input_shape, n_classes)
 
 
 def _resnet(arch: str, input_shape, n_classes: int, *, width: float, exits: Sequence[int],
-            batch_norm: bool, dropout: float) -> ChainNet:
+            batch_norm: bool, dropout: float, encoding: str = "float32") -> ChainNet:
     c, h, w = input_shape
     hw = (h, w)
     c0 = _ch(RESNET_STAGES[0], width)
-    trunk: list[tuple[str, nn.Module]] = [("stem", ConvLayer(c, c0, 3, bn=batch_norm))]
+    trunk: list[tuple[str, nn.Module]] = [("stem", ConvLayer(c, c0, 3, bn=batch_norm,
+                                                            encoding=encoding))]
     branches: dict[str, nn.Module] = {}
     c = c0
     for i, base in enumerate(RESNET_STAGES, start=1):
         stride = 1 if i == 1 or min(hw) < 2 else 2
         hw = (-(-hw[0] // stride), -(-hw[1] // stride))
-        trunk.append((f"block{i}", BasicBlock(c, _ch(base, width), stride, batch_norm)))
+        trunk.append((f"block{i}", BasicBlock(c, _ch(base, width), stride, batch_norm,
+                                              encoding)))
         c = _ch(base, width)
         if i in exits:
-            branches[f"block{i}"] = ExitBranch(c, hw, n_classes, batch_norm)
-    head = [("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten()),
+            branches[f"block{i}"] = ExitBranch(c, hw, n_classes, batch_norm, encoding)
+    head = [("pool", GlobalPool(encoding)), ("flatten", nn.Flatten()),
             ("classifier", nn.Linear(c, n_classes))]
     return ChainNet(arch, EarlyExitNet(trunk, branches, head), input_shape, n_classes)
 
@@ -319,10 +358,13 @@ def resolve_chain_options(arch: str, options: Mapping[str, object] | None = None
     return out
 
 
-def create_chain_model(arch: str, *, input_shape, n_classes: int, **options) -> ChainNet:
-    """Build ``arch`` for inputs of shape ``(C, H, W)``."""
+def create_chain_model(arch: str, *, input_shape, n_classes: int, encoding: str = "float32",
+                       **options) -> ChainNet:
+    """Build ``arch`` for inputs of shape ``(C, H, W)`` whose activations at a cut travel under
+    ``encoding``."""
     info = CHAINS.info(arch)
-    return info.builder(tuple(input_shape), n_classes, **resolve_chain_options(arch, options))
+    return info.builder(tuple(input_shape), n_classes, encoding=encoding,
+                        **resolve_chain_options(arch, options))
 
 
 @register_chain(description="AlexNet (CIFAR variant: 5 conv layers, 3 pools, 2 hidden FC) "

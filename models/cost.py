@@ -4,9 +4,11 @@ FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one sample 
 counts 2; only matrix products and convolutions are counted, not batch norm, ReLU or pooling),
 and attributed to the sections ``dev{i}``, ``local``, ``edge``, ``cloud`` by module name.
 
-Message encodings (bytes per transmitted value): ``float32`` 4, ``float16`` 2, ``int8`` 1,
-``bit`` 1/8 (binarized features, as in DDNN; the total is rounded up to whole bytes). A message
-that sends only some channels (ATT-DDNN) also carries a channel mask of ceil(C / 8) bytes. Class
+Message encodings (bytes per transmitted value): ``float32`` 4, ``float16`` 2, ``int8`` 1 plus
+8 bytes per message for its scale and offset (two float32), ``bit`` 1/8 (binarized features, as
+in DDNN; the total is rounded up to whole bytes). The networks compute on exactly these values
+(:class:`models.blocks.Codec`). A message that sends only some channels (ATT-DDNN) also carries a
+channel mask of ceil(C / 8) bytes. Class
 scores are always float32 (4 bytes per class, DDNN's 4|C|); raw pixels are uint8 (1 byte per pixel
 per colour channel).
 """
@@ -19,9 +21,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from models.blocks import ENCODINGS, INT8_HEADER_BYTES
 from models.multiview import MultiViewNet
 
-ENCODINGS = ("float32", "float16", "int8", "bit")
 _BYTES_PER_VALUE = {"float32": 4, "float16": 2, "int8": 1}
 SCORE_BYTES_PER_CLASS = 4
 
@@ -41,6 +43,17 @@ def value_bytes(n_values, encoding: str):
     return n_values * _BYTES_PER_VALUE[encoding]
 
 
+def message_bytes(n_values, encoding: str):
+    """Bytes of one message of ``n_values`` values: the values plus, for ``int8``, the scale and
+    offset (a message of 0 values is not sent: 0 bytes)."""
+    out = value_bytes(n_values, encoding)
+    if encoding != "int8":
+        return out
+    if isinstance(n_values, np.ndarray):
+        return np.where(n_values > 0, out + INT8_HEADER_BYTES, 0)
+    return out + INT8_HEADER_BYTES if n_values > 0 else 0
+
+
 def mask_bytes(channels: int) -> int:
     """Bytes of a kept-channel bit mask."""
     return math.ceil(channels / 8)
@@ -48,7 +61,7 @@ def mask_bytes(channels: int) -> int:
 
 def masked_feature_bytes(kept_channels, channels: int, spatial: int, encoding: str):
     """Bytes of a feature map sending only ``kept_channels`` of ``channels`` plus the mask."""
-    return value_bytes(kept_channels * spatial, encoding) + mask_bytes(channels)
+    return message_bytes(kept_channels * spatial, encoding) + mask_bytes(channels)
 
 
 def score_bytes(n_classes: int) -> int:
@@ -152,13 +165,16 @@ def dense_message_bytes(model: MultiViewNet, encoding: str) -> dict[str, int]:
     """Bytes per sample of the feature messages when every channel is sent.
 
     Keys: ``feat.dev`` (one device's map; ATT devices include their channel mask) and
-    ``feat.edge`` (edge to cloud, when there is an edge).
+    ``feat.edge`` (edge to cloud, when there is an edge; with attention fusion its mask too).
     """
     c, h, w = model.feature_shape
-    out = {"feat.dev": value_bytes(c * h * w, encoding)}
+    out = {"feat.dev": message_bytes(c * h * w, encoding)}
     if model.has_attention:
         out["feat.dev"] = masked_feature_bytes(c, c, h * w, encoding)
     shape = edge_feature_shape(model)
     if shape is not None:
-        out["feat.edge"] = value_bytes(math.prod(shape), encoding)
+        out["feat.edge"] = message_bytes(math.prod(shape), encoding)
+        if getattr(model, "edge_attention", False):
+            out["feat.edge"] = masked_feature_bytes(shape[0], shape[0], shape[1] * shape[2],
+                                                    encoding)
     return out

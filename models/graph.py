@@ -42,7 +42,8 @@ from torch import fx, nn
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.cost import score_bytes, value_bytes
+from models.blocks import Codec
+from models.cost import message_bytes, score_bytes
 
 INPUT = "input"  # the same name as simulator.partition.INPUT
 
@@ -55,6 +56,7 @@ FOLD_MODULES: tuple[type[nn.Module], ...] = (
     nn.Dropout,
     nn.Flatten,
     nn.Identity,
+    Codec,
 )
 FOLD_FUNCTIONS = frozenset([F.relu, torch.relu, torch.flatten, F.dropout, F.batch_norm])
 FOLD_METHODS = frozenset(["relu", "relu_", "flatten", "view", "reshape", "contiguous"])
@@ -73,7 +75,7 @@ class FusedLayer(nn.Module):
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, FusedLayer) or super().is_leaf_module(m, qualname)
+        return isinstance(m, (FusedLayer, Codec)) or super().is_leaf_module(m, qualname)
 
 
 def trace(net: nn.Module) -> fx.GraphModule:
@@ -182,7 +184,7 @@ def _capture(net: nn.Module, input_shape, encoding: str, repeats: int = 0, warmu
             if flops:
                 raise ValueError(f"node {n.name!r} counts FLOPs but returns no tensor")
             continue
-        nbytes = value_bytes(int(val[0].numel()), encoding)
+        nbytes = message_bytes(int(val[0].numel()), encoding)
         shape = list(val.shape[1:])
         if _is_trivial(n, gm) and len(deps) == 1 and deps[0] != INPUT:
             r = deps[0]

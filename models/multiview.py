@@ -32,7 +32,16 @@ cloud_from      ``fused`` | ``edge``: what the edge sends to the cloud
 cloud_channels  channels of the cloud layers
 cloud_layers    residual layers in the cloud
 reduction       SE reduction ratio r (device attention and attention fusion)
+binary_weights  binary weights (sign x mean |w| per filter) in the end-device layers (DDNN's
+                binarized blocks); activations sent are binary with ``encoding="bit"``
 ==============  ===============================================================================
+
+The message encoding (``create_model(..., encoding=...)``, one of ``float32``, ``float16``,
+``int8``, ``bit``) is part of the network: a :class:`~models.blocks.Codec` encodes every device
+feature map before the edge or cloud sees it, and the map the edge sends to the cloud. With
+``bit`` a batch norm precedes each codec (a learned threshold per channel), the end-device
+blocks of DDNN's binarized network. Every device classifier also runs on its encoded map.
+:func:`~models.blocks.set_encoding` serves a trained network with another encoding.
 """
 
 from __future__ import annotations
@@ -45,8 +54,10 @@ import torch
 from torch import nn
 
 from models.blocks import (
+    ENCODINGS,
     FEATURE_AGGREGATIONS,
     SCORE_AGGREGATIONS,
+    Codec,
     FeatureFusion,
     Head,
     ScoreAggregator,
@@ -69,6 +80,7 @@ _COMMON = {
     "cloud_channels": 64,
     "cloud_layers": 2,
     "reduction": 4,
+    "binary_weights": False,
 }
 
 ARCH_DEFAULTS: dict[str, dict[str, object]] = {
@@ -117,7 +129,7 @@ def option_problems(arch: str, options: Mapping[str, object]) -> list[tuple[str,
         elif key in _CHOICES:
             if value not in _CHOICES[key]:
                 problems.append((key, f"must be one of {list(_CHOICES[key])}, got {value!r}"))
-        elif key == "edge" and not isinstance(value, bool):
+        elif key in ("edge", "binary_weights") and not isinstance(value, bool):
             problems.append((key, f"must be true or false, got {value!r}"))
     return problems
 
@@ -143,11 +155,21 @@ def resolve_options(arch: str, options: Mapping[str, object] | None = None) -> d
 
 
 def create_model(
-    arch: str, *, n_devices: int, view_shape: tuple[int, int, int], n_classes: int, **options
+    arch: str,
+    *,
+    n_devices: int,
+    view_shape: tuple[int, int, int],
+    n_classes: int,
+    encoding: str = "float32",
+    **options,
 ) -> MultiViewNet:
-    """Build architecture ``arch`` for ``n_devices`` views of shape ``(C, h, w)``."""
+    """Build architecture ``arch`` for ``n_devices`` views of shape ``(C, h, w)`` whose messages
+    travel under ``encoding``."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown encoding {encoding!r}; choose one of {list(ENCODINGS)}")
     info = model_info(arch)
-    return info.builder(n_devices, tuple(view_shape), n_classes, **resolve_options(arch, options))
+    opts = resolve_options(arch, options)
+    return info.builder(n_devices, tuple(view_shape), n_classes, encoding=encoding, **opts)
 
 
 # --------------------------------------------------------------------------- network
@@ -175,10 +197,14 @@ class MultiViewOutput:
 
     Attributes:
         logits: exit name -> ``(N, K)`` class scores.
-        device_features: ``(N, D, C, h, w)`` uploaded device feature maps (zeros for dead devices).
+        device_features: ``(N, D, C, h, w)`` device feature maps as the receiver decodes them
+            (encoded; zeros for dead devices and for channels not sent).
         keep: ``(N, D, C)`` bool kept channels (attention devices) or ``None`` (all sent).
-        edge_features: the map the edge sends to the cloud, or ``None`` without an edge section.
+        edge_features: the map the edge sends to the cloud as the cloud decodes it, or ``None``
+            without an edge section.
         alive: ``(N, D)`` bool.
+        edge_keep: ``(N, C_edge)`` bool channels of the edge message kept by the edge attention
+            fusion (ATT-DDNN, ``cloud_from="fused"``), or ``None`` (all sent).
     """
 
     logits: dict[str, torch.Tensor]
@@ -186,42 +212,83 @@ class MultiViewOutput:
     keep: torch.Tensor | None
     edge_features: torch.Tensor | None
     alive: torch.Tensor
+    edge_keep: torch.Tensor | None = None
 
 
 class DeviceSection(nn.Module):
-    """End device: residual layers, optional max-pool and SE attention, linear classifier."""
+    """End device: residual layers, optional max-pool and SE attention, the message codec, and a
+    linear classifier over the encoded map (what the device sends is what it classifies)."""
 
-    def __init__(self, view_shape, channels, layers, pool, n_classes, attention, reduction):
+    def __init__(
+        self,
+        view_shape,
+        channels,
+        layers,
+        pool,
+        n_classes,
+        attention,
+        reduction,
+        encoding="float32",
+        binary=False,
+    ):
         super().__init__()
         c_in, h, w = view_shape
-        self.body = residual_stack(c_in, channels, layers)
+        self.body = residual_stack(c_in, channels, layers, binary=binary)
         self.pool = nn.MaxPool2d(pool, ceil_mode=True) if pool > 1 else nn.Identity()
+        self.pre = nn.BatchNorm2d(channels) if encoding == "bit" else None
         self.attention = SEAttention(channels, reduction) if attention else None
+        self.codec = Codec(encoding)
         self.feature_shape = (channels, -(-h // pool), -(-w // pool))
         self.head = Head(channels * self.feature_shape[1] * self.feature_shape[2], n_classes)
 
     def forward(self, x: torch.Tensor, mu: float = 0.0):
         feat = self.pool(self.body(x))
+        if self.pre is not None:
+            feat = self.pre(feat)
         keep = None
         if self.attention is not None:
             feat, keep = self.attention(feat, mu)
+        feat = self.codec(feat, keep)
         return feat, self.head(feat), keep
 
 
 class EdgeSection(nn.Module):
-    """Fusion of device features, deeper residual layers, classifier."""
+    """Fusion of device features (with the importance threshold for attention fusion), deeper
+    residual layers, classifier; encodes the map it sends to the cloud (``send``: ``fused`` or
+    ``edge``, the deeper layers' output)."""
 
-    def __init__(self, mode, n_devices, feat_shape, channels, layers, n_classes, reduction):
+    def __init__(
+        self,
+        mode,
+        n_devices,
+        feat_shape,
+        channels,
+        layers,
+        n_classes,
+        reduction,
+        send="fused",
+        encoding="float32",
+    ):
         super().__init__()
         c, h, w = feat_shape
         self.fusion = FeatureFusion(mode, n_devices, c, reduction)
         self.body = residual_stack(self.fusion.out_channels, channels, layers)
         self.head = Head(channels * h * w, n_classes)
+        self.send = send
+        c_msg = self.fusion.out_channels if send == "fused" else channels
+        self.pre = nn.BatchNorm2d(c_msg) if encoding == "bit" else None
+        self.codec = Codec(encoding)
 
-    def forward(self, feats: torch.Tensor, alive: torch.Tensor):
-        fused = self.fusion(feats, alive)
+    def forward(self, feats: torch.Tensor, alive: torch.Tensor, mu: float = 0.0):
+        """(message to the cloud as decoded there, its kept channels or None, edge logits)."""
+        fused, keep = self.fusion.fuse(feats, alive, mu)
         deep = self.body(fused)
-        return fused, deep, self.head(deep)
+        msg = fused if self.send == "fused" else deep
+        if self.send != "fused":
+            keep = None
+        if self.pre is not None:
+            msg = self.pre(msg)
+        return self.codec(msg, keep), keep, self.head(deep)
 
 
 class CloudSection(nn.Module):
@@ -263,13 +330,23 @@ class MultiViewNet(nn.Module):
         cloud_layers: int,
         reduction: int,
         attention: bool,
+        binary_weights: bool = False,
+        encoding: str = "float32",
     ):
         super().__init__()
         self.arch, self.n_devices, self.n_classes = arch, n_devices, n_classes
         self.view_shape = tuple(view_shape)
         self.devices = nn.ModuleList(
             DeviceSection(
-                view_shape, channels, device_layers, pool, n_classes, attention, reduction
+                view_shape,
+                channels,
+                device_layers,
+                pool,
+                n_classes,
+                attention,
+                reduction,
+                encoding=encoding,
+                binary=binary_weights,
             )
             for _ in range(n_devices)
         )
@@ -287,6 +364,8 @@ class MultiViewNet(nn.Module):
                 edge_layers,
                 n_classes,
                 reduction,
+                send=cloud_from,
+                encoding=encoding,
             )
             c_in = self.edge.fusion.out_channels if cloud_from == "fused" else edge_channels
             self.cloud = CloudSection(None, c_in, (h, w), cloud_channels, cloud_layers, n_classes)
@@ -304,6 +383,20 @@ class MultiViewNet(nn.Module):
     @property
     def has_attention(self) -> bool:
         return self.devices[0].attention is not None
+
+    @property
+    def encoding(self) -> str:
+        """The encoding the network is currently served with."""
+        return self.devices[0].codec.encoding
+
+    @property
+    def edge_attention(self) -> bool:
+        """The edge fuses with attention and sends the fused map (edge channels can be dropped)."""
+        return (
+            self.edge is not None
+            and self.edge.fusion.attention is not None
+            and self.cloud_from == "fused"
+        )
 
     def forward(self, views: torch.Tensor, alive=None, mu: float = 0.0) -> MultiViewOutput:
         """``views`` ``(N, D, C, h, w)``; ``alive`` see :func:`alive_mask`; ``mu`` ATT threshold."""
@@ -324,14 +417,13 @@ class MultiViewNet(nn.Module):
         keep = None
         if self.has_attention:
             keep = torch.stack(keeps, 1) & mask[:, :, None]
-        edge_feat = None
+        edge_feat = edge_keep = None
         if self.edge is not None:
-            fused, deep, logits["edge"] = self.edge(feat, mask)
-            edge_feat = fused if self.cloud_from == "fused" else deep
+            edge_feat, edge_keep, logits["edge"] = self.edge(feat, mask, mu)
             logits["cloud"] = self.cloud(edge_feat)
         else:
             logits["cloud"] = self.cloud(feat, mask)
-        return MultiViewOutput(logits, feat, keep, edge_feat, mask)
+        return MultiViewOutput(logits, feat, keep, edge_feat, mask, edge_keep)
 
 
 # --------------------------------------------------------------------------- architectures

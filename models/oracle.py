@@ -19,8 +19,12 @@ options    architecture options (channels, device_layers, pool, local_agg, edge,
 mu         ATT-DDNN importance threshold in [0, 1] (default 0); changes the oracle, not training
 train      ``epochs`` (10), ``lr`` (0.1), ``batch_size`` (200), ``momentum`` (0.9),
            ``weight_decay`` (5e-4), ``exit_weights`` ({dev, local, edge, cloud}: 1.0 each),
-           ``device_dropout`` (0.0), ``mu_max`` (0.3: ATT trains at mu drawn from [0, mu_max])
-encoding   ``float32`` (default) | ``float16`` | ``int8`` | ``bit``: feature message encoding
+           ``device_dropout`` (0.0), ``mu_max`` (0.5: ATT trains at mu drawn from [0, mu_max]),
+           ``encoding`` (default: the served ``encoding``; another value serves a network
+           trained with that encoding, e.g. a float32-trained one, quantized at inference)
+encoding   ``float32`` (default) | ``float16`` | ``int8`` | ``bit``: the encoding of every
+           tensor sent (device features, edge features, chain activations at a cut); the
+           network computes on the encoded values
 =========  ==================================================================================
 
 Oracle naming follows :mod:`simulator.oracle`. A dead device's own exit ``dev{i}`` has no answer:
@@ -39,7 +43,7 @@ import math
 import threading
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +55,11 @@ from models.cost import (
     ENCODINGS,
     dense_message_bytes,
     masked_feature_bytes,
+    message_bytes,
     score_bytes,
     section_flops,
     section_params,
     section_seconds,
-    value_bytes,
 )
 from models.data import (
     CIFAR_TEST_FILE,
@@ -86,7 +90,7 @@ from simulator.oracle import (
     write_trace,
 )
 
-ORACLE_FORMAT = 3  # 2: tables carry info; 3: host seconds per section
+ORACLE_FORMAT = 4  # 2: tables carry info; 3: host seconds per section; 4: encodings
 SPEC_KEYS = (
     "arch",
     "dataset",
@@ -111,6 +115,7 @@ TRAIN_KEYS = (
     "exit_weights",
     "device_dropout",
     "mu_max",
+    "encoding",
 )
 IMAGE_SIZE = {"mnist": (28, 28), "cifar10": (32, 32), "synthetic": (12, 12)}
 SPLITS = ("test", "val")
@@ -345,6 +350,9 @@ def _resolve(spec) -> tuple[ResolvedSpec | None, list[tuple[str, str]]]:
         p.append(("encoding", f"must be one of {list(ENCODINGS)}, got {encoding!r}{hint}"))
     if p:
         return None, p
+    # Networks are trained with the encoding they are served with, unless train.encoding asks
+    # for another one explicitly (then served with the quantized values all the same).
+    train = replace(train, encoding=train.encoding or encoding)
     return ResolvedSpec(
         arch,
         dataset,
@@ -446,6 +454,7 @@ def _resolve_train(
         "weight_decay": (_is_num, lambda x: x >= 0, "a number >= 0"),
         "device_dropout": (_is_num, lambda x: 0 <= x < 1, "a number in [0, 1)"),
         "mu_max": (_is_num, lambda x: 0 <= x <= 1, "a number in [0, 1]"),
+        "encoding": (lambda x: x in ENCODINGS, lambda x: True, f"one of {list(ENCODINGS)}"),
     }
     vals = {} if epochs is None else {"epochs": epochs}
     for key, (typ, ok, what) in checks.items():
@@ -641,6 +650,10 @@ class TorchOracle:
             )
             if meta["key"] != self.checkpoint_key:  # both hash the same identity
                 raise RuntimeError("checkpoint key disagrees with the oracle's")
+            if s.encoding != s.train.encoding:  # asked for explicitly (train.encoding)
+                from models.blocks import set_encoding
+
+                set_encoding(model, s.encoding)
             self._model = model
             hist = meta.get("history", {})
             val = hist.get("val") or [{}]
@@ -695,6 +708,7 @@ class TorchOracle:
         pred = np.empty((n, k), dtype=np.int64)
         ent = np.empty((n, k), dtype=np.float64)
         kept = np.zeros((n, self.n_devices), dtype=np.int64)
+        edge_kept = np.zeros(n, dtype=np.int64)
         alive_list = sorted(alive)
         for start in range(0, n, batch_size):
             idx = torch.arange(start, min(n, start + batch_size))
@@ -705,6 +719,8 @@ class TorchOracle:
                 ent[idx.numpy(), j] = normalized_entropy(probs)
             if out.keep is not None:
                 kept[idx.numpy()] = out.keep.sum(2).numpy()
+            if getattr(out, "edge_keep", None) is not None:
+                edge_kept[idx.numpy()] = out.edge_keep.sum(1).numpy()
         for i in range(self.n_devices):
             if i not in alive:
                 j = model.exits.index(f"dev{i}")
@@ -714,11 +730,20 @@ class TorchOracle:
         if model.has_attention and alive_list:
             channels = model.feature_shape[0] * len(alive_list)
             info["feature_loss_rate"] = 1.0 - kept[:, alive_list].sum(1) / channels
-        return OracleTable(
-            model.exits, labels, pred, correct, ent, self._message_bytes(alive, kept, n), info
-        )
+        if getattr(model, "edge_attention", False) and alive_list:
+            channels = model.feature_shape[0] * len(alive_list)
+            info["edge_feature_loss_rate"] = 1.0 - edge_kept / channels
+        nbytes = self._message_bytes(alive, kept, n, edge_kept)
+        if model.has_attention:
+            # What the devices upload per sample (ADA/ATT devices always send their features).
+            info["device_upload_bytes"] = sum(
+                nbytes[f"feat.dev{i}"] for i in range(self.n_devices)
+            ).astype(np.float64)
+        return OracleTable(model.exits, labels, pred, correct, ent, nbytes, info)
 
-    def _message_bytes(self, alive, kept: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    def _message_bytes(
+        self, alive, kept: np.ndarray, n: int, edge_kept: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         model, data, enc = self.model, self.data, self.spec.encoding
         c, h, w = model.feature_shape
         dense = self._dense_bytes(model, enc)
@@ -736,9 +761,14 @@ class TorchOracle:
                     np.int64
                 )
             else:
-                out[f"feat.dev{i}"] = np.full(n, value_bytes(c * h * w, enc), dtype=np.int64)
+                out[f"feat.dev{i}"] = np.full(n, message_bytes(c * h * w, enc), dtype=np.int64)
         if "feat.edge" in dense:
             out["feat.edge"] = np.full(n, dense["feat.edge"], dtype=np.int64)
+            if model.edge_attention and edge_kept is not None:
+                c_e = model.edge.fusion.out_channels
+                out["feat.edge"] = masked_feature_bytes(edge_kept, c_e, h * w, enc).astype(
+                    np.int64
+                )
         return out
 
     def _dense_bytes(self, model, enc: str) -> dict[str, int]:
@@ -868,7 +898,7 @@ class ChainOracle(TorchOracle):
                               f"got {sorted(alive)}")
         return super().table(None, split)
 
-    def _message_bytes(self, alive, kept: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    def _message_bytes(self, alive, kept, n, edge_kept=None) -> dict[str, np.ndarray]:
         return {"raw": np.full(n, self.data.raw_bytes, dtype=np.int64)}
 
     def __repr__(self) -> str:

@@ -32,7 +32,7 @@ from models.chain import ChainNet, create_chain_model, is_chain
 from models.data import MultiViewData
 from models.multiview import MultiViewNet, create_model
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: networks compute on their encoded messages
 EXIT_GROUPS = ("dev", "local", "edge", "cloud")
 
 
@@ -55,8 +55,13 @@ class TrainConfig:
         device_dropout: probability that a device is dead for a training sample (fault-tolerance
             training; 0 = the papers' setting).
         mu_max: attention models only: each step uses an importance threshold drawn uniformly
-            from [0, mu_max], so the network tolerates the threshold it is later served with
-            (0 = always train at mu = 0, as a plain SE network). Ignored by other models.
+            from [0, mu_max] (at the devices and at the edge attention fusion), so the network
+            tolerates the threshold it is later served with (0 = always train at mu = 0, as a
+            plain SE network; the ATT paper does not say). 0.5: trained up to 0.3 only, the
+            network collapsed at mu = 0.3 itself (batch-norm statistics of the rarely seen
+            end of the range). Ignored by other models.
+        encoding: the message encoding the network is trained with (quantization-aware:
+            straight-through estimators); ``None`` until resolved to the served encoding.
     """
 
     epochs: int = 10
@@ -68,7 +73,8 @@ class TrainConfig:
         default_factory=lambda: {"dev": 1.0, "local": 1.0, "edge": 1.0, "cloud": 1.0}
     )
     device_dropout: float = 0.0
-    mu_max: float = 0.3
+    mu_max: float = 0.5
+    encoding: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -355,7 +361,8 @@ _INIT_LOCK = threading.Lock()
 
 
 def seeded_model(
-    arch: str, options: Mapping, data: MultiViewData, seed: int, builder=None
+    arch: str, options: Mapping, data: MultiViewData, seed: int, builder=None,
+    encoding: str | None = None,
 ) -> MultiViewNet | ChainNet:
     """A freshly initialised model, the same for the same seed, leaving the global RNG as it was.
 
@@ -371,13 +378,18 @@ def seeded_model(
             return builder()
         if is_chain(arch):
             return create_chain_model(
-                arch, input_shape=data.image_shape, n_classes=data.n_classes, **options
+                arch,
+                input_shape=data.image_shape,
+                n_classes=data.n_classes,
+                encoding=encoding or "float32",
+                **options,
             )
         return create_model(
             arch,
             n_devices=data.n_devices,
             view_shape=data.view_shape,
             n_classes=data.n_classes,
+            encoding=encoding or "float32",
             **options,
         )
 
@@ -407,13 +419,13 @@ def load_or_train(
     key = config_hash(ident)
     path = checkpoint_path(cache_dir, arch, key) if cache_dir is not None else None
     if path is not None:
-        model = seeded_model(arch, options, data, seed, builder)
+        model = seeded_model(arch, options, data, seed, builder, train_cfg.encoding)
         meta = _try_load(path, key, model)
         if meta is not None:
             model.eval()
             return model, {**meta, "key": key, "cached": True, "path": str(path)}
     # fresh: a rejected load may have touched it
-    model = seeded_model(arch, options, data, seed, builder)
+    model = seeded_model(arch, options, data, seed, builder, train_cfg.encoding)
     history = train_model(model, data, train_cfg, seed=seed, progress=progress)
     meta = {"identity": ident, "history": history}
     if path is not None:

@@ -3,8 +3,10 @@
     python scripts/model_tables.py [--cache .cache/ddnnsim]
 
 1. DDNN against ADA-DDNN at the same exit thresholds: early-exit rate and accuracy.
-2. ATT-DDNN at mu = 0, 0.1, 0.2, 0.3: bytes per sample and accuracy.
+2. ATT-DDNN at mu = 0 .. 0.4: bytes per sample and accuracy.
 3. DDNN's bytes per sample against cloud_only's raw upload, as a reduction factor.
+4. DDNN per message encoding (float32, float16, int8, bit; each network trained with the
+   encoding it is served with): accuracy and bytes against raw offload.
 
 Models are trained once and cached; every figure printed is measured in this run.
 """
@@ -65,13 +67,14 @@ def main() -> None:
     print("| mu | device uploads B/sample (cell, wire) | feature payload B/sample | "
           "all links B/sample | feature loss rate | accuracy | cloud exit rate |")
     print("|---|---|---|---|---|---|---|")
+    mus = (0.0, 0.1, 0.2, 0.3, 0.36, 0.4)
     rows = [{"policy": "att", "model": "att", "name": f"mu{mu}", "mu": mu, "threshold": 0.2}
-            for mu in (0.0, 0.1, 0.2, 0.3)]
+            for mu in mus]
     s = summary([policies(rows)], args.cache)
     loaded = load(ROOT / "scenarios" / "quickstart.yaml",
                   [f"cache_dir={args.cache}", policies(rows)])
     _, bound = prepare(loaded, progress=False)
-    for (policy, oracle), mu in zip(bound, (0.0, 0.1, 0.2, 0.3), strict=True):
+    for (policy, oracle), mu in zip(bound, mus, strict=True):
         r = s.loc[policy.label]
         t = oracle.table()
         feat = sum(t.nbytes[f"feat.dev{i}"].mean() for i in range(oracle.n_devices))
@@ -94,6 +97,28 @@ def main() -> None:
           f"{c['bytes_per_sample']:.0f} | {d['bytes_per_sample']:.0f} | "
           f"{c['bytes_per_sample'] / d['bytes_per_sample']:.2f}x |")
     print(f"| accuracy | {c['accuracy']:.1%} | {d['accuracy']:.1%} | |")
+
+    print("\n### DDNN per message encoding (T = 0.2; trained with the encoding it is served)\n")
+    print("| encoding | overall acc. | cloud-exit acc. (T = 0) | local-exit rate | "
+          "feature B/device | payload B/sample | wire B/sample | raw offload / DDNN (wire) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for enc in ("float32", "float16", "int8", "bit"):
+        rows = [{"policy": "cloud_only", "model": "ddnn"},
+                {"policy": "ddnn", "model": "ddnn", "threshold": 0.2},
+                {"policy": "ddnn", "model": "ddnn", "name": "final", "threshold": 0.0}]
+        over = [policies(rows), f"models.ddnn.encoding={enc}"]
+        s = summary(over, args.cache)
+        loaded = load(ROOT / "scenarios" / "quickstart.yaml", [f"cache_dir={args.cache}", *over])
+        _, bound = prepare(loaded, progress=False)
+        pay = {p.label: dry_run(p, "test")[1].mean() for p, _ in bound}
+        feat = bound[1][1].table().nbytes["feat.dev0"].mean()
+        c, d, f = s.loc["cloud_only"], s.loc["ddnn"], s.loc["final"]
+        print(f"| {enc} | {d['accuracy']:.1%} | {f['accuracy']:.1%} | "
+              f"{pct(d['exit_rate.local'])} | {feat:.0f} | {pay['ddnn']:.0f} | "
+              f"{d['bytes_per_sample']:.0f} | "
+              f"{c['bytes_per_sample'] / d['bytes_per_sample']:.2f}x |", flush=True)
+    print(f"| raw offload (cloud_only) | {c['accuracy']:.1%} | | | | {pay['cloud_only']:.0f} | "
+          f"{c['bytes_per_sample']:.0f} | 1x |")
 
 
 if __name__ == "__main__":

@@ -196,7 +196,7 @@ def _check_torch(loaded: Loaded, loc: tuple, spec) -> list[Problem]:
         return [loaded.problem((*loc, "oracle"), f"torch models need the 'models' package and "
                                f"torch ({exc}); install with pip install -e .")]
     out = []
-    data = spec.model_dump(exclude={"oracle"})
+    data = spec.model_dump(exclude={"oracle", "seed"})
     if spec.data_dir is not None:
         data["data_dir"] = str(loaded.path(spec.data_dir))
     data["base_dir"] = str(loaded.base_dir)  # plug-ins: relative paths and modules (issue 14)

@@ -278,6 +278,9 @@ class WorkloadSpec(Strict):
     deadline: PosSeconds | None = Field(
         None, description="latency requirement: summaries add deadline_met and "
         "accuracy_in_deadline; partition's dapdee uses it unless given its own")
+    order: Literal["shuffled", "dataset"] = Field(
+        "shuffled", description="order of the test samples: a seeded random permutation per "
+        "pass over the test split (the same for every policy), or the dataset's own order")
 
     @model_validator(mode="after")
     def _needs(self):
@@ -376,6 +379,9 @@ class TorchModel(Strict):
     mu: Float | None = Field(None, ge=0, le=1)
     train: dict[str, Any] = Field(default_factory=dict)
     encoding: Literal["float32", "float16", "int8", "bit"] = "float32"
+    seed: Int = Field(0, ge=0, description="model seed: initial weights, training batches and "
+                      "the data split; apart from the scenario's seed, so repeating a run with "
+                      "other seeds reuses the same trained network")
 
     @model_validator(mode="after")
     def _one_network(self):

@@ -40,7 +40,8 @@ class Simulation:
     def __init__(self, topology: Topology, arrivals: Arrivals, policy: Policy, n_samples: int,
                  seed: int, n_rows: int, *, hop_log: bool | int = False,
                  progress: Callable[[int], None] | None = None,
-                 aggregation_timeout: float | None = None):
+                 aggregation_timeout: float | None = None,
+                 order: Callable[[int], int] | None = None):
         self.env = env = simpy.Environment()
         self.topology, self.policy, self.seed = topology, policy, seed
         self.devices = {n: Device(env, p, stream(seed, f"failure:device:{n}"))
@@ -57,6 +58,8 @@ class Simulation:
         self._all_alive = frozenset(range(len(self.end_devices)))
         self._any_failures = any(d.avail.any for d in self.devices.values())
         self.arrivals, self.n_samples, self.n_rows = arrivals, n_samples, n_rows
+        # sample id -> test-split row (workload.SampleOrder); None: the dataset order.
+        self.order = order if order is not None else (lambda i: i % n_rows)
         self.records = RecordBlock(n_samples, list(topology.links), list(topology.devices),
                                    policy.exits,
                                    tiers=[p.tier for p in topology.devices.values()])
@@ -114,7 +117,7 @@ class Simulation:
         """Called by the arrival process: record the arrival and start the sample's process."""
         now = self.env.now
         alive = self._alive_at(now)
-        sample = Sample(sample_id, sample_id % self.n_rows, source, alive, now)
+        sample = Sample(sample_id, self.order(sample_id), source, alive, now)
         return self.env.process(self._sample(sample))
 
     def _alive_at(self, now: float) -> frozenset[int]:

@@ -32,7 +32,7 @@ from simulator.oracle import (
 from simulator.policies.base import BindContext, Policy, PolicyError, registry
 from simulator.topology import Topology, build
 from simulator.util import atomic_write_bytes, stream
-from simulator.workload import Arrivals, read_arrivals_csv
+from simulator.workload import Arrivals, SampleOrder, read_arrivals_csv
 
 
 @dataclass
@@ -86,13 +86,21 @@ def make_oracle(loaded: Loaded, model: str, overrides: dict | None = None,
         return TraceOracle(loaded.path(spec.file))
     from models.oracle import build_oracle  # torch enters only here
 
-    data = spec.model_dump(exclude={"oracle"})
+    data = spec.model_dump(exclude={"oracle", "seed"})
     data.update(overrides or {})
     if spec.data_dir is not None:
         data["data_dir"] = str(loaded.path(spec.data_dir))
     data["base_dir"] = str(loaded.base_dir)  # plug-ins: relative paths and modules
-    return build_oracle(data, seed=seed, cache_dir=Path(loaded.scenario.cache_dir),
+    # A trained network has its own seed (models.<name>.seed), not the scenario's.
+    return build_oracle(data, seed=spec.seed, cache_dir=Path(loaded.scenario.cache_dir),
                         progress=progress)
+
+
+def sample_order(loaded: Loaded, n_rows: int) -> SampleOrder:
+    """The test rows samples show, in the order ``workload.order`` asks for, seeded by the
+    scenario's seed (the same for every policy of the run)."""
+    scn = loaded.scenario
+    return SampleOrder(scn.seed, n_rows, shuffled=scn.workload.order == "shuffled")
 
 
 def failures(loaded: Loaded, topo: Topology) -> list[tuple[str, float, float]]:
@@ -216,6 +224,8 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp_records = out_dir / ".records.parquet.tmp"
     frames, summaries, timings, hop_logs, engines = [], [], {}, {}, {}
+    # One sample order per test-split size, computed once and shared by every policy.
+    orders = {n: sample_order(loaded, n) for n in {o.n_samples for _, o in bound}}
     try:
         for policy, oracle in bound:
             arrivals = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices,
@@ -224,15 +234,17 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
             t1 = time.perf_counter()
             engine, why = choose_engine(loaded, topo, policy)
             engines[policy.label] = {"engine": engine, "why": why}
+            order = orders[oracle.n_samples]
             if engine == "fast":
                 from simulator.fast import FastSimulation
 
                 sim = FastSimulation(topo, arrivals, policy, scn.samples, scn.seed,
-                                     oracle.n_samples, hop_log=hop_log, progress=advance)
+                                     oracle.n_samples, hop_log=hop_log, progress=advance,
+                                     order=order)
             else:
                 sim = Simulation(topo, arrivals, policy, scn.samples, scn.seed,
                                  oracle.n_samples, hop_log=hop_log, progress=advance,
-                                 aggregation_timeout=scn.aggregation_timeout)
+                                 aggregation_timeout=scn.aggregation_timeout, order=order)
             rec = sim.run()
             wall = time.perf_counter() - t1
             frame = rec.to_frame(policy.label, topo.end_devices)

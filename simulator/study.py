@@ -357,9 +357,14 @@ def warm_oracles(study: Study, points: Sequence[Point], log: Callable[[str], Non
         models = data.get("models", {})
         if not any(isinstance(m, dict) and m.get("oracle") == "torch" for m in models.values()):
             continue
+        # The scenario seed matters only for failures drawn at random; trained networks have
+        # their own seed (models.<name>.seed), so `seeds: N` warms each network once.
+        fails = data.get("failures") or []
+        drawn = any(isinstance(f, dict) and f.get("random") for f in fails)
         key = json.dumps([models, [p for p in data.get("policies", [])
                                    if isinstance(p, dict) and "mu" in p],
-                          data.get("seed"), data.get("failures")], sort_keys=True, default=str)
+                          data.get("seed") if drawn else None, fails],
+                         sort_keys=True, default=str)
         if key in seen:
             continue
         seen.add(key)

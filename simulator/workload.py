@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -148,3 +149,40 @@ class Arrivals:
             env.process(replay())
         else:
             raise ValueError(f"unknown arrival process {self.kind!r}")
+
+
+class SampleOrder:
+    """Which test-split row sample ``i`` shows: a seeded random order, a fresh permutation for
+    every pass over the ``n_rows`` rows (``shuffled``), or the dataset's own order.
+
+    The order depends only on ``(seed, n_rows)``, so every policy of a run sees the same rows in
+    the same order (common random numbers). Memory is one permutation of ``n_rows``, whatever
+    the number of samples.
+    """
+
+    def __init__(self, seed: int, n_rows: int, shuffled: bool = True):
+        if n_rows < 1:
+            raise ValueError(f"the test split has no rows (n_rows={n_rows})")
+        self.seed, self.n_rows, self.shuffled = int(seed), int(n_rows), shuffled
+        self._pass, self._perm = -1, np.arange(0)
+
+    def _permutation(self, k: int) -> np.ndarray:
+        # One stream per pass: pass k's order does not depend on how many passes came before.
+        rng = np.random.default_rng([self.seed, zlib.crc32(b"sample-order"), k])
+        return rng.permutation(self.n_rows)
+
+    def __call__(self, sample_id: int) -> int:
+        if not self.shuffled:
+            return sample_id % self.n_rows
+        k, r = divmod(int(sample_id), self.n_rows)
+        if k != self._pass:
+            self._pass, self._perm = k, self._permutation(k)
+        return int(self._perm[r])
+
+    def rows(self, n: int) -> np.ndarray:
+        """The rows of samples ``0 .. n-1``."""
+        return np.fromiter((self(i) for i in range(n)), dtype=np.int64, count=n)
+
+    def __repr__(self) -> str:
+        kind = "shuffled" if self.shuffled else "dataset"
+        return f"SampleOrder(seed={self.seed}, n_rows={self.n_rows}, {kind})"

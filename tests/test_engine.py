@@ -89,14 +89,16 @@ def _closed_forms(data, res):
     loaded = load_data(data, "<test>")
     topo, bound = prepare(loaded, progress=False)
     from simulator.policies.base import Sample
+    from simulator.run import sample_order
 
     out = {}
     for policy, oracle in bound:
         rec = res.records[res.records["policy"] == policy.label]
         ends = topo.end_devices
+        order = sample_order(loaded, oracle.n_samples)  # the rows the run showed
         cf = []
         for sid, src in zip(rec["sample_id"], rec["source"].astype(object), strict=True):
-            s = Sample(int(sid), int(sid) % oracle.n_samples, src if isinstance(src, str) else None,
+            s = Sample(int(sid), order(int(sid)), src if isinstance(src, str) else None,
                        frozenset(range(len(ends))), 0.0)
             cf.append(_closed_form(policy, topo, s))
         out[policy.label] = (rec["latency_s"].to_numpy(), np.array(cf))

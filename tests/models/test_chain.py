@@ -144,10 +144,10 @@ def test_resnet_graph_is_not_a_chain():
 
 def test_conv_out_bytes_by_hand():
     m = tiny("alexnet_ee", (3, 32, 32))  # conv1: 64 * 0.125 = 8 channels, 5x5, same padding
-    for enc, per in (("float32", 4), ("float16", 2), ("int8", 1)):
+    for enc, per, header in (("float32", 4, 0), ("float16", 2, 0), ("int8", 1, 8)):
         d = cost_graph(m.net, (3, 32, 32), encoding=enc).nodes["conv1"]
         assert d["shape"] == [8, 32, 32]
-        assert d["out_bytes"] == 8 * 32 * 32 * per
+        assert d["out_bytes"] == 8 * 32 * 32 * per + header  # int8: + scale and offset
         assert d["flops"] == 2 * (3 * 5 * 5) * 8 * 32 * 32  # multiply-add = 2
         assert d["params"] == 3 * 25 * 8 + 2 * 8  # conv (no bias under batch norm) + bn
         assert d["kind"] == "conv"
@@ -296,9 +296,13 @@ def test_oracle_round_trips_through_the_trace(oracle, cache):
     again = build_oracle(spec(), seed=0, cache_dir=cache, progress=False)
     assert again.compute_count == 0 and again._model is None  # from the trace, no torch run
     assert dict(again.graph.nodes(data=True)) == dict(oracle.graph.nodes(data=True))
-    # the encoding changes the graph's bytes and the oracle key, not the checkpoint
-    f16 = build_oracle(spec(encoding="float16"), seed=0, cache_dir=cache, progress=False)
+    # the encoding changes the graph's bytes and the oracle key; served from the float32
+    # checkpoint only when train.encoding asks for it (else trained quantization-aware)
+    f16 = build_oracle(spec(encoding="float16", train={**TRAIN, "encoding": "float32"}),
+                       seed=0, cache_dir=cache, progress=False)
     assert f16.key != oracle.key and f16.checkpoint_key == oracle.checkpoint_key
+    qat = resolve_spec(spec(encoding="float16"))
+    assert qat.train.encoding == "float16" and resolve_spec(spec()).train.encoding == "float32"
     assert f16.graph.nodes["conv1"]["out_bytes"] * 2 == oracle.graph.nodes["conv1"]["out_bytes"]
 
 

@@ -61,7 +61,9 @@ def test_dense_message_bytes():
     m = create_model("att_ddnn", n_devices=3, view_shape=(1, 8, 8), n_classes=4, channels=4)
     b = dense_message_bytes(m, "float16")
     assert b["feat.dev"] == 4 * 4 * 4 * 2 + 1  # 4 channels of 4x4, float16, + 1-byte mask
-    assert b["feat.edge"] == 12 * 16 * 2
+    # the edge attention fusion drops channels too: 12 channels of 4x4 + a 2-byte mask
+    assert b["feat.edge"] == 12 * 16 * 2 + 2
+    assert dense_message_bytes(m, "int8")["feat.edge"] == 12 * 16 + 8 + 2  # + scale, offset
     d = dense_message_bytes(create_model("ddnn", n_devices=3, view_shape=(1, 8, 8), n_classes=4,
                                          channels=4), "bit")
     assert d == {"feat.dev": 8}

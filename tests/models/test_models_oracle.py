@@ -143,8 +143,9 @@ def test_bytes_per_encoding_hand_counts(cache, encoding, synth):
     per_value = {"float32": 4, "float16": 2, "int8": 1}.get(encoding)
     feat = 4 * 3 * 2
     fused = 6 * 4 * 3 * 2  # concat fusion (ada default), sent by the edge to the cloud
-    exp_feat = feat * per_value if per_value else math.ceil(feat / 8)
-    exp_edge = fused * per_value if per_value else math.ceil(fused / 8)
+    header = 8 if encoding == "int8" else 0  # int8: scale and offset, two float32
+    exp_feat = feat * per_value + header if per_value else math.ceil(feat / 8)
+    exp_edge = fused * per_value + header if per_value else math.ceil(fused / 8)
     assert (t.nbytes["raw"] == 144).all()
     for i in range(6):
         assert (t.nbytes[f"raw.dev{i}"] == 24).all()
