@@ -775,7 +775,7 @@ class TorchOracle:
         if self.spec.plugin is None:
             return dense_message_bytes(model, enc)
         values = plugins.edge_message_values(model)  # a plug-in's edge: measured, not assumed
-        return {} if values is None else {"feat.edge": value_bytes(values, enc)}
+        return {} if values is None else {"feat.edge": message_bytes(values, enc)}
 
     # -- trace cache
 

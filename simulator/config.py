@@ -153,6 +153,9 @@ class Strict(BaseModel):
 # Topology
 
 
+KConstant = Annotated[float, BeforeValidator(_not_bool), Field(ge=1e-40, le=1e-12)]
+
+
 class EnergyModel(Strict):
     """How a task's dynamic (above idle) compute power is found: ``linear`` = (power_active -
     power_idle) / cores per running task (default); ``kf3`` = k f^3 per task, the KPM paper's
@@ -160,7 +163,7 @@ class EnergyModel(Strict):
     power (``k: kpm`` takes the paper's k = 1e-24, which with f = 1 GHz implies 1000 W)."""
 
     model: Literal["linear", "kf3"] = "linear"
-    k: Annotated[float, BeforeValidator(_not_bool), Field(ge=1e-40, le=1e-12)] | Literal["kpm"] | None = Field(
+    k: KConstant | Literal["kpm"] | None = Field(
         None, description="kf3: switched-capacitance constant (W/Hz^3); 'kpm' = 1e-24; "
         "default: calibrated to the device's power")
     frequency: Frequency | None = Field(None, description="kf3: clock frequency, e.g. '1 GHz'")

@@ -176,7 +176,7 @@ class Parallel(Policy):
         return out
 
     def route(self, s, sim):
-        for step in self.steps:  # not ``yield from``: the engine sends values back
+        for step in self.steps:  # noqa: UP028  (not ``yield from``: the engine sends values)
             yield step
         t = self.table(None, s.split)
         j = t.column(self.exit)
