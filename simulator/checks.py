@@ -19,7 +19,6 @@ from typing import Annotated, Any
 from pydantic import TypeAdapter, ValidationError
 
 from simulator.config import (
-    YAML_LIMIT,
     Loaded,
     Problem,
     Scenario,
@@ -29,7 +28,7 @@ from simulator.config import (
     merge_problems,
     parse_yaml,
     problems_from,
-    read_user_text,
+    read_yaml_text,
     suggest,
 )
 from simulator.oracle import OracleError, TraceOracle
@@ -331,12 +330,7 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> Loaded:
     """Read, parse and validate a scenario file; raise :class:`ScenarioError` with every
     problem it has."""
     path = Path(path)
-    if not path.exists():
-        raise ScenarioError([Problem(str(path), None, "", "scenario file not found")])
-    try:  # regular, bounded, UTF-8 text only (not /dev/zero, a FIFO or a huge file)
-        text = read_user_text(path, YAML_LIMIT)
-    except ValueError as exc:
-        raise ScenarioError([Problem(str(path), None, "", str(exc))]) from None
+    text = read_yaml_text(path)  # regular, bounded, UTF-8 text only (not /dev/zero, a FIFO)
     data, lines, early = parse_yaml(text, str(path))
     try:
         loaded = load_data(data, str(path), lines, overrides, path.parent.resolve())

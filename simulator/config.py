@@ -89,6 +89,17 @@ def read_user_text(path: str | Path, limit: int) -> str:
     return text
 
 
+
+def read_yaml_text(path: Path, what: str = "scenario") -> str:
+    """The text of a scenario or study file (see :func:`read_user_text`, at most YAML_LIMIT
+    bytes); raise :class:`ScenarioError` naming the file when it is missing or unreadable."""
+    if not path.exists():
+        raise ScenarioError([Problem(str(path), None, "", f"{what} file not found")])
+    try:
+        return read_user_text(path, YAML_LIMIT)
+    except ValueError as exc:
+        raise ScenarioError([Problem(str(path), None, "", str(exc))]) from None
+
 # ---------------------------------------------------------------------------------------------
 # Quantities with units
 
@@ -878,7 +889,3 @@ def dump(scn: Scenario) -> str:
     data = scn.model_dump(mode="json", by_alias=True, exclude_none=True)
     return yaml.safe_dump(data, sort_keys=False)
 
-
-# Old private names, kept for code on other branches that still imports them.
-_load_yaml, _line_of, _problems_from, _data_loc, _locate = (
-    load_yaml, line_of, problems_from, data_loc, locate)

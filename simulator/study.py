@@ -53,6 +53,7 @@ from simulator.config import (
     line_of,
     load_yaml,
     problems_from,
+    read_yaml_text,
 )
 from simulator.tables import param_column  # noqa: F401  (re-exported: older imports)
 from simulator.util import atomic_write_bytes, content_hash, file_hash
@@ -206,9 +207,7 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
     from simulator.config import apply_override
 
     path = Path(path)
-    if not path.is_file():
-        raise ScenarioError([Problem(str(path), None, "", "study file not found")])
-    data, lines = load_yaml(path.read_text(encoding="utf-8"), str(path))
+    data, lines = load_yaml(read_yaml_text(path, "study"), str(path))
     if not isinstance(data, dict):
         raise ScenarioError([Problem(str(path), 1, "", "a study must be a YAML mapping")])
     try:
@@ -222,8 +221,7 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
         if not base_path.is_file():
             raise ScenarioError([Problem(str(path), line_of(lines, ("base",)), "base",
                                          f"base scenario {spec.base!r} not found")])
-        base_data, base_lines = load_yaml(base_path.read_text(encoding="utf-8"),
-                                           str(base_path))
+        base_data, base_lines = load_yaml(read_yaml_text(base_path), str(base_path))
         base_file, scenario_dir = str(base_path), base_path.parent.resolve()
     else:
         base_data = copy.deepcopy(spec.scenario)
