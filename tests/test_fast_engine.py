@@ -40,13 +40,14 @@ def both(data: dict, hops: int = 5) -> list[tuple]:
 
 def assert_same(label: str, a, b) -> None:
     """Every per-sample output equal (times, bytes and energy to 1e-9 relative)."""
-    for name in ("arrival", "finish", "link_bytes", "energy"):
+    for name in ("arrival", "finish", "link_bytes", "energy", "kind", "idle", "run_end"):
         np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-9, atol=1e-12,
                                    err_msg=f"{label}: {name}")
     np.testing.assert_allclose(b.finish - b.arrival, a.finish - a.arrival, rtol=1e-9,
                                atol=1e-12, err_msg=f"{label}: latency")
     for name in ("tier", "pred", "correct", "split", "source", "views"):
         np.testing.assert_array_equal(getattr(b, name), getattr(a, name), f"{label}: {name}")
+    assert b.tiers == a.tiers, label
     assert [a.exits[k] for k in a.exit] == [b.exits[k] for k in b.exit], label
     assert [a.statuses[k] for k in a.status] == [b.statuses[k] for k in b.status], label
 
@@ -125,12 +126,35 @@ latencies = st.sampled_from(["0 ms", "5 ms", "20 ms"])
 thresholds = st.one_of(st.none(), st.floats(0.0, 1.0))
 
 
+watts = st.sampled_from(["0 W", "0.3 W", "1.5 W"])
+
+
+def energy_params(draw, spec: dict, radio: bool | None = None) -> dict:
+    """``spec`` with drawn energy parameters: idle and overhead power, radio overrides, and
+    (sometimes) the kf3 model."""
+    spec = dict(spec, power_idle=draw(st.sampled_from(["0 W", "0.5 W"])))
+    if draw(st.booleans()):
+        spec["overhead_power"] = draw(watts)
+    for key in ("tx_power", "rx_power"):
+        choice = draw(st.sampled_from(["keep", "none", "set"]))
+        if choice == "none":
+            spec.pop(key, None)
+        elif choice == "set":
+            spec[key] = draw(watts)
+    if radio is not None:
+        spec["radio"] = radio
+    if draw(st.booleans()):
+        spec["energy"] = {"model": "kf3", "frequency": "1.2 GHz", "nominal_frequency": "1 GHz"}
+    return spec
+
+
 @st.composite
 def multiview(draw) -> dict:
     n = draw(st.integers(1, 4))
     cell = {"name": "cell", "from": "cam", "to": "edge", "bandwidth": draw(bandwidths),
             "latency": draw(latencies), "overhead": draw(st.sampled_from(["0 B", "40 B"])),
-            "sharing": draw(st.sampled_from(["fifo", "dedicated"]))}
+            "sharing": draw(st.sampled_from(["fifo", "dedicated"])),
+            "tx_power": draw(watts), "rx_power": draw(watts)}
     if draw(st.booleans()):
         cell["mtu"], cell["header"] = "1500 B", "40 B"
     if draw(st.booleans()):
@@ -146,6 +170,8 @@ def multiview(draw) -> dict:
         "cloud": {"tier": "cloud", "flops_per_s": "200 GFLOP/s",
                   "cores": draw(st.integers(1, 2)), "power_active": "200 W"},
     }
+    devices["cam"] = energy_params(draw, devices["cam"], draw(st.sampled_from([None, False])))
+    devices["edge"] = energy_params(draw, devices["edge"], draw(st.booleans()))
     size = st.sampled_from(["100 B", "784 B", "4 kB", "20 kB"])
     model = {"oracle": "synthetic", "samples": draw(st.integers(20, 60)), "devices": n,
              "message_bytes": {"raw": draw(size), "feat": draw(size), "scores": "40 B",
@@ -175,7 +201,8 @@ def multiview(draw) -> dict:
 def per_device(draw) -> dict:
     n = draw(st.integers(1, 4))
     up = {"name": "up", "from": "cam", "to": "edge", "bandwidth": draw(bandwidths),
-          "latency": draw(latencies), "sharing": draw(st.sampled_from(["fifo", "dedicated"]))}
+          "latency": draw(latencies), "sharing": draw(st.sampled_from(["fifo", "dedicated"])),
+          "tx_power": draw(watts), "rx_power": draw(watts)}
     if draw(st.booleans()):
         up["trace"] = {"file": _trace_file(draw(st.lists(st.floats(0.5, 30.0), min_size=1,
                                                          max_size=4))), "loop": True}
@@ -187,6 +214,8 @@ def per_device(draw) -> dict:
                  "power_active": "20 W"},
         "cloud": {"tier": "cloud", "flops_per_s": "100 GFLOP/s"},
     }
+    devices["cam"] = energy_params(draw, devices["cam"])
+    devices["edge"] = energy_params(draw, devices["edge"], draw(st.booleans()))
     return {
         "name": "fast_each", "seed": draw(st.integers(0, 10_000)),
         "samples": draw(st.integers(30, 120)),
