@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from simulator.config import ScenarioError, load, load_data
 from simulator.engine import Simulation
 from simulator.fast import FastEngineError, FastSimulation, arrival_schedule, fifo_many, fifo_one
-from simulator.run import execute, prepare
+from simulator.run import choose_engine, execute, prepare
 from simulator.workload import Arrivals
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
@@ -287,6 +287,7 @@ def test_fast_equals_des_on_shipped_scenarios(name):
      "topology.devices.edge.service", "exponential service"),
     ({"workload": {"arrivals": "closed", "concurrency": 2}}, "workload.arrivals",
      "closed-loop"),
+    ({"aggregation_timeout": "50 ms"}, "aggregation_timeout", "aggregation timeout"),
 ])
 def test_engine_fast_refuses_what_it_cannot_time_exactly(over, key, feature):
     data = multiview_scenario(2, **over)
@@ -344,3 +345,75 @@ def test_arrival_schedule_refuses_closed_loop():
     arr = Arrivals.from_spec(loaded.scenario.workload, 3, topo.end_devices, 1)
     with pytest.raises(FastEngineError, match="closed"):
         arrival_schedule(arr, topo)
+
+
+def test_an_aggregation_timeout_sends_only_partial_view_policies_to_the_des():
+    """A view may come after the timeout (queues decide): policies with partial views go to
+    the DES, the others stay on the fast engine; FastSimulation itself refuses them too."""
+    data = merge(chain_scenario(samples=30), {"aggregation_timeout": "50 ms"})
+    data["policies"] = [{"policy": "tiered", "model": "m"}]
+    loaded = load_data(copy.deepcopy(data))
+    topo, [(policy, _)] = prepare(loaded, progress=False)
+    assert choose_engine(loaded, topo, policy)[0] == "fast"
+    data = multiview_scenario(2, samples=30, aggregation_timeout="50 ms",
+                              policies=[{"policy": "ddnn", "threshold": 0.4}])
+    loaded = load_data(data)
+    topo, [(policy, oracle)] = prepare(loaded, progress=False)
+    engine, why = choose_engine(loaded, topo, policy)
+    assert engine == "des" and "aggregation timeout" in why
+    arr = Arrivals.from_spec(loaded.scenario.workload, 30, topo.end_devices, 1)
+    with pytest.raises(FastEngineError, match="aggregation timeout"):
+        FastSimulation(topo, arr, policy, 30, 1, oracle.n_samples, aggregation_timeout=0.05)
+
+
+def _spy(policy, log: list) -> None:
+    """Wrap ``policy.route`` to log (step class, value the engine sent back) per step."""
+    route = policy.route
+
+    def spied(s, sim):
+        gen = route(s, sim)
+        try:
+            step = next(gen)
+            while True:
+                got = yield step
+                log.append((type(step).__name__, len(getattr(step, "branches", ())), got))
+                step = gen.send(got)
+        except StopIteration as stop:
+            return stop.value
+
+    policy.route = spied
+
+
+def test_routes_get_the_arrived_branches_back_after_each_par():
+    data = multiview_scenario(3, samples=40)
+    loaded = load_data(data)
+    topo, bound = prepare(loaded, progress=False)
+    scn = loaded.scenario
+    for policy, oracle in bound:
+        for cls in (Simulation, FastSimulation):
+            log: list = []
+            _spy(policy, log)
+            arr = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices, scn.seed)
+            cls(topo, arr, policy, scn.samples, scn.seed, oracle.n_samples).run()
+            del policy.route
+            assert any(kind == "Par" for kind, _, _ in log), policy.label
+            for kind, width, got in log:
+                assert got == (tuple(range(width)) if kind == "Par" else None), (cls, kind)
+
+
+def test_order_maps_samples_to_rows():
+    data = multiview_scenario(3, samples=60)
+    loaded = load_data(data)
+    topo, bound = prepare(loaded, progress=False)
+    scn = loaded.scenario
+    for policy, oracle in bound:
+        runs = []
+        rows = oracle.n_samples
+        for order in (None, lambda i, m=rows: (59 - i) % m, lambda i: 7):
+            arr = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices, scn.seed)
+            runs.append(FastSimulation(topo, arr, policy, scn.samples, scn.seed,
+                                       oracle.n_samples, order=order).run())
+        base, rev, const = runs
+        np.testing.assert_array_equal(rev.pred, base.pred[::-1], policy.label)
+        np.testing.assert_array_equal(rev.exit, base.exit[::-1], policy.label)
+        assert (const.pred == base.pred[7]).all(), policy.label
