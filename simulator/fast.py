@@ -318,7 +318,12 @@ _LEVEL = _COLS - 1
 
 class FastSimulation:
     """One policy on one topology and workload, timed without events (same API as
-    :class:`simulator.engine.Simulation`: construct, then :meth:`run`)."""
+    :class:`simulator.engine.Simulation`: construct, then :meth:`run`).
+
+    ``aggregation_timeout`` is the scenario's: a policy with partial views is refused when it
+    is set (whether a view arrives in time depends on the queues). ``order`` maps a sample id
+    to its test-split row (default ``i % n_rows``), as in the DES.
+    """
 
     def __init__(self, topology: Topology, arrivals: Arrivals, policy: Policy, n_samples: int,
                  seed: int, n_rows: int, *, hop_log: bool | int = False,
