@@ -46,7 +46,7 @@ def timed(cls, topo, scn, policy, oracle, n):
 
 def same(a, b) -> bool:
     ok = all(np.allclose(getattr(a, k), getattr(b, k), rtol=1e-9, atol=1e-12)
-             for k in ("arrival", "finish", "link_bytes", "energy"))
+             for k in ("arrival", "finish", "link_bytes", "energy", "kind", "idle"))
     codes = [a.exits[k] for k in a.exit] == [b.exits[k] for k in b.exit]
     return ok and codes and np.array_equal(a.correct, b.correct)
 

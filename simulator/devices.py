@@ -118,16 +118,6 @@ class DeviceParams:
     def has_failures(self) -> bool:
         return bool(self.down or self.processes)
 
-    # Energy of one hop, the single place both engines take it from (per busy interval, so a
-    # new energy model changes these two methods and nothing in the engines).
-    def compute_energy(self, busy_s):
-        """Joules of one compute step that held a core for ``busy_s`` (float or array)."""
-        return self.compute_power * busy_s
-
-    def radio_energy(self, airtime_s):
-        """Joules the sender spends transmitting for ``airtime_s`` (float or array)."""
-        return self.tx_power * airtime_s
-
     def is_up(self, t: float) -> bool:
         """Static intervals only (random processes need the run's streams: see Availability)."""
         return not any(a <= t < b for a, b in self.down)
@@ -264,3 +254,15 @@ class Device:
         p = self.p
         return (f"Device({p.name!r}, tier={p.tier}, {p.flops_per_s / 1e9:.3g} GFLOP/s, "
                 f"cores={p.cores})")
+
+
+def hop_radio_power(sender: DeviceParams, receiver: DeviceParams, link) -> tuple[float, float]:
+    """(tx W, rx W) of one hop over ``link`` (a :class:`~simulator.network.LinkParams`): a
+    device's own ``tx_power``/``rx_power`` when set, else the link's figure when the device has
+    a ``radio``, else 0. Both engines bill ``tx x airtime`` to the sender and ``rx x airtime``
+    to the receiver."""
+    tx = sender.tx_power if sender.tx_power is not None else (
+        link.tx_power if sender.radio else 0.0)
+    rx = receiver.rx_power if receiver.rx_power is not None else (
+        link.rx_power if receiver.radio else 0.0)
+    return tx, rx

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import simpy
 
-from simulator.devices import Availability, Device
+from simulator.devices import Availability, Device, hop_radio_power
 from simulator.network import FifoMedium, Link
 from simulator.policies.base import Compute, Done, Failed, Par, Policy, Sample, Send
 from simulator.records import RecordBlock
@@ -250,10 +250,7 @@ class Simulation:
             node = src
             for lp in self.topology.path(src, dst):
                 snd, rcv = self.devices[node].p, self.devices[lp.receiver].p
-                tx = snd.tx_power if snd.tx_power is not None else (
-                    lp.tx_power if snd.radio else 0.0)
-                rx = rcv.rx_power if rcv.rx_power is not None else (
-                    lp.rx_power if rcv.radio else 0.0)
+                tx, rx = hop_radio_power(snd, rcv, lp)
                 hops.append((self.links[lp.name], self._link_col[lp.name], node,
                              self._dev_col[node], lp.receiver, self._dev_col[lp.receiver],
                              tx, rx))

@@ -18,9 +18,11 @@ at once and writes the same :class:`~simulator.records.RecordBlock` as the SimPy
    scores, then features, over the same cell) is revisited until a whole pass changes nothing:
    the result is then a fixed point of every station's FIFO recursion, i.e. the DES's timeline.
 
-Energy and bytes per hop come from the same methods the DES uses
-(:meth:`DeviceParams.compute_energy`, :meth:`DeviceParams.radio_energy`,
-:meth:`LinkParams.wire_bytes`).
+Energy and bytes per hop come from the same functions the DES uses: a compute step bills
+:meth:`DeviceParams.step_energy` of its work and call overhead (kind compute), a hop bills
+``tx x airtime`` to the sender and ``rx x airtime`` to the receiver with the powers of
+:func:`~simulator.devices.hop_radio_power` (kinds tx, rx), and :meth:`LinkParams.wire_bytes`
+gives its bytes. Idle energy is ``power_idle`` x the run's span, as the DES sets it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
+from simulator.devices import Availability, hop_radio_power
 from simulator.network import Bandwidth, Link
 from simulator.policies.base import Compute, Done, Failed, Par, Policy, Sample, Send
 from simulator.records import RecordBlock
@@ -55,6 +58,9 @@ class FastEngineError(RuntimeError):
 
 # ---------------------------------------------------------------------------------------------
 # Which scenarios qualify
+
+_PARTIAL_TIMEOUT = ("an aggregation timeout on partial views (a view may arrive after it, which "
+                    "depends on the queues)")
 
 
 def blockers(scenario, topology: Topology | None) -> list[tuple[tuple, str]]:
@@ -92,6 +98,12 @@ def blockers(scenario, topology: Topology | None) -> list[tuple[tuple, str]]:
         out.append((("workload", "arrivals"), "closed-loop arrivals (each arrival waits for an "
                     "earlier sample to finish)"))
     reg = registry()
+    if scenario.aggregation_timeout is not None:
+        partial = [spec.name or spec.policy for spec in scenario.policies
+                   if getattr(reg.get(spec.policy), "partial_views", False)]
+        if partial:
+            out.append((("aggregation_timeout",), f"{_PARTIAL_TIMEOUT} (policies "
+                        f"{', '.join(map(repr, partial))})"))
     for k, spec in enumerate(scenario.policies):
         cls = reg.get(spec.policy)
         if cls is None:
@@ -106,9 +118,13 @@ def blockers(scenario, topology: Topology | None) -> list[tuple[tuple, str]]:
     return out
 
 
-def policy_blocker(policy: Policy) -> str | None:
-    """Why ``policy`` (bound) cannot run on the fast engine, or None."""
-    return type(policy).live_state(policy.params)
+def policy_blocker(policy: Policy, aggregation_timeout: float | None = None) -> str | None:
+    """Why ``policy`` (bound) cannot run on the fast engine with the scenario's
+    ``aggregation_timeout``, or None."""
+    why = type(policy).live_state(policy.params)
+    if why is None and aggregation_timeout is not None and type(policy).partial_views:
+        why = f"{_PARTIAL_TIMEOUT} (policy {policy.label!r})"
+    return why
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,22 +310,33 @@ class _Template:
 
 
 #: Columns of the hop table: station, service s (NaN: depends on the start), wire bytes,
-#: latency s, kind (0 compute, 1 send), link column (-1), energy device column, level.
-_COLS = 8
+#: latency s, kind (0 compute, 1 send), link column (-1), device column (the computing device
+#: or the sender), receiver column (-1), compute energy J or tx W, rx W, level.
+_COLS = 11
+_LEVEL = _COLS - 1
 
 
 class FastSimulation:
     """One policy on one topology and workload, timed without events (same API as
-    :class:`simulator.engine.Simulation`: construct, then :meth:`run`)."""
+    :class:`simulator.engine.Simulation`: construct, then :meth:`run`).
+
+    ``aggregation_timeout`` is the scenario's: a policy with partial views is refused when it
+    is set (whether a view arrives in time depends on the queues). ``order`` maps a sample id
+    to its test-split row (default ``i % n_rows``), as in the DES.
+    """
 
     def __init__(self, topology: Topology, arrivals: Arrivals, policy: Policy, n_samples: int,
                  seed: int, n_rows: int, *, hop_log: bool | int = False,
-                 progress: Callable[[int], None] | None = None):
-        why = policy_blocker(policy)
+                 progress: Callable[[int], None] | None = None,
+                 aggregation_timeout: float | None = None,
+                 order: Callable[[int], int] | None = None):
+        why = policy_blocker(policy, aggregation_timeout)
         if why is not None:
             raise FastEngineError(why)
-        if any(p.down for p in topology.devices.values()):
+        if any(p.has_failures for p in topology.devices.values()):
             raise FastEngineError("device failures")
+        if any(lp.down or lp.processes for lp in topology.links.values()):
+            raise FastEngineError("link failures")
         if any(p.service != "fixed" for p in topology.devices.values()):
             raise FastEngineError("exponential service times")
         for lp in topology.links.values():
@@ -319,6 +346,9 @@ class FastSimulation:
                 raise FastEngineError(f"fair sharing on link {lp.name!r}")
         self.topology, self.arrivals, self.policy = topology, arrivals, policy
         self.n_samples, self.seed, self.n_rows = n_samples, seed, n_rows
+        self.aggregation_timeout = aggregation_timeout
+        self.order = order if order is not None else (lambda i: i % n_rows)
+        self._order_given = order is not None
         self._log_below = n_samples if hop_log is True else int(hop_log)
         self.hop_log: list[tuple] | None = [] if hop_log else None
         self._progress = progress
@@ -353,8 +383,10 @@ class FastSimulation:
             hops, node = [], src
             for lp in self.topology.path(src, dst):
                 medium = self.links[lp.name].media[node]
+                tx, rx = hop_radio_power(self.topology.devices[node],
+                                         self.topology.devices[lp.receiver], lp)
                 hops.append((lp, self._medium_station[id(medium)], medium.bw,
-                             self._dev_col[node]))
+                             self._dev_col[node], self._dev_col[lp.receiver], tx, rx))
                 node = lp.receiver
             self._paths[key] = hops
         return hops
@@ -373,15 +405,18 @@ class FastSimulation:
             if step.__class__ is Compute:
                 p = self.topology.devices[step.device]
                 col = self._dev_col[step.device]
-                got = [((col, p.compute_time(step.flops, step.seconds), 0.0, 0.0, 0, -1, col),
+                work = p.work_time(step.flops, step.seconds)
+                got = [((col, p.compute_time(step.flops, step.seconds), 0.0, 0.0, 0, -1, col,
+                         -1, p.step_energy(work, p.call_overhead), 0.0),
                         (step.device, step.label))]
             else:
                 got = []
-                for lp, station, bw, dcol in self._path(step.src, step.dst):
+                for lp, station, bw, dcol, rcol, tx, rx in self._path(step.src, step.dst):
                     wire = float(lp.wire_bytes(step.nbytes)[0])
                     service = bw.time_to_send(0.0, wire) if type(bw) is Bandwidth else np.nan
                     got.append(((station, service, wire, lp.latency, 1,
-                                 self._link_col[lp.name], dcol), (lp.name, step.label)))
+                                 self._link_col[lp.name], dcol, rcol, tx, rx),
+                                (lp.name, step.label)))
             self._hop_cache[key] = got
         return got
 
@@ -411,7 +446,10 @@ class FastSimulation:
         try:
             step = next(gen)
             while True:
+                sent = None
                 if step.__class__ is Par:
+                    if step.partial and self.aggregation_timeout is not None:
+                        raise FastEngineError(_PARTIAL_TIMEOUT)
                     ends: list[int] = []
                     deepest = lv
                     for branch in step.branches:
@@ -419,9 +457,10 @@ class FastSimulation:
                         ends.extend(f)
                         deepest = max(deepest, bl)
                     front, lv = tuple(dict.fromkeys(ends)), deepest
+                    sent = tuple(range(len(step.branches)))  # every branch arrives here
                 else:
                     front, lv = chain((step,), front, lv)
-                step = gen.send(None)
+                step = gen.send(sent)
         except StopIteration as stop:
             result = stop.value
         if not isinstance(result, Done | Failed):
@@ -438,13 +477,17 @@ class FastSimulation:
         traced = [m for lk in self.links.values() for m in dict.fromkeys(lk.media.values())
                   if type(m.bw) is not Bandwidth]
         n = self.n_samples
-        rows = np.arange(n, dtype=np.int64) % self.n_rows
+        if self._order_given:
+            rows = np.fromiter((self.order(i) for i in range(n)), dtype=np.int64, count=n)
+        else:
+            rows = np.arange(n, dtype=np.int64) % self.n_rows
+        span = max(self.n_rows, int(rows.max()) + 1 if n else 0)
         keys = rows * (len(ends) + 1) + (source + 1)
         if traced:
             # Routes may read the scheduled bandwidth at arrival: one key per rate vector.
             rates = np.array([[m.bw.rate_at(t) for m in traced] for t in arrival.tolist()])
             _, epoch = np.unique(rates, axis=0, return_inverse=True)
-            keys = keys + epoch.reshape(-1).astype(np.int64) * (self.n_rows * (len(ends) + 1))
+            keys = keys + epoch.reshape(-1).astype(np.int64) * (span * (len(ends) + 1))
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         table: list[tuple] = []
         preds: list[tuple] = []
@@ -453,7 +496,7 @@ class FastSimulation:
         templates = []
         for i in first.tolist():
             src = None if source[i] < 0 else ends[source[i]]
-            s = Sample(i, i % self.n_rows, src, alive, float(arrival[i]))
+            s = Sample(i, int(rows[i]), src, alive, float(arrival[i]))
             templates.append(self._template(s, sched, table, preds, labels, levels))
         hops = np.empty((len(table), _COLS))
         if table:
@@ -465,7 +508,8 @@ class FastSimulation:
 
     def run(self) -> RecordBlock:
         topo, n = self.topology, self.n_samples
-        rec = RecordBlock(n, list(topo.links), list(topo.devices), self.policy.exits)
+        rec = RecordBlock(n, list(topo.links), list(topo.devices), self.policy.exits,
+                          tiers=[p.tier for p in topo.devices.values()])
         arrival, source = arrival_schedule(self.arrivals, topo)
         if len(arrival) < n:
             raise FastEngineError("fewer arrivals than samples")
@@ -491,7 +535,7 @@ class FastSimulation:
         ready = np.full(total, np.inf)
         start = np.full(total, np.inf) if self.hop_log is not None else None
 
-        level = col[7].astype(np.int16)[th]
+        level = col[_LEVEL].astype(np.int16)[th]
         by_level = np.argsort(level, kind="stable")
         lb = np.concatenate(([0], np.cumsum(np.bincount(level))))
         del level
@@ -509,7 +553,7 @@ class FastSimulation:
             jq = er[np.repeat(ptr[th[hx]], k) + (np.arange(len(jh)) -
                                                   np.repeat(np.cumsum(k) - k, k)), 1]
             jp = goff[sample[jh]] + jq
-            jl = col[7].astype(np.int16)[th[jh]]
+            jl = col[_LEVEL].astype(np.int16)[th[jh]]
             for q in np.unique(jl).tolist():
                 m = jl == q
                 hl = by_level[lb[q] : lb[q + 1]]
@@ -587,6 +631,10 @@ class FastSimulation:
         rec.source[:] = source
         rec.views[:] = len(topo.end_devices)  # every end device is up (no failures here)
         self._bytes_and_energy(rec, templates, table, th, sample, service)
+        # Idle power over [0, run end], the DES's formula (no failures: every device is up).
+        end = float(rec.finish.max()) if n else 0.0
+        rec.set_idle([p.power_idle * Availability(p.down, p.processes, None).up_time(0.0, end)
+                      for p in topo.devices.values()], end)
         # Exits and statuses: set once per template through the block's setters, then copied.
         for j, i in enumerate(first.tolist()):
             res = templates[j].result
@@ -610,40 +658,40 @@ class FastSimulation:
 
     def _bytes_and_energy(self, rec: RecordBlock, templates, table: np.ndarray, th: np.ndarray,
                           sample: np.ndarray, service: np.ndarray) -> None:
-        """Bytes per link and energy per device: summed per route where every hop's time is
-        known from the route alone, per hop where a bandwidth schedule set it."""
-        topo, n = self.topology, self.n_samples
-        t_of_row = np.repeat(np.arange(len(templates)),
-                             [t.count for t in templates]).astype(np.int64)
-        kind, col, dev = table[:, 4], table[:, 5].astype(np.int64), table[:, 6].astype(np.int64)
+        """Bytes per link, energy per device and per kind: summed per route where every hop's
+        time is known from the route alone, per hop where a bandwidth schedule set it."""
+        topo = self.topology
+        nt, nd = len(templates), len(topo.devices)
+        t_of_row = np.repeat(np.arange(nt), [t.count for t in templates]).astype(np.int64)
+        kind, lcol = table[:, 4], table[:, 5].astype(np.int64)
+        dev, rcv = table[:, 6].astype(np.int64), table[:, 7].astype(np.int64)
         sends = kind == 1
-        tbytes = np.zeros((len(templates), len(topo.links)))
-        np.add.at(tbytes, (t_of_row[sends], col[sends]), table[sends, 2])
+        comp = ~sends
+        tbytes = np.zeros((nt, len(topo.links)))
+        np.add.at(tbytes, (t_of_row[sends], lcol[sends]), table[sends, 2])
         varying = np.isnan(table[:, 1])
-        tenergy = np.zeros((len(templates), len(topo.devices)))
-        per_hop = []
-        names = list(self._dev_col)
-        # Rows grouped by (device, kind) once: each group's energy from that device's method.
-        group = dev * 2 + sends
-        order = np.argsort(group, kind="stable")
-        bounds = np.concatenate(([0], np.cumsum(np.bincount(group, minlength=2 * len(names)))))
-        for g in np.flatnonzero(np.diff(bounds)).tolist():
-            rows = order[bounds[g] : bounds[g + 1]]
-            dcol, is_send = divmod(g, 2)
-            p = topo.devices[names[dcol]]
-            energy = p.radio_energy if is_send else p.compute_energy
-            fixed = rows[~varying[rows]]
-            if len(fixed):
-                np.add.at(tenergy[:, dcol], t_of_row[fixed], energy(table[fixed, 1]))
-            if varying[rows].any():
-                m = np.zeros(len(table), dtype=bool)
-                m[rows[varying[rows]]] = True
-                per_hop.append((dcol, m, energy))
-        # The template of each sample: the one its first hop's row belongs to (or none).
+        fixed = sends & ~varying
+        tenergy = np.zeros((nt, nd))
+        tkind = np.zeros((nt, 3))
+        # Compute: step energy, known per row. Sends: power x airtime (the row's service).
+        ce = table[comp, 8]
+        np.add.at(tenergy, (t_of_row[comp], dev[comp]), ce)
+        np.add.at(tkind[:, 0], t_of_row[comp], ce)
+        txe, rxe = table[fixed, 8] * table[fixed, 1], table[fixed, 9] * table[fixed, 1]
+        np.add.at(tenergy, (t_of_row[fixed], dev[fixed]), txe)
+        np.add.at(tkind[:, 1], t_of_row[fixed], txe)
+        np.add.at(tenergy, (t_of_row[fixed], rcv[fixed]), rxe)
+        np.add.at(tkind[:, 2], t_of_row[fixed], rxe)
         tid = self._tid
         rec.link_bytes[:] = tbytes[tid]
         rec.energy[:] = tenergy[tid]
-        for dcol, rows, energy in per_hop:
-            h = np.flatnonzero(rows[th])
-            rec.energy[:, dcol] += np.bincount(sample[h], weights=energy(service[h]),
-                                               minlength=n)
+        rec.kind[:] = tkind[tid]
+        if varying.any():
+            # Hops whose airtime a bandwidth schedule set: billed one by one.
+            h = np.flatnonzero(varying[th])
+            rows, hs = th[h], sample[h]
+            txe, rxe = table[rows, 8] * service[h], table[rows, 9] * service[h]
+            np.add.at(rec.energy, (hs, dev[rows]), txe)
+            np.add.at(rec.energy, (hs, rcv[rows]), rxe)
+            np.add.at(rec.kind[:, 1], hs, txe)
+            np.add.at(rec.kind[:, 2], hs, rxe)

@@ -240,7 +240,7 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
 
                 sim = FastSimulation(topo, arrivals, policy, scn.samples, scn.seed,
                                      oracle.n_samples, hop_log=hop_log, progress=advance,
-                                     order=order)
+                                     aggregation_timeout=scn.aggregation_timeout, order=order)
             else:
                 sim = Simulation(topo, arrivals, policy, scn.samples, scn.seed,
                                  oracle.n_samples, hop_log=hop_log, progress=advance,
@@ -323,8 +323,10 @@ def choose_engine(loaded: Loaded, topo: Topology, policy: Policy) -> tuple[str, 
         return "des", "engine: des requested"
     from simulator.fast import blockers, policy_blocker
 
-    found = [why for loc, why in blockers(scn, topo) if loc[0] != "policies"]
-    live = policy_blocker(policy)
+    # Policy-specific refusals come from policy_blocker (this policy only).
+    found = [why for loc, why in blockers(scn, topo)
+             if loc[0] not in ("policies", "aggregation_timeout")]
+    live = policy_blocker(policy, scn.aggregation_timeout)
     if live is not None:
         found.append(live)
     if not found:

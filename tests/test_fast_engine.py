@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from simulator.config import ScenarioError, load, load_data
 from simulator.engine import Simulation
 from simulator.fast import FastEngineError, FastSimulation, arrival_schedule, fifo_many, fifo_one
-from simulator.run import execute, prepare
+from simulator.run import choose_engine, execute, prepare
 from simulator.workload import Arrivals
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
@@ -40,13 +40,14 @@ def both(data: dict, hops: int = 5) -> list[tuple]:
 
 def assert_same(label: str, a, b) -> None:
     """Every per-sample output equal (times, bytes and energy to 1e-9 relative)."""
-    for name in ("arrival", "finish", "link_bytes", "energy"):
+    for name in ("arrival", "finish", "link_bytes", "energy", "kind", "idle", "run_end"):
         np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-9, atol=1e-12,
                                    err_msg=f"{label}: {name}")
     np.testing.assert_allclose(b.finish - b.arrival, a.finish - a.arrival, rtol=1e-9,
                                atol=1e-12, err_msg=f"{label}: latency")
     for name in ("tier", "pred", "correct", "split", "source", "views"):
         np.testing.assert_array_equal(getattr(b, name), getattr(a, name), f"{label}: {name}")
+    assert b.tiers == a.tiers, label
     assert [a.exits[k] for k in a.exit] == [b.exits[k] for k in b.exit], label
     assert [a.statuses[k] for k in a.status] == [b.statuses[k] for k in b.status], label
 
@@ -125,12 +126,35 @@ latencies = st.sampled_from(["0 ms", "5 ms", "20 ms"])
 thresholds = st.one_of(st.none(), st.floats(0.0, 1.0))
 
 
+watts = st.sampled_from(["0 W", "0.3 W", "1.5 W"])
+
+
+def energy_params(draw, spec: dict, radio: bool | None = None) -> dict:
+    """``spec`` with drawn energy parameters: idle and overhead power, radio overrides, and
+    (sometimes) the kf3 model."""
+    spec = dict(spec, power_idle=draw(st.sampled_from(["0 W", "0.5 W"])))
+    if draw(st.booleans()):
+        spec["overhead_power"] = draw(watts)
+    for key in ("tx_power", "rx_power"):
+        choice = draw(st.sampled_from(["keep", "none", "set"]))
+        if choice == "none":
+            spec.pop(key, None)
+        elif choice == "set":
+            spec[key] = draw(watts)
+    if radio is not None:
+        spec["radio"] = radio
+    if draw(st.booleans()):
+        spec["energy"] = {"model": "kf3", "frequency": "1.2 GHz", "nominal_frequency": "1 GHz"}
+    return spec
+
+
 @st.composite
 def multiview(draw) -> dict:
     n = draw(st.integers(1, 4))
     cell = {"name": "cell", "from": "cam", "to": "edge", "bandwidth": draw(bandwidths),
             "latency": draw(latencies), "overhead": draw(st.sampled_from(["0 B", "40 B"])),
-            "sharing": draw(st.sampled_from(["fifo", "dedicated"]))}
+            "sharing": draw(st.sampled_from(["fifo", "dedicated"])),
+            "tx_power": draw(watts), "rx_power": draw(watts)}
     if draw(st.booleans()):
         cell["mtu"], cell["header"] = "1500 B", "40 B"
     if draw(st.booleans()):
@@ -146,6 +170,8 @@ def multiview(draw) -> dict:
         "cloud": {"tier": "cloud", "flops_per_s": "200 GFLOP/s",
                   "cores": draw(st.integers(1, 2)), "power_active": "200 W"},
     }
+    devices["cam"] = energy_params(draw, devices["cam"], draw(st.sampled_from([None, False])))
+    devices["edge"] = energy_params(draw, devices["edge"], draw(st.booleans()))
     size = st.sampled_from(["100 B", "784 B", "4 kB", "20 kB"])
     model = {"oracle": "synthetic", "samples": draw(st.integers(20, 60)), "devices": n,
              "message_bytes": {"raw": draw(size), "feat": draw(size), "scores": "40 B",
@@ -175,7 +201,8 @@ def multiview(draw) -> dict:
 def per_device(draw) -> dict:
     n = draw(st.integers(1, 4))
     up = {"name": "up", "from": "cam", "to": "edge", "bandwidth": draw(bandwidths),
-          "latency": draw(latencies), "sharing": draw(st.sampled_from(["fifo", "dedicated"]))}
+          "latency": draw(latencies), "sharing": draw(st.sampled_from(["fifo", "dedicated"])),
+          "tx_power": draw(watts), "rx_power": draw(watts)}
     if draw(st.booleans()):
         up["trace"] = {"file": _trace_file(draw(st.lists(st.floats(0.5, 30.0), min_size=1,
                                                          max_size=4))), "loop": True}
@@ -187,6 +214,8 @@ def per_device(draw) -> dict:
                  "power_active": "20 W"},
         "cloud": {"tier": "cloud", "flops_per_s": "100 GFLOP/s"},
     }
+    devices["cam"] = energy_params(draw, devices["cam"])
+    devices["edge"] = energy_params(draw, devices["edge"], draw(st.booleans()))
     return {
         "name": "fast_each", "seed": draw(st.integers(0, 10_000)),
         "samples": draw(st.integers(30, 120)),
@@ -258,6 +287,7 @@ def test_fast_equals_des_on_shipped_scenarios(name):
      "topology.devices.edge.service", "exponential service"),
     ({"workload": {"arrivals": "closed", "concurrency": 2}}, "workload.arrivals",
      "closed-loop"),
+    ({"aggregation_timeout": "50 ms"}, "aggregation_timeout", "aggregation timeout"),
 ])
 def test_engine_fast_refuses_what_it_cannot_time_exactly(over, key, feature):
     data = multiview_scenario(2, **over)
@@ -315,3 +345,75 @@ def test_arrival_schedule_refuses_closed_loop():
     arr = Arrivals.from_spec(loaded.scenario.workload, 3, topo.end_devices, 1)
     with pytest.raises(FastEngineError, match="closed"):
         arrival_schedule(arr, topo)
+
+
+def test_an_aggregation_timeout_sends_only_partial_view_policies_to_the_des():
+    """A view may come after the timeout (queues decide): policies with partial views go to
+    the DES, the others stay on the fast engine; FastSimulation itself refuses them too."""
+    data = merge(chain_scenario(samples=30), {"aggregation_timeout": "50 ms"})
+    data["policies"] = [{"policy": "tiered", "model": "m"}]
+    loaded = load_data(copy.deepcopy(data))
+    topo, [(policy, _)] = prepare(loaded, progress=False)
+    assert choose_engine(loaded, topo, policy)[0] == "fast"
+    data = multiview_scenario(2, samples=30, aggregation_timeout="50 ms",
+                              policies=[{"policy": "ddnn", "threshold": 0.4}])
+    loaded = load_data(data)
+    topo, [(policy, oracle)] = prepare(loaded, progress=False)
+    engine, why = choose_engine(loaded, topo, policy)
+    assert engine == "des" and "aggregation timeout" in why
+    arr = Arrivals.from_spec(loaded.scenario.workload, 30, topo.end_devices, 1)
+    with pytest.raises(FastEngineError, match="aggregation timeout"):
+        FastSimulation(topo, arr, policy, 30, 1, oracle.n_samples, aggregation_timeout=0.05)
+
+
+def _spy(policy, log: list) -> None:
+    """Wrap ``policy.route`` to log (step class, value the engine sent back) per step."""
+    route = policy.route
+
+    def spied(s, sim):
+        gen = route(s, sim)
+        try:
+            step = next(gen)
+            while True:
+                got = yield step
+                log.append((type(step).__name__, len(getattr(step, "branches", ())), got))
+                step = gen.send(got)
+        except StopIteration as stop:
+            return stop.value
+
+    policy.route = spied
+
+
+def test_routes_get_the_arrived_branches_back_after_each_par():
+    data = multiview_scenario(3, samples=40)
+    loaded = load_data(data)
+    topo, bound = prepare(loaded, progress=False)
+    scn = loaded.scenario
+    for policy, oracle in bound:
+        for cls in (Simulation, FastSimulation):
+            log: list = []
+            _spy(policy, log)
+            arr = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices, scn.seed)
+            cls(topo, arr, policy, scn.samples, scn.seed, oracle.n_samples).run()
+            del policy.route
+            assert any(kind == "Par" for kind, _, _ in log), policy.label
+            for kind, width, got in log:
+                assert got == (tuple(range(width)) if kind == "Par" else None), (cls, kind)
+
+
+def test_order_maps_samples_to_rows():
+    data = multiview_scenario(3, samples=60)
+    loaded = load_data(data)
+    topo, bound = prepare(loaded, progress=False)
+    scn = loaded.scenario
+    for policy, oracle in bound:
+        runs = []
+        rows = oracle.n_samples
+        for order in (None, lambda i, m=rows: (59 - i) % m, lambda i: 7):
+            arr = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices, scn.seed)
+            runs.append(FastSimulation(topo, arr, policy, scn.samples, scn.seed,
+                                       oracle.n_samples, order=order).run())
+        base, rev, const = runs
+        np.testing.assert_array_equal(rev.pred, base.pred[::-1], policy.label)
+        np.testing.assert_array_equal(rev.exit, base.exit[::-1], policy.label)
+        assert (const.pred == base.pred[7]).all(), policy.label

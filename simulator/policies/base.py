@@ -141,6 +141,9 @@ class Policy:
     #: the sample, the oracle and scheduled inputs (``sim.now`` at arrival, a link's scheduled
     #: ``sim.bandwidth``), never on queues or device state. The fast engine can then time it.
     static_route: ClassVar[bool] = False
+    #: True when :meth:`route` may yield a ``partial`` :class:`Par` (views that an
+    #: ``aggregation_timeout`` may cut short).
+    partial_views: ClassVar[bool] = False
 
     @classmethod
     def live_state(cls, params: Params) -> str | None:

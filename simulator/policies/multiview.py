@@ -60,6 +60,7 @@ class MultiviewPolicy(Policy):
 
     requires_exits: tuple[str, ...] = ()
     static_route = True
+    partial_views = True
 
     def bind(self, ctx: BindContext) -> None:
         super().bind(ctx)
