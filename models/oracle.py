@@ -764,7 +764,7 @@ class TorchOracle:
                 out[f"feat.dev{i}"] = np.full(n, message_bytes(c * h * w, enc), dtype=np.int64)
         if "feat.edge" in dense:
             out["feat.edge"] = np.full(n, dense["feat.edge"], dtype=np.int64)
-            if model.edge_attention and edge_kept is not None:
+            if getattr(model, "edge_attention", False) and edge_kept is not None:
                 c_e = model.edge.fusion.out_channels
                 out["feat.edge"] = masked_feature_bytes(edge_kept, c_e, h * w, enc).astype(
                     np.int64

@@ -86,11 +86,11 @@ def test_fair_sharing_far_in_time_finishes():
 @st.composite
 def _traces(draw):
     n = draw(st.integers(1, 6))
-    gaps = draw(st.lists(st.floats(1e-3, 5.0), min_size=n - 1, max_size=n - 1))
+    gaps = draw(st.lists(st.floats(1e-2, 5.0), min_size=n - 1, max_size=n - 1))
     times = [0.0]
     for g in gaps:
         times.append(times[-1] + g)
-    rates = draw(st.lists(st.sampled_from([0.0, 1e3, 5e4, 1e6, 3.3e7]), min_size=n,
+    rates = draw(st.lists(st.sampled_from([0.0, 5e4, 1e6, 3.3e7]), min_size=n,
                           max_size=n))
     loop = draw(st.booleans())
     if loop and not any(rates):
@@ -101,7 +101,10 @@ def _traces(draw):
     return times, rates, period
 
 
-_LOADS = st.lists(st.tuples(st.sampled_from([0.0, 1.0, 1e7, 3e7, 1e9]), st.floats(0, 50),
+# Start times up to the schedulable horizon (2^23 s, docs/scenarios.md); traces of at least
+# 10 ms rows and 50 kB/s while up keep a fair-shared run to ~10^5 boundary wake-ups (its cost
+# grows with the boundaries crossed, which the assertion below checks, it does not hang).
+_LOADS = st.lists(st.tuples(st.sampled_from([0.0, 1.0, 1e6, 3e6, 8e6]), st.floats(0, 50),
                             st.floats(0.0, 2e6)), min_size=1, max_size=25)
 
 
@@ -122,7 +125,10 @@ def test_every_message_delivered_with_bounded_events(trace, load, sharing):
     assert events <= 6 * len(msgs) + (crossings if sharing == "fair" else 0) + 10
     if sharing == "fifo" and len(msgs) == 1:
         (t, nbytes), = msgs
-        assert math.isclose(_served(bw, t, done[0]), nbytes, rel_tol=1e-6, abs_tol=1e-3)
+        # Finish times are floats: the bytes they imply are exact to a few ulps of the clock.
+        slack = 4 * max(rates) * math.ulp(done[0])
+        assert math.isclose(_served(bw, t, done[0]), nbytes, rel_tol=1e-6,
+                            abs_tol=max(1e-3, slack))
 
 
 def test_lognormal_process_memory_stays_bounded():
