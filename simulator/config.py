@@ -7,6 +7,7 @@ imports torch: torch model specs are checked by ``models.oracle.check_spec`` whe
 
 from __future__ import annotations
 
+import csv
 import difflib
 import os
 import stat
@@ -89,6 +90,21 @@ def read_user_text(path: str | Path, limit: int) -> str:
     return text
 
 
+
+def read_csv_rows(path: str | Path, limit: int, what: str) -> list[list[str]]:
+    """The rows of a user-named CSV file (see :func:`read_user_text`).
+
+    Raises:
+        ValueError: naming the file and ``what`` it is, never quoting its contents.
+    """
+    try:
+        text = read_user_text(path, limit)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {what}: {exc}") from None
+    try:
+        return list(csv.reader(text.splitlines()))
+    except csv.Error:
+        raise ValueError(f"{path}: not a CSV file") from None
 
 def read_yaml_text(path: Path, what: str = "scenario") -> str:
     """The text of a scenario or study file (see :func:`read_user_text`, at most YAML_LIMIT

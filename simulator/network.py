@@ -9,7 +9,6 @@ messages one at a time; a fair medium shares its bandwidth equally among the mes
 from __future__ import annotations
 
 import bisect
-import csv
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -182,16 +181,9 @@ def read_trace_csv(path: Path, loop: bool) -> PiecewiseBandwidth:
     Raises:
         ValueError: with the file and line of the first problem.
     """
-    from simulator.config import read_user_text
+    from simulator.config import read_csv_rows
 
-    try:
-        text = read_user_text(path, TRACE_LIMIT)
-    except ValueError as exc:
-        raise ValueError(f"{path}: bandwidth trace: {exc}") from None
-    try:
-        rows = list(csv.reader(text.splitlines()))
-    except csv.Error:
-        raise ValueError(f"{path}: not a CSV file") from None
+    rows = read_csv_rows(path, TRACE_LIMIT, "bandwidth trace")
     if not rows:
         raise ValueError(f"{path}:1: empty bandwidth trace")
     header = rows[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,16 +23,9 @@ def read_arrivals_csv(path: Path) -> np.ndarray:
     Raises:
         ValueError: naming the file and line of the first problem.
     """
-    from simulator.config import read_user_text
+    from simulator.config import read_csv_rows
 
-    try:
-        text = read_user_text(path, ARRIVALS_LIMIT)
-    except ValueError as exc:
-        raise ValueError(f"{path}: arrival trace: {exc}") from None
-    try:
-        rows = list(csv.reader(text.splitlines()))
-    except csv.Error:
-        raise ValueError(f"{path}: not a CSV file") from None
+    rows = read_csv_rows(path, ARRIVALS_LIMIT, "arrival trace")
     unit = units.header_unit(rows[0][0], "time") if rows and rows[0] else None
     if unit is None:
         raise ValueError(f"{path}:1: the header must name the time column with its unit, "
