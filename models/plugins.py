@@ -802,6 +802,20 @@ def edge_message_values(model: nn.Module) -> int | None:
 # --------------------------------------------------------------------------- listing
 
 
+
+def _plugin_row(name: str, ep) -> dict:
+    """One installed plug-in (network or dataset) as a listing row; one that does not load
+    says why instead of failing the listing."""
+    row = {"name": name, "kind": "plug-in", "source": ep.value, "options": {},
+           "description": ""}
+    try:
+        fn = _load_entry_point(ep)
+        row["options"] = options_of(fn)
+        row["description"] = (inspect.getdoc(fn) or "").split("\n")[0]
+    except ValueError as exc:
+        row["description"] = f"(does not load: {exc})"
+    return row
+
 def catalogue() -> dict[str, list[dict]]:
     """Every network and dataset a scenario can name, built-in and plug-in, with options."""
     from models.chain import CHAIN_DEFAULTS, CHAINS
@@ -814,16 +828,7 @@ def catalogue() -> dict[str, list[dict]]:
             info = reg.info(name)
             nets.append({"name": name, "kind": kind, "source": "built-in",
                          "options": dict(defaults[name]), "description": info.description})
-    for name, ep in sorted(entry_points(MODEL_GROUP).items()):
-        row = {"name": name, "kind": "plug-in", "source": ep.value, "options": {},
-               "description": ""}
-        try:
-            fn = _load_entry_point(ep)
-            row["options"] = options_of(fn)
-            row["description"] = (inspect.getdoc(fn) or "").split("\n")[0]
-        except ValueError as exc:
-            row["description"] = f"(does not load: {exc})"
-        nets.append(row)
+    nets += [_plugin_row(name, ep) for name, ep in sorted(entry_points(MODEL_GROUP).items())]
     data = [{"name": n, "kind": "built-in", "source": "built-in",
              "options": {"shape": list(BUILTIN_DATA[n][0]), "classes": BUILTIN_DATA[n][1]},
              "description": ""} for n in DATASETS]
@@ -839,14 +844,5 @@ def catalogue() -> dict[str, list[dict]]:
          "options": {"options": {}, "split": list(DEFAULT_FRACTIONS)},
          "description": "returns (x, y), {x, y[, split]}, {train, val, test} or a Dataset"},
     ]
-    for name, ep in sorted(entry_points(DATASET_GROUP).items()):
-        row = {"name": name, "kind": "plug-in", "source": ep.value, "options": {},
-               "description": ""}
-        try:
-            fn = _load_entry_point(ep)
-            row["options"] = options_of(fn)
-            row["description"] = (inspect.getdoc(fn) or "").split("\n")[0]
-        except ValueError as exc:
-            row["description"] = f"(does not load: {exc})"
-        data.append(row)
+    data += [_plugin_row(name, ep) for name, ep in sorted(entry_points(DATASET_GROUP).items())]
     return {"networks": nets, "datasets": data}
