@@ -13,7 +13,7 @@ import numpy as np
 import simpy
 
 from simulator.devices import Availability, Device, hop_radio_power
-from simulator.network import FifoMedium, Link
+from simulator.network import Bandwidth, FifoMedium, Link
 from simulator.policies.base import Compute, Done, Failed, Par, Policy, Sample, Send
 from simulator.records import RecordBlock
 from simulator.topology import Topology
@@ -26,6 +26,21 @@ __all__ = ["SampleFailed", "Simulation", "stream"]
 class SampleFailed(Exception):
     """Raised inside a sample's steps when it cannot go on: ``lost`` (packet loss beyond the
     retries), ``device_down`` (a device on its way failed), ``link_down`` (a link failed)."""
+
+
+class _Acc:
+    """A sample's energy and bytes while it runs, in Python floats, written to the records once
+    when it ends (numpy item updates cost more than the arithmetic). Every step of the sample,
+    its branches included, adds here in time order, so sums are the same as adding into the
+    records directly; a stray branch that outlives its sample adds to the records instead."""
+
+    __slots__ = ("bytes", "energy", "kind", "open")
+
+    def __init__(self):
+        self.energy: dict[int, float] = {}  # device column -> J
+        self.bytes: dict[int, float] = {}  # link column -> B
+        self.kind = [0.0, 0.0, 0.0]  # compute, tx, rx
+        self.open = True
 
 
 class Simulation:
@@ -76,6 +91,14 @@ class Simulation:
         self._progress = progress
         self._done = 0
         self._busy_until = 0.0
+        # Decided once per run: nothing can fail (no device or link fault), so steps skip
+        # every availability check.
+        self._watch_links = {n: self._any_failures or a.any for n, a in self.link_avail.items()}
+        # Compute step -> (cores, seconds, energy, device column) for fixed-time steps on
+        # devices that cannot fail (policies reuse one step object per section).
+        self._fast_steps: dict[Compute, tuple | None] = {}
+        # (src, dst) -> the hops of _send's fast case when every hop is one, else None.
+        self._fast_paths: dict[tuple[str, str], tuple | None] = {}
 
     # -- live state for policies ---------------------------------------------------------------
 
@@ -116,10 +139,11 @@ class Simulation:
 
     def new_sample(self, sample_id: int, source: str | None):
         """Called by the arrival process: record the arrival and start the sample's process."""
-        now = self.env.now
-        alive = self._alive_at(now)
-        sample = Sample(sample_id, self.order(sample_id), source, alive, now)
-        return self.env.process(self._sample(sample))
+        env = self.env
+        now = env.now
+        alive = self._alive_at(now) if self._any_failures else self._all_alive
+        return env.process(self._sample(Sample(sample_id, self.order(sample_id), source, alive,
+                                               now)))
 
     def _alive_at(self, now: float) -> frozenset[int]:
         if not self._any_failures:
@@ -135,22 +159,69 @@ class Simulation:
         rec.views[i] = len(s.alive)
         status = "ok"
         result = None
-        if s.source is not None and not self.devices[s.source].avail.is_up(s.arrival):
+        acc = _Acc()
+        if (s.source is not None and self._any_failures
+                and not self.devices[s.source].avail.is_up(s.arrival)):
             status = "device_down"
         elif s.source is None and not s.alive:
             status = "no_views"
         else:
+            logged = self.hop_log is not None and i < self._log_below
+            fast_steps, fast_paths = self._fast_steps, self._fast_paths
+            energy, kind = acc.energy, acc.kind
             gen = self.policy.route(s, self)
             try:
                 step = next(gen)
                 while True:
                     sent = None
-                    if step.__class__ is Par:
-                        sent = yield from self._par(step, i)
-                    elif step.__class__ is Compute:
-                        yield from self._compute(step, i)
+                    cls = step.__class__
+                    if cls is Compute:
+                        fast = None if logged else fast_steps.get(step, False)
+                        if fast is False:
+                            fast = self._fast_step(step)
+                        if fast is None:
+                            yield from self._compute(step, i, acc)
+                        else:  # a fixed-time step on a device that cannot fail
+                            cores, dt, e, col = fast
+                            req = cores.request()
+                            yield req
+                            yield env.timeout(dt)
+                            cores.release(req)
+                            energy[col] = energy.get(col, 0.0) + e
+                            kind[0] += e
+                    elif cls is Par:
+                        sent = yield from self._par(step, i, acc)
                     else:
-                        yield from self._send(step, i)
+                        hops = None if logged else fast_paths.get((step.src, step.dst), False)
+                        if hops is False:
+                            hops = self._fast_path(step.src, step.dst)
+                        if hops is None:
+                            yield from self._send(step, i, acc)
+                        else:
+                            # Constant-rate FIFO hops that cannot fail, inlined (the hot
+                            # path of _send, same arithmetic).
+                            payload = step.nbytes
+                            if payload.__class__ is not float:
+                                payload = float(payload)
+                            nbytes = acc.bytes
+                            for (res, col, scol, rcol, tx_p, rx_p, rate, mtu, over, header,
+                                 latency) in hops:
+                                packets = max(1, math.ceil(payload / mtu)) if mtu else 1
+                                to_send = payload + over + packets * header
+                                req = res.request()
+                                yield req
+                                held = to_send / rate
+                                yield env.timeout(held)
+                                res.release(req)
+                                nbytes[col] = nbytes.get(col, 0.0) + to_send
+                                if tx_p:
+                                    energy[scol] = energy.get(scol, 0.0) + tx_p * held
+                                    kind[1] += tx_p * held
+                                if rx_p:
+                                    energy[rcol] = energy.get(rcol, 0.0) + rx_p * held
+                                    kind[2] += rx_p * held
+                                if latency:
+                                    yield env.timeout(latency)
                     step = gen.send(sent)
             except StopIteration as stop:
                 result = stop.value
@@ -160,6 +231,18 @@ class Simulation:
             if result.__class__ is Failed:
                 status = result.reason
         rec.finish[i] = env.now
+        acc.open = False
+        for col, v in acc.energy.items():
+            rec.energy[i, col] = v
+        for col, v in acc.bytes.items():
+            rec.link_bytes[i, col] = v
+        k0, k1, k2 = acc.kind
+        if k0:
+            rec.kind[i, 0] = k0
+        if k1:
+            rec.kind[i, 1] = k1
+        if k2:
+            rec.kind[i, 2] = k2
         if status == "ok":
             if result.__class__ is not Done:
                 raise TypeError(f"policy {self.policy.label!r} returned {result!r}, not Done")
@@ -169,7 +252,37 @@ class Simulation:
         if self._progress is not None and not self._done & 1023:
             self._progress(1024)
 
-    def _par(self, step: Par, i: int):
+    def _fast_step(self, step: Compute) -> tuple | None:
+        """(cores, seconds, energy, device column) of a fixed-time step on a device that
+        cannot fail, else None; cached per step object (a bounded number of them)."""
+        dev = self.devices[step.device]
+        p = dev.p
+        fast = None
+        if p.service == "fixed" and not dev.avail.any:
+            work = p.work_time(step.flops, step.seconds)
+            over = p.call_overhead
+            fast = (dev.cores, work + over, p.step_energy(work, over),
+                    self._dev_col[step.device])
+        if len(self._fast_steps) < 4096:
+            self._fast_steps[step] = fast
+        return fast
+
+    def _bill(self, acc: _Acc, i: int, col: int, joules: float, kind: int) -> None:
+        """Add ``joules`` of ``kind`` (0 compute, 1 tx, 2 rx) on device column ``col``."""
+        if acc.open:
+            acc.energy[col] = acc.energy.get(col, 0.0) + joules
+            acc.kind[kind] += joules
+        else:  # a branch still running after its sample ended
+            self.records.energy[i, col] += joules
+            self.records.kind[i, kind] += joules
+
+    def _bill_bytes(self, acc: _Acc, i: int, col: int, nbytes: float) -> None:
+        if acc.open:
+            acc.bytes[col] = acc.bytes.get(col, 0.0) + nbytes
+        else:
+            self.records.link_bytes[i, col] += nbytes
+
+    def _par(self, step: Par, i: int, acc: _Acc):
         """Run the branches side by side; returns the indices of the branches that arrived.
 
         Without a timeout (or for a Par that is not ``partial``) every branch must arrive: the
@@ -179,7 +292,7 @@ class Simulation:
         env = self.env
         timeout = self.aggregation_timeout if step.partial else None
         if timeout is None:
-            procs = [env.process(self._branch(b, i, None)) for b in step.branches]
+            procs = [env.process(self._branch(b, i, None, acc)) for b in step.branches]
             yield env.all_of(procs)
             reasons = [p.value for p in procs if p.value is not None]
             if reasons:
@@ -187,7 +300,7 @@ class Simulation:
             return tuple(range(len(procs)))
         arrived = [env.event() for _ in step.branches]
         for b, ev in zip(step.branches, arrived, strict=True):
-            env.process(self._branch(b, i, ev))
+            env.process(self._branch(b, i, ev, acc))
         yield env.all_of(arrived) | env.timeout(timeout)
         got = tuple(k for k, ev in enumerate(arrived) if ev.triggered)
         if not got:
@@ -195,13 +308,13 @@ class Simulation:
         self.records.views[i] = len(got)
         return got
 
-    def _branch(self, steps, i: int, arrived: simpy.Event | None):
+    def _branch(self, steps, i: int, arrived: simpy.Event | None, acc: _Acc):
         try:
             for step in steps:
                 if step.__class__ is Compute:
-                    yield from self._compute(step, i)
+                    yield from self._compute(step, i, acc)
                 else:
-                    yield from self._send(step, i)
+                    yield from self._send(step, i, acc)
         except SampleFailed as exc:
             return str(exc)
         finally:
@@ -210,8 +323,21 @@ class Simulation:
             arrived.succeed()
         return None
 
-    def _compute(self, step: Compute, i: int):
+    def _compute(self, step: Compute, i: int, acc: _Acc):
         env = self.env
+        logged = self.hop_log is not None and i < self._log_below
+        if not logged:
+            fast = self._fast_steps.get(step, False)
+            if fast is False:
+                fast = self._fast_step(step)
+            if fast is not None:
+                cores, dt, e, col = fast
+                req = cores.request()
+                yield req
+                yield env.timeout(dt)
+                cores.release(req)
+                self._bill(acc, i, col, e, 0)
+                return
         dev = self.devices[step.device]
         p, avail = dev.p, dev.avail
         if avail.any and not avail.is_up(env.now):
@@ -233,16 +359,29 @@ class Simulation:
         finally:
             dev.cores.release(req)
         share = ran / dt if dt > 0 else 1.0
-        e = p.step_energy(work * share, over * share)
-        rec = self.records
-        rec.energy[i, self._dev_col[step.device]] += e
-        rec.kind[i, 0] += e
+        self._bill(acc, i, self._dev_col[step.device], p.step_energy(work * share, over * share),
+                   0)
         if ran < dt:
             raise SampleFailed("device_down")
-        if self.hop_log is not None and i < self._log_below:
+        if logged:
             self.hop_log.append((i, "compute", step.device, step.label, start, env.now, asked))
 
+    def _fast_path(self, src: str, dst: str) -> tuple | None:
+        """Per hop (medium resource, link column, sender column, receiver column, tx W, rx W,
+        rate, mtu, overhead, header, latency) when every hop is _send's fast case, else None."""
+        hops = self._path(src, dst)
+        fast = None
+        if all(h[9] for h in hops):
+            fast = tuple((medium.resource, col, scol, rcol, tx, rx, rate, link.p.mtu,
+                          link.p.overhead, link.p.header, link.p.latency)
+                         for (link, col, _s, scol, _r, rcol, tx, rx, medium, rate, _w) in hops)
+        self._fast_paths[(src, dst)] = fast
+        return fast
+
     def _path(self, src: str, dst: str) -> tuple:
+        """Hops from ``src`` to ``dst``: (link, link column, sender, its column, receiver, its
+        column, tx W, rx W, medium, rate, watch). ``rate`` > 0 marks the fast case: a FIFO
+        medium at constant bandwidth, no loss, nothing on the hop can fail."""
         key = (src, dst)
         hops = self._hops.get(key)
         if hops is None:
@@ -251,9 +390,14 @@ class Simulation:
             for lp in self.topology.path(src, dst):
                 snd, rcv = self.devices[node].p, self.devices[lp.receiver].p
                 tx, rx = hop_radio_power(snd, rcv, lp)
-                hops.append((self.links[lp.name], self._link_col[lp.name], node,
-                             self._dev_col[node], lp.receiver, self._dev_col[lp.receiver],
-                             tx, rx))
+                link = self.links[lp.name]
+                medium = link.media[node]
+                watch = self._watch_links[lp.name]
+                fast = (medium.__class__ is FifoMedium and medium.bw.__class__ is Bandwidth
+                        and not lp.loss and not watch)
+                hops.append((link, self._link_col[lp.name], node, self._dev_col[node],
+                             lp.receiver, self._dev_col[lp.receiver], tx, rx, medium,
+                             medium.bw.rate if fast else 0.0, watch))
                 node = lp.receiver
             hops = self._hops[key] = tuple(hops)
         return hops
@@ -274,15 +418,49 @@ class Simulation:
                     best, why = t, "device_down"
         return (best, why) if best <= t1 else (math.inf, "")
 
-    def _send(self, step: Send, i: int):
-        env, rec = self.env, self.records
-        for link, col, sender, scol, receiver, rcol, tx_p, rx_p in self._path(step.src,
-                                                                               step.dst):
+    def _send(self, step: Send, i: int, acc: _Acc):
+        env = self.env
+        logged = self.hop_log is not None and i < self._log_below
+        payload = step.nbytes
+        if payload.__class__ is not float:
+            # Oracle sizes arrive as numpy integers, whose arithmetic costs ~7x a float's
+            # (the values are the same: byte counts are exact in float64).
+            payload = float(payload)
+        for (link, col, sender, scol, receiver, rcol, tx_p, rx_p, medium, rate,
+             watch) in self._path(step.src, step.dst):
             lp = link.p
-            medium = link.media[sender]
-            watch = self._any_failures or self.link_avail[lp.name].any
-            sizes = lp.packet_bytes(step.nbytes) if lp.loss else None
-            to_send = lp.wire_bytes(step.nbytes)[0]
+            if rate and not logged:
+                mtu = lp.mtu
+                packets = max(1, math.ceil(payload / mtu)) if mtu else 1
+                to_send = payload + lp.overhead + packets * lp.header
+                res = medium.resource
+                req = res.request()
+                yield req
+                held = to_send / rate
+                yield env.timeout(held)
+                res.release(req)
+                if acc.open:
+                    b = acc.bytes
+                    b[col] = b.get(col, 0.0) + to_send
+                    if tx_p or rx_p:
+                        energy, kind = acc.energy, acc.kind
+                        if tx_p:
+                            energy[scol] = energy.get(scol, 0.0) + tx_p * held
+                            kind[1] += tx_p * held
+                        if rx_p:
+                            energy[rcol] = energy.get(rcol, 0.0) + rx_p * held
+                            kind[2] += rx_p * held
+                else:
+                    self._bill_bytes(acc, i, col, to_send)
+                    if tx_p:
+                        self._bill(acc, i, scol, tx_p * held, 1)
+                    if rx_p:
+                        self._bill(acc, i, rcol, rx_p * held, 2)
+                if lp.latency:
+                    yield env.timeout(lp.latency)
+                continue
+            sizes = lp.packet_bytes(payload) if lp.loss else None
+            to_send = lp.wire_bytes(payload)[0]
             asked = start = env.now
             attempt = 0
             while True:
@@ -308,14 +486,11 @@ class Simulation:
                     fail, why = (self._first_failure(lp.name, sender, receiver, t0, t0 + dt)
                                  if watch else (math.inf, ""))
                     held = dt  # a fair medium cannot cancel: the loss is seen at the end
-                sent = to_send * (held / dt) if dt > 0 else to_send
-                rec.link_bytes[i, col] += sent
+                self._bill_bytes(acc, i, col, to_send * (held / dt) if dt > 0 else to_send)
                 if tx_p:
-                    rec.energy[i, scol] += tx_p * held
-                    rec.kind[i, 1] += tx_p * held
+                    self._bill(acc, i, scol, tx_p * held, 1)
                 if rx_p:
-                    rec.energy[i, rcol] += rx_p * held
-                    rec.kind[i, 2] += rx_p * held
+                    self._bill(acc, i, rcol, rx_p * held, 2)
                 if fail != math.inf:
                     raise SampleFailed(why)
                 if sizes is None:
@@ -342,5 +517,5 @@ class Simulation:
                 fail, why = self._first_failure(lp.name, receiver, receiver, env.now, env.now)
                 if fail != math.inf:
                     raise SampleFailed(why)
-            if self.hop_log is not None and i < self._log_below:
+            if logged:
                 self.hop_log.append((i, "send", lp.name, step.label, start, env.now, asked))

@@ -9,6 +9,7 @@ messages one at a time; a fair medium shares its bandwidth equally among the mes
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -324,66 +325,84 @@ class FifoMedium:
 
 
 class FairMedium:
-    """Processor sharing: the rate is split equally among the messages in flight."""
+    """Processor sharing: the rate is split equally among the messages in flight.
+
+    Exact bookkeeping by virtual time: ``V`` is the service (bytes) every message in flight has
+    received since the medium last became busy; it grows at ``rate / n``. A message of ``b``
+    bytes arriving when it is ``V0`` gets the finish tag ``V0 + b`` and is done exactly when
+    ``V`` reaches it. The next completion is the smallest tag; at its wake-up ``V`` is set to
+    that tag (not to an accumulated float that could fall short of it), so every completion
+    wake-up removes at least one message and every other wake-up is a rate change strictly
+    later in time: no wake-up repeats an instant, no residue is left behind, and each message
+    is billed exactly its bytes. Events: one wake-up per arrival, completion and rate change
+    crossed while busy.
+    """
 
     def __init__(self, env: simpy.Environment, bw: Bandwidth):
         self.env, self.bw = env, bw
-        self._left: dict[int, float] = {}
-        self._done: dict[int, simpy.Event] = {}
-        self._start: dict[int, float] = {}
+        self._tags: list[tuple[float, int]] = []  # heap of (finish tag, message id)
+        self._msgs: dict[int, tuple[float, simpy.Event]] = {}  # id -> (start, done)
+        self._v = 0.0  # virtual time: bytes served to each message in flight
         self._next_id = 0
         self._last = 0.0
         self._version = 0
-        self._tolerance = 1e-9 * max(1.0, bw.rate)  # bytes counted as served (round-off)
 
     @property
     def queue_len(self) -> int:
-        return len(self._left)
+        return len(self._msgs)
 
     def _advance(self) -> None:
         now = self.env.now
-        n = len(self._left)
+        n = len(self._tags)
         if n and now > self._last:
             # Rate is constant between _last and now: every change point wakes us.
-            served = self.bw.segment(self._last)[0] * (now - self._last) / n
-            for k in self._left:
-                self._left[k] -= served
+            self._v += self.bw.segment(self._last)[0] * (now - self._last) / n
         self._last = now
 
     def _reschedule(self) -> None:
         self._version += 1
-        if not self._left:
+        if not self._tags:
+            self._v = 0.0  # idle: tags of the next busy period start from 0 (full precision)
             return
-        now, n = self.env.now, len(self._left)
+        now, n = self.env.now, len(self._tags)
         rate, change = self.bw.segment(now)
-        first = min(self._left.values())
-        t_done = now + max(first, 0.0) * n / rate if rate > 0 else math.inf
-        wake = min(t_done, change)
-        if wake <= now and first > self._tolerance:
-            # The bytes left need less than one float step of time: take that step, after
-            # which they are served (and the next wake-up cannot repeat this instant).
-            wake = math.nextafter(now, math.inf)
+        tag = self._tags[0][0]
+        left = tag - self._v
+        if left <= 0:
+            t_done = now
+        elif rate > 0:
+            t_done = now + left * n / rate
+        else:
+            t_done = math.inf
+        if t_done <= change:
+            wake, due = t_done, tag
+        else:
+            wake, due = change, None  # change > now: time advances
         version = self._version
         ev = self.env.timeout(wake - now)
-        ev.callbacks.append(lambda _ev: self._wake(version))
+        ev.callbacks.append(lambda _ev: self._wake(version, due))
 
-    def _wake(self, version: int) -> None:
+    def _wake(self, version: int, due: float | None) -> None:
         if version != self._version:
             return
         self._advance()
-        # Finish every message whose bytes are served (tolerance for float round-off).
-        for k in [k for k, v in self._left.items() if v <= self._tolerance]:
-            del self._left[k]
-            self._done.pop(k).succeed(self.env.now - self._start.pop(k))
+        if due is not None and self._v < due:
+            self._v = due  # the completion is due now: no residue of float round-off
+        tags = self._tags
+        while tags and tags[0][0] <= self._v:
+            _, k = heapq.heappop(tags)
+            start, done = self._msgs.pop(k)
+            done.succeed(self.env.now - start)
         self._reschedule()
 
     def send(self, nbytes: float):
+        """Process body: share the medium until ``nbytes`` are served; returns seconds taken."""
         self._advance()
         k = self._next_id
         self._next_id += 1
-        self._left[k] = float(nbytes)
-        self._start[k] = self.env.now
-        done = self._done[k] = self.env.event()
+        done = self.env.event()
+        heapq.heappush(self._tags, (self._v + float(nbytes), k))
+        self._msgs[k] = (self.env.now, done)
         self._reschedule()
         dt = yield done
         return dt

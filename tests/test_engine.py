@@ -240,3 +240,18 @@ def test_measured_mode_multiview():
 
     with pytest.raises(ScenarioError, match="no host timings"):
         load_data(data, "<test>")
+
+
+@pytest.mark.parametrize("data", [chain_scenario(samples=300,
+                                                 workload={"arrivals": "poisson",
+                                                           "rate": "40 /s"}),
+                                  multiview_scenario(4)], ids=["chain", "multiview"])
+def test_fast_paths_equal_general_path(data):
+    """Steps on devices and links that cannot fail take inlined fast paths and sum a sample's
+    energy and bytes in Python floats; logging every hop forces the general path. Both must
+    give the same records, bit for bit."""
+    data = merge(data, {"engine": "des"})
+    fast = run(data, hop_log=False).records
+    slow = run(data, hop_log=True).records
+    assert (fast["bytes_total"] > 0).any() and (fast["energy_j"] > 0).all()
+    pd.testing.assert_frame_equal(fast, slow, check_exact=True)

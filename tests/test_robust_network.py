@@ -142,3 +142,91 @@ def test_lognormal_process_memory_stays_bounded():
         assert bw.next_change(t) > t
         assert bw.time_to_send(t, 5e5) > 0
     assert len(bw.times) <= 3 * PiecewiseBandwidth._KEEP + 2000
+
+
+def test_fair_equal_messages_finish_at_one_instant():
+    # Equal finish tags complete at one wake-up: no straggler left by float residues.
+    for k, nbytes, rate in [(3, 1e5 / 3, 7e5), (7, 0.1, 3.3e7), (11, 123456.789, 1.3e6)]:
+        done, events, _ = _run(lambda r=rate: Bandwidth(r), "fair", [(0.0, nbytes)] * k)
+        assert len(set(done.values())) == 1
+        assert math.isclose(done[0], k * nbytes / rate, rel_tol=1e-12)
+        assert events <= 6 * k + 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.floats(1.0, 1e7), min_size=1, max_size=12),
+       rate=st.floats(1e3, 1.25e10), t0=st.sampled_from([0.0, 1.0, 3e7, 8e6 * 1.3]))
+def test_fair_distinct_sizes_match_closed_form(sizes, rate, t0):
+    """Messages sent together on a PS medium: the j-th smallest (s_1 <= ... <= s_k) ends at
+    t0 + (s_1 + ... + s_{j-1} + (k - j + 1) s_j) / rate."""
+    done, _, _ = _run(lambda: Bandwidth(rate), "fair", [(t0, s) for s in sizes])
+    order = sorted(range(len(sizes)), key=lambda k: sizes[k])
+    s = [sizes[k] for k in order]
+    k = len(s)
+    for j, idx in enumerate(order):
+        want = t0 + (math.fsum(s[:j]) + (k - j) * s[j]) / rate
+        assert math.isclose(done[idx], want, rel_tol=1e-12, abs_tol=4 * math.ulp(want))
+
+
+@st.composite
+def _sparse_loads(draw):
+    """Messages over a long horizon: Poisson-like gaps of mean 1e6 s (a rate of 1e-6 /s) up
+    to ~1e7 s, some sent in bursts at one instant."""
+    n = draw(st.integers(1, 30))
+    gaps = draw(st.lists(st.floats(0.0, 3e6), min_size=n, max_size=n))
+    burst = draw(st.lists(st.integers(1, 4), min_size=n, max_size=n))
+    sizes = draw(st.lists(st.floats(1.0, 5e6), min_size=sum(burst), max_size=sum(burst)))
+    msgs, t, it = [], 0.0, iter(sizes)
+    for g, b in zip(gaps, burst, strict=True):
+        t += g
+        msgs += [(t, next(it)) for _ in range(b)]
+    return msgs
+
+
+@settings(max_examples=60, deadline=None)
+@given(trace=_traces(), msgs=_sparse_loads())
+def test_fair_long_horizon_is_exact_and_bounded(trace, msgs):
+    """Over ~1e7 s of sparse and bursty load on random traces, fair sharing delivers every
+    message, its events stay within a few per message plus the trace boundaries crossed while
+    busy, and (work conservation) it empties the medium when FIFO does."""
+    times, rates, period = trace
+    make = lambda: PiecewiseBandwidth(times, rates, period)  # noqa: E731
+    done, events, _ = _run(make, "fair", msgs)
+    fifo, _, _ = _run(make, "fifo", msgs)
+    assert len(done) == len(msgs)
+    busy = sum(done[k] - t for k, (t, _) in enumerate(msgs))
+    per_period = len(times) if period else 1
+    crossings = (busy / period + 2) * per_period * len(msgs) if period else len(times)
+    assert events <= 6 * len(msgs) + crossings + 10
+    for k, (t, _) in enumerate(msgs):
+        assert done[k] >= t
+    # Work conservation: both disciplines serve at the full rate whenever a message waits, so
+    # the last message leaves at the same time.
+    last_fair, last_fifo = max(done.values()), max(fifo.values())
+    assert math.isclose(last_fair, last_fifo, rel_tol=1e-9, abs_tol=1e-6)
+
+
+def test_fair_constant_rate_long_horizon_sojourns_exact():
+    """Sparse messages at rate 1e-6 /s far in time, each alone on the medium: its sojourn is
+    exactly its bytes over the rate (to a few ulps of the clock), none carries a residue."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    t = np.cumsum(rng.exponential(1e6, 300))
+    sizes = rng.uniform(1.0, 1e4, 300)
+    rate = 1.3e6
+    msgs = list(zip(t.tolist(), sizes.tolist(), strict=True))
+    done, events, _ = _run(lambda: Bandwidth(rate), "fair", msgs)
+    assert len(done) == 300 and events <= 6 * 300
+    for k, (t0, nbytes) in enumerate(msgs):
+        assert math.isclose(done[k] - t0, nbytes / rate, rel_tol=1e-6,
+                            abs_tol=4 * math.ulp(done[k]))
+
+
+def test_fair_fast_link_no_early_completion():
+    # 100 Gbit/s: a round-off tolerance of 1e-9 x rate bytes (12.5 B) used to finish a 110 B
+    # message together with a 100 B one; exact finish tags keep them apart.
+    rate = 1.25e10
+    done, _, _ = _run(lambda: Bandwidth(rate), "fair", [(0.0, 100.0), (0.0, 110.0)])
+    assert math.isclose(done[0], 200.0 / rate, rel_tol=1e-12)
+    assert math.isclose(done[1], 210.0 / rate, rel_tol=1e-12)
