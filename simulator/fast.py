@@ -43,9 +43,8 @@ from simulator.workload import Arrivals
 
 #: Passes over all levels before the fixed point is declared out of reach.
 MAX_PASSES = 200
-#: Busy periods longer than this are summed one numpy call each, shorter ones as matrix rows.
-_LONG_ROW = 4096
-_EXACT_ROW = 64
+#: Busy periods longer than this are summed one numpy call each, shorter ones column-wise.
+_COLUMN_ROW = 1024
 
 
 class FastEngineError(RuntimeError):
@@ -200,9 +199,9 @@ def fifo_one(r: np.ndarray, s: np.ndarray, prev: float = -np.inf) -> np.ndarray:
 def _busy_sums(r: np.ndarray, s: np.ndarray, new: np.ndarray) -> np.ndarray:
     """``d`` with a busy period starting at every ``new``: ``r + s`` there, then ``d + s``.
 
-    Periods of similar length are stacked as rows of a matrix (lengths up to a power of two,
-    zero-padded) and summed along the rows: ``cumsum`` adds left to right, so every row is the
-    recursion's own sequence of additions."""
+    Every period is summed left to right, as the recursion adds: the periods up to
+    ``_COLUMN_ROW`` long advance together one position per step (longest first, so the ones
+    still going are a prefix), longer ones by one ``np.cumsum`` each."""
     n = len(r)
     d = r + s
     starts = np.flatnonzero(new)
@@ -211,30 +210,23 @@ def _busy_sums(r: np.ndarray, s: np.ndarray, new: np.ndarray) -> np.ndarray:
     if not multi.any():
         return d
     st, ln = starts[multi], lens[multi]
-    # Short periods grouped by exact length (no padding), longer ones by power of two.
-    bucket = np.where(ln <= _EXACT_ROW, ln, _EXACT_ROW + np.ceil(np.log2(ln)).astype(np.int64))
-    for k in np.unique(bucket).tolist():
-        sel = bucket == k
-        first, length = st[sel], ln[sel]
-        if k <= _EXACT_ROW:
-            idx = first[:, None] + np.arange(k)
-            v = s[idx]
-            v[:, 0] = d[first]
-            d[idx] = np.cumsum(v, axis=1)
-            continue
-        width = 1 << (k - _EXACT_ROW)
-        if width > _LONG_ROW:
-            for j, m in zip(first.tolist(), length.tolist(), strict=True):
-                seg = s[j : j + m].copy()
-                seg[0] = d[j]
-                d[j : j + m] = np.cumsum(seg)
-            continue
-        cols = np.arange(width)
-        valid = cols < length[:, None]
-        idx = np.where(valid, first[:, None] + cols, first[:, None])
-        v = np.where(valid, s[idx], 0.0)
-        v[:, 0] = d[first]
-        d[idx[valid]] = np.cumsum(v, axis=1)[valid]
+    long = ln > _COLUMN_ROW
+    if long.any():
+        for j, m in zip(st[long].tolist(), ln[long].tolist(), strict=True):
+            seg = s[j : j + m].copy()
+            seg[0] = d[j]
+            d[j : j + m] = np.cumsum(seg)
+        st, ln = st[~long], ln[~long]
+    if len(st):
+        order = np.argsort(-ln, kind="stable")
+        st, ln = st[order], ln[order]
+        # going[j]: how many periods are longer than j (ln is descending).
+        going = np.searchsorted(-ln, -np.arange(int(ln[0])), side="left")
+        col = d[st]
+        for j, a in enumerate(going[1:].tolist(), start=1):
+            at = st[:a] + j
+            col = col[:a] + s[at]
+            d[at] = col
     return d
 
 
@@ -691,7 +683,7 @@ class FastSimulation:
                 hit = np.bincount(station[hl[diff]], minlength=nst)
                 for x in np.flatnonzero(hit).tolist():
                     serve(x)
-            if not changed:
+            if not changed or plan.one_pass:
                 break
         else:
             raise FastEngineError(f"the timeline did not settle in {MAX_PASSES} passes")
@@ -795,6 +787,10 @@ class _Plan:
         self.dev, self.rcv = col[6].astype(np.int64), col[7].astype(np.int64)
         self.tx, self.rx = col[8], col[9]
         self.level = col[_LEVEL].astype(np.int16)
+        # Every station at one level of the routes: when a level is served, its stations'
+        # requests all come from levels already final, so one pass is the fixed point.
+        pairs = np.unique(self.station.astype(np.int64) * (1 << 16) + self.level)
+        self.one_pass = len(np.unique(pairs >> 16)) == len(pairs)
         self.varying = varying
         self.varying_any = bool(varying.any())
         # Predecessors: the first one per row (-1: the arrival), the others of joins aside.
