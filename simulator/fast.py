@@ -39,7 +39,7 @@ from simulator.network import Bandwidth, Link
 from simulator.policies.base import Compute, Done, Failed, Par, Policy, Sample, Send
 from simulator.records import RecordBlock
 from simulator.topology import Topology
-from simulator.workload import Arrivals
+from simulator.workload import Arrivals, SampleOrder
 
 #: Passes over all levels before the fixed point is declared out of reach.
 MAX_PASSES = 200
@@ -485,7 +485,9 @@ class FastSimulation:
         traced = [m for lk in self.links.values() for m in dict.fromkeys(lk.media.values())
                   if type(m.bw) is not Bandwidth]
         n = self.n_samples
-        if self._order_given:
+        if isinstance(self.order, SampleOrder):
+            rows = self.order.rows(n)
+        elif self._order_given:
             rows = np.fromiter((self.order(i) for i in range(n)), dtype=np.int64, count=n)
         else:
             rows = np.arange(n, dtype=np.int64) % self.n_rows
@@ -587,10 +589,14 @@ class FastSimulation:
         goff = np.cumsum(per) - per
         sl = np.repeat(np.arange(k, dtype=np.int64), per)  # chunk-local sample of each hop
         th = np.arange(m, dtype=np.int64) + np.repeat(plan.tstart[ta] - goff, per)
-        del per
+        # First predecessor: a hop of the same sample, or (p1 < 0) the sample's arrival.
         p1 = plan.p1[th]
-        pred1 = np.where(p1 >= 0, goff[sl] + p1, m + sl)
-        del p1
+        pred1 = np.repeat(goff, per)
+        pred1 += p1
+        del per
+        at = np.flatnonzero(p1 < 0)
+        pred1[at] = m + sl[at]
+        del p1, at
         service = plan.service[th]
         out_ext = np.concatenate((np.full(m, np.inf), arrival[act]))
         ready = np.full(m, np.inf)
@@ -619,11 +625,14 @@ class FastSimulation:
                              + (np.arange(len(jh)) - np.repeat(np.cumsum(nxh) - nxh, nxh))]
                 jp = goff[sl[jh]] + jq
                 jl = level[jh]
+                # Position of each join hop inside its level's hop list.
+                rank = np.empty(m, dtype=np.int64)
+                rank[by_level] = np.arange(m, dtype=np.int64)
+                jpos = rank[jh] - lb[jl]
+                del rank
                 for q in np.unique(jl).tolist():
                     sel = jl == q
-                    hl = by_level[lb[q] : lb[q + 1]]
-                    # Position of each join hop inside its level's (sorted) hop list.
-                    pos = np.searchsorted(hl, jh[sel])  # non-decreasing: hops are in order
+                    pos = jpos[sel]  # non-decreasing: hops are in order
                     cutp = np.flatnonzero(np.diff(pos, prepend=-1))
                     joins[q] = (pos[cutp], cutp, jp[sel])
         levels = [by_level[lb[q] : lb[q + 1]] for q in range(len(lb) - 1)]
