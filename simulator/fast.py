@@ -17,6 +17,12 @@ at once and writes the same :class:`~simulator.records.RecordBlock` as the SimPy
    servers by a heap of server-free times. A station that a route visits twice (DDNN sends
    scores, then features, over the same cell) is revisited until a whole pass changes nothing:
    the result is then a fixed point of every station's FIFO recursion, i.e. the DES's timeline.
+4. Samples are timed a chunk at a time in arrival order (about :attr:`FastSimulation.chunk_hops`
+   hops), so memory holds one chunk's hops whatever the run's length. A hop requested before
+   the next chunk's first arrival is final (everything ahead of it was requested earlier still),
+   so each station's servers move past it; samples with hops after that cut are timed again
+   with the next chunk, from the stations' carried state (under overload, when many samples
+   stay in flight, the chunks grow). The records equal those of one chunk, bit for bit.
 
 Energy and bytes per hop come from the same functions the DES uses: a compute step bills
 :meth:`DeviceParams.step_energy` of its work and call overhead (kind compute), a hop bills
