@@ -80,7 +80,7 @@ def big(n: int) -> None:
     loaded = load(ROOT / "scenarios" / "synthetic_demo.yaml", [f"samples={n}", "engine=auto"])
     with tempfile.TemporaryDirectory() as tmp:
         w0, c0 = time.perf_counter(), time.process_time()
-        res = execute(loaded, Path(tmp) / "run", keep_records=True, make_progress=False)
+        res = execute(loaded, Path(tmp) / "run", make_progress=False)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     engines = {k: v["engine"] for k, v in res.manifest["engine"]["policies"].items()}

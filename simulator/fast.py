@@ -17,6 +17,12 @@ at once and writes the same :class:`~simulator.records.RecordBlock` as the SimPy
    servers by a heap of server-free times. A station that a route visits twice (DDNN sends
    scores, then features, over the same cell) is revisited until a whole pass changes nothing:
    the result is then a fixed point of every station's FIFO recursion, i.e. the DES's timeline.
+4. Samples are timed a chunk at a time in arrival order (about :attr:`FastSimulation.chunk_hops`
+   hops), so memory holds one chunk's hops whatever the run's length. A hop requested before
+   the next chunk's first arrival is final (everything ahead of it was requested earlier still),
+   so each station's servers move past it; samples with hops after that cut are timed again
+   with the next chunk, from the stations' carried state (under overload, when many samples
+   stay in flight, the chunks grow). The records equal those of one chunk, bit for bit.
 
 Energy and bytes per hop come from the same functions the DES uses: a compute step bills
 :meth:`DeviceParams.step_energy` of its work and call overhead (kind compute), a hop bills
@@ -39,13 +45,12 @@ from simulator.network import Bandwidth, Link
 from simulator.policies.base import Compute, Done, Failed, Par, Policy, Sample, Send
 from simulator.records import RecordBlock
 from simulator.topology import Topology
-from simulator.workload import Arrivals
+from simulator.workload import Arrivals, SampleOrder
 
 #: Passes over all levels before the fixed point is declared out of reach.
 MAX_PASSES = 200
-#: Busy periods longer than this are summed one numpy call each, shorter ones as matrix rows.
-_LONG_ROW = 4096
-_EXACT_ROW = 64
+#: Busy periods longer than this are summed one numpy call each, shorter ones column-wise.
+_COLUMN_ROW = 1024
 
 
 class FastEngineError(RuntimeError):
@@ -170,16 +175,21 @@ def arrival_schedule(arrivals: Arrivals, topology: Topology) -> tuple[np.ndarray
 # FIFO stations
 
 
-def fifo_one(r: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Departures of one FIFO server, requests ``r`` (sorted) with service ``s``.
+def fifo_one(r: np.ndarray, s: np.ndarray, prev: float = -np.inf) -> np.ndarray:
+    """Departures of one FIFO server, requests ``r`` (sorted) with service ``s``, the server
+    free from ``prev`` on.
 
-    Exactly ``d[k] = max(r[k], d[k-1]) + s[k]`` in float arithmetic: busy periods are found from
-    the max-plus closed form, each is summed sequentially (``np.cumsum`` adds left to right, as the
-    recursion does), and the periods are checked against the result and refined until they agree.
+    Exactly ``d[k] = max(r[k], d[k-1]) + s[k]`` (``d[-1] = prev``) in float arithmetic: busy
+    periods are found from the max-plus closed form, each is summed sequentially (``np.cumsum``
+    adds left to right, as the recursion does), and the periods are checked against the result
+    and refined until they agree.
     """
     n = len(r)
     if n == 0:
         return np.empty(0)
+    if prev > r[0]:
+        r = r.copy()
+        r[0] = prev  # max(r[0], prev): the first request waits for the server
     c = np.cumsum(s)
     d = c + np.maximum.accumulate(r - (c - s))
     new = np.empty(n, dtype=bool)
@@ -195,9 +205,9 @@ def fifo_one(r: np.ndarray, s: np.ndarray) -> np.ndarray:
 def _busy_sums(r: np.ndarray, s: np.ndarray, new: np.ndarray) -> np.ndarray:
     """``d`` with a busy period starting at every ``new``: ``r + s`` there, then ``d + s``.
 
-    Periods of similar length are stacked as rows of a matrix (lengths up to a power of two,
-    zero-padded) and summed along the rows: ``cumsum`` adds left to right, so every row is the
-    recursion's own sequence of additions."""
+    Every period is summed left to right, as the recursion adds: the periods up to
+    ``_COLUMN_ROW`` long advance together one position per step (longest first, so the ones
+    still going are a prefix), longer ones by one ``np.cumsum`` each."""
     n = len(r)
     d = r + s
     starts = np.flatnonzero(new)
@@ -206,30 +216,23 @@ def _busy_sums(r: np.ndarray, s: np.ndarray, new: np.ndarray) -> np.ndarray:
     if not multi.any():
         return d
     st, ln = starts[multi], lens[multi]
-    # Short periods grouped by exact length (no padding), longer ones by power of two.
-    bucket = np.where(ln <= _EXACT_ROW, ln, _EXACT_ROW + np.ceil(np.log2(ln)).astype(np.int64))
-    for k in np.unique(bucket).tolist():
-        sel = bucket == k
-        first, length = st[sel], ln[sel]
-        if k <= _EXACT_ROW:
-            idx = first[:, None] + np.arange(k)
-            v = s[idx]
-            v[:, 0] = d[first]
-            d[idx] = np.cumsum(v, axis=1)
-            continue
-        width = 1 << (k - _EXACT_ROW)
-        if width > _LONG_ROW:
-            for j, m in zip(first.tolist(), length.tolist(), strict=True):
-                seg = s[j : j + m].copy()
-                seg[0] = d[j]
-                d[j : j + m] = np.cumsum(seg)
-            continue
-        cols = np.arange(width)
-        valid = cols < length[:, None]
-        idx = np.where(valid, first[:, None] + cols, first[:, None])
-        v = np.where(valid, s[idx], 0.0)
-        v[:, 0] = d[first]
-        d[idx[valid]] = np.cumsum(v, axis=1)[valid]
+    long = ln > _COLUMN_ROW
+    if long.any():
+        for j, m in zip(st[long].tolist(), ln[long].tolist(), strict=True):
+            seg = s[j : j + m].copy()
+            seg[0] = d[j]
+            d[j : j + m] = np.cumsum(seg)
+        st, ln = st[~long], ln[~long]
+    if len(st):
+        order = np.argsort(-ln, kind="stable")
+        st, ln = st[order], ln[order]
+        # going[j]: how many periods are longer than j (ln is descending).
+        going = np.searchsorted(-ln, -np.arange(int(ln[0])), side="left")
+        col = d[st]
+        for j, a in enumerate(going[1:].tolist(), start=1):
+            at = st[:a] + j
+            col = col[:a] + s[at]
+            d[at] = col
     return d
 
 
@@ -242,33 +245,38 @@ def _fifo_one_loop(r: np.ndarray, s: np.ndarray) -> np.ndarray:
     return d
 
 
-def fifo_many(r: np.ndarray, s: np.ndarray, c: int) -> np.ndarray:
-    """Service starts at a FIFO station of ``c`` servers (requests ``r`` sorted)."""
+def fifo_many(r: np.ndarray, s: np.ndarray, c: int,
+              free: list[float] | None = None) -> np.ndarray:
+    """Service starts at a FIFO station of ``c`` servers (requests ``r`` sorted), its servers
+    free from the times ``free`` on (default: all idle)."""
     n = len(r)
     if n == 0:
         return np.empty(0)
-    if c >= n:
+    idle = free is None or max(free) <= r[0]
+    if idle and c >= n:
         return r.copy()
-    end = r + s
-    # Without waiting, k's predecessors still in service at r[k] must be fewer than c.
-    done_by = np.searchsorted(np.sort(end), r, side="right")
-    if np.all(np.arange(n) - done_by < c):
-        return r.copy()
-    free = [-np.inf] * c
+    if idle:
+        # Without waiting, k's predecessors still in service at r[k] must be fewer than c.
+        done_by = np.searchsorted(np.sort(r + s), r, side="right")
+        if np.all(np.arange(n) - done_by < c):
+            return r.copy()
+    heap = [-np.inf] * c if free is None else list(free)
+    heapq.heapify(heap)
     st = np.empty(n)
     for k, (a, x) in enumerate(zip(r.tolist(), s.tolist(), strict=True)):
-        f = heapq.heappop(free)
+        f = heapq.heappop(heap)
         t = a if a > f else f
         st[k] = t
-        heapq.heappush(free, t + x)
+        heapq.heappush(heap, t + x)
     return st
 
 
-def fifo_trace(r: np.ndarray, nbytes: np.ndarray, bw: Bandwidth) -> tuple[np.ndarray, np.ndarray]:
-    """(start, seconds) on one FIFO medium whose bandwidth follows a schedule."""
+def fifo_trace(r: np.ndarray, nbytes: np.ndarray, bw: Bandwidth,
+               prev: float = -np.inf) -> tuple[np.ndarray, np.ndarray]:
+    """(start, seconds) on one FIFO medium whose bandwidth follows a schedule, free from
+    ``prev`` on."""
     n = len(r)
     st, dt = np.empty(n), np.empty(n)
-    prev = -np.inf
     for k, (a, b) in enumerate(zip(r.tolist(), nbytes.tolist(), strict=True)):
         t = a if a > prev else prev
         x = bw.time_to_send(t, b)
@@ -322,14 +330,20 @@ class FastSimulation:
 
     ``aggregation_timeout`` is the scenario's: a policy with partial views is refused when it
     is set (whether a view arrives in time depends on the queues). ``order`` maps a sample id
-    to its test-split row (default ``i % n_rows``), as in the DES.
+    to its test-split row (default ``i % n_rows``), as in the DES. Samples are timed ``chunk``
+    at a time in arrival order (default: about :attr:`chunk_hops` hops per chunk), each
+    station's servers carried from one chunk to the next, so memory holds one chunk's hops.
     """
+
+    #: Hops per chunk when ``chunk`` is not given (about 100 bytes of working arrays each;
+    #: small enough to stay in cache, which is faster than larger chunks on numpy).
+    chunk_hops = 2**16
 
     def __init__(self, topology: Topology, arrivals: Arrivals, policy: Policy, n_samples: int,
                  seed: int, n_rows: int, *, hop_log: bool | int = False,
                  progress: Callable[[int], None] | None = None,
                  aggregation_timeout: float | None = None,
-                 order: Callable[[int], int] | None = None):
+                 order: Callable[[int], int] | None = None, chunk: int | None = None):
         why = policy_blocker(policy, aggregation_timeout)
         if why is not None:
             raise FastEngineError(why)
@@ -352,6 +366,7 @@ class FastSimulation:
         self._log_below = n_samples if hop_log is True else int(hop_log)
         self.hop_log: list[tuple] | None = [] if hop_log else None
         self._progress = progress
+        self.chunk = chunk
         from simulator.engine import stream
 
         env = simpy.Environment()  # media need one; nothing is scheduled on it
@@ -477,7 +492,9 @@ class FastSimulation:
         traced = [m for lk in self.links.values() for m in dict.fromkeys(lk.media.values())
                   if type(m.bw) is not Bandwidth]
         n = self.n_samples
-        if self._order_given:
+        if isinstance(self.order, SampleOrder):
+            rows = self.order.rows(n)
+        elif self._order_given:
             rows = np.fromiter((self.order(i) for i in range(n)), dtype=np.int64, count=n)
         else:
             rows = np.arange(n, dtype=np.int64) % self.n_rows
@@ -515,122 +532,35 @@ class FastSimulation:
             raise FastEngineError("fewer arrivals than samples")
         arrival, source = arrival[:n], source[:n]
         templates, table, tpreds, labels, tid, first = self._templates(arrival, source)
-        self._tid = tid
-
-        # Hop h of sample i is table row th[h]; a sample's hops are contiguous, in route order.
-        tcount = np.array([t.count for t in templates], dtype=np.int64)
-        tstart = np.array([t.first for t in templates], dtype=np.int64)
-        per = tcount[tid]
-        total = int(per.sum())
-        goff = np.cumsum(per) - per
-        sample = np.repeat(np.arange(n, dtype=np.int64), per)
-        th = np.arange(total, dtype=np.int64) + np.repeat(tstart[tid] - goff, per)
-        col = np.ascontiguousarray(table.T)  # one contiguous array per column
-        service = col[1][th]
-        # Predecessors: the first one per hop (-1: the arrival), the others of joins aside.
-        p1 = np.array([p[0] if p else -1 for p in tpreds], dtype=np.int64)
-        pred1 = np.where(p1[th] >= 0, goff[sample] + p1[th], total + sample)
-        extra = [(r, q) for r, p in enumerate(tpreds) for q in p[1:]]
-        out_ext = np.concatenate((np.full(total, np.inf), arrival))
-        ready = np.full(total, np.inf)
-        start = np.full(total, np.inf) if self.hop_log is not None else None
-
-        level = col[_LEVEL].astype(np.int16)[th]
-        by_level = np.argsort(level, kind="stable")
-        lb = np.concatenate(([0], np.cumsum(np.bincount(level))))
-        del level
-        joins: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        if extra:
-            er = np.array(extra, dtype=np.int64)
-            # CSR of extra predecessors per table row, expanded to every hop with a join.
-            order = np.argsort(er[:, 0], kind="stable")
-            er = er[order]
-            nx_row = np.bincount(er[:, 0], minlength=len(table))
-            ptr = np.cumsum(nx_row) - nx_row
-            hx = np.flatnonzero(nx_row[th] > 0)
-            k = nx_row[th[hx]]
-            jh = np.repeat(hx, k)
-            jq = er[np.repeat(ptr[th[hx]], k) + (np.arange(len(jh)) -
-                                                  np.repeat(np.cumsum(k) - k, k)), 1]
-            jp = goff[sample[jh]] + jq
-            jl = col[_LEVEL].astype(np.int16)[th[jh]]
-            for q in np.unique(jl).tolist():
-                m = jl == q
-                hl = by_level[lb[q] : lb[q + 1]]
-                # Position of each join hop inside its level's (sorted) hop list.
-                pos = np.searchsorted(hl, jh[m])  # non-decreasing: hops are in order
-                cut = np.flatnonzero(np.diff(pos, prepend=-1))
-                joins[q] = (pos[cut], cut, jp[m])
-        levels = [by_level[lb[q] : lb[q + 1]] for q in range(len(lb) - 1)]
-        del by_level
-
-        station = col[0].astype(np.int16)[th]
-        by_station = np.argsort(station, kind="stable")
-        sb = np.concatenate(([0], np.cumsum(np.bincount(station,
-                                                        minlength=len(self._stations)))))
-        st_hops = [by_station[sb[x] : sb[x + 1]] for x in range(len(self._stations))]
-        latency_col, wire_col = col[3], col[2]
-
-        def serve(x: int) -> None:
-            hops = st_hops[x]
-            r = ready[hops]
-            ok = r < np.inf
-            if not ok.all():
-                hops, r = hops[ok], r[ok]
-            # Stable sort: equal request times keep hop order (earlier sample, then branch).
-            if len(r) > 1 and not (r[1:] >= r[:-1]).all():
-                order = np.argsort(r, kind="stable")
-                hops, r = hops[order], r[order]
-            spec = self._stations[x]
-            if spec[0] == "medium" and type(spec[3]) is not Bandwidth:
-                st, dt = fifo_trace(r, wire_col[th[hops]], spec[3])
-                service[hops] = dt
-                end = st + dt
-            elif spec[2] == 1:
-                end = fifo_one(r, service[hops])
-                if start is not None:
-                    st = np.maximum(r, np.concatenate(([-np.inf], end[:-1])))
-            else:
-                st = fifo_many(r, service[hops], spec[2])
-                end = st + service[hops]
-            if start is not None:
-                start[hops] = st
-            out_ext[hops] = end + latency_col[th[hops]]  # + 0.0 keeps a compute end as is
-
-        for _ in range(MAX_PASSES):
-            changed = False
-            for q, hl in enumerate(levels):
-                new = out_ext[pred1[hl]]
-                if q in joins:
-                    pos, cut, jp = joins[q]
-                    new[pos] = np.maximum(new[pos], np.maximum.reduceat(out_ext[jp], cut))
-                diff = new != ready[hl]
-                if not diff.any():
-                    continue
-                changed = True
-                ready[hl] = new
-                hit = np.bincount(station[hl[diff]], minlength=len(self._stations))
-                for x in np.flatnonzero(hit).tolist():
-                    serve(x)
-            if not changed:
-                break
-        else:
-            raise FastEngineError(f"the timeline did not settle in {MAX_PASSES} passes")
-
-        # Records.
-        width = max([1] + [len(t.final) for t in templates])
-        tfinal = np.full((len(templates), width), -1, dtype=np.int64)
-        for j, t in enumerate(templates):
-            if t.final:
-                tfinal[j, :] = t.final[0]
-                tfinal[j, : len(t.final)] = t.final
-        fl = tfinal[tid]
-        fin = np.where(fl >= 0, goff[:, None] + fl, total + np.arange(n)[:, None])
         rec.arrival[:] = arrival
-        rec.finish[:] = out_ext[fin].max(axis=1)
         rec.source[:] = source
         rec.views[:] = len(topo.end_devices)  # every end device is up (no failures here)
-        self._bytes_and_energy(rec, templates, table, th, sample, service)
+        del source
+        varying = self._bytes_and_energy(rec, templates, table, tid)
+        plan = _Plan(templates, table, tpreds, varying)
+        # Samples per chunk: about ``chunk_hops`` hops each (routes differ in length).
+        per_sample = float(plan.tcount[tid].mean()) if n else 1.0
+        size = self.chunk or max(1, int(self.chunk_hops / max(per_sample, 1.0)))
+        state = [None] * len(self._stations)  # each station's servers after committed hops
+        log: list[tuple] = []
+        carry = None  # samples still in flight at the last cut, with their committed hops
+        a = 0
+        while a < n:
+            b = min(n, a + size)
+            new = np.arange(a, b, dtype=np.int64)
+            act = new if carry is None else np.concatenate((carry[0], new))
+            cut = float(arrival[b]) if b < n else np.inf
+            carry = self._chunk(rec, plan, act, arrival, tid, carry, state, cut, labels, log)
+            # Overload keeps samples in flight: grow the chunks so that they stay the bulk.
+            size = max(size, 2 * len(carry[0]))
+            if self._progress is not None:
+                self._progress(b - a)
+            a = b
+        if carry is not None and len(carry[0]):  # pragma: no cover  (the last cut is +inf)
+            raise FastEngineError("samples left in flight after the last arrival")
+        if self.hop_log is not None:
+            log.sort(key=lambda e: e[0])
+            self.hop_log.extend(e[1] for e in log)
         # Idle power over [0, run end], the DES's formula (no failures: every device is up).
         end = float(rec.finish.max()) if n else 0.0
         rec.set_idle([p.power_idle * Availability(p.down, p.processes, None).up_time(0.0, end)
@@ -646,20 +576,190 @@ class FastSimulation:
         src = first[tid]
         for column in (rec.exit, rec.tier, rec.pred, rec.correct, rec.split, rec.status):
             column[:] = column[src]
-        if self.hop_log is not None:
-            for h in np.flatnonzero(sample < self._log_below).tolist():
-                where, label = labels[th[h]]
-                self.hop_log.append((int(sample[h]), "compute" if table[th[h], 4] == 0 else "send",
-                                     where, label, float(start[h]), float(out_ext[h]),
-                                     float(ready[h])))
-        if self._progress is not None:
-            self._progress(n)
         return rec
 
-    def _bytes_and_energy(self, rec: RecordBlock, templates, table: np.ndarray, th: np.ndarray,
-                          sample: np.ndarray, service: np.ndarray) -> None:
-        """Bytes per link, energy per device and per kind: summed per route where every hop's
-        time is known from the route alone, per hop where a bandwidth schedule set it."""
+    def _chunk(self, rec: RecordBlock, plan: _Plan, act: np.ndarray, arrival: np.ndarray,
+               tid: np.ndarray, carry, state: list, cut: float, labels: list,
+               log: list) -> tuple:
+        """Time the samples ``act`` (those still in flight from earlier chunks first, then new
+        ones), finish the records of those done by ``cut`` and return the rest.
+
+        A hop requested before ``cut`` (the next chunk's first arrival) is exact: everything
+        ahead of it, at its station and on its route, was requested even earlier, and every
+        later sample requests its hops at ``cut`` or after. Such hops are committed: each
+        station's servers move past them (``state``) and a sample whose hops are all committed
+        is done. The others are timed again with the next chunk, ahead of its samples."""
+        ta = tid[act]
+        per = plan.tcount[ta]
+        k = len(act)
+        m = int(per.sum())
+        goff = np.cumsum(per) - per
+        sl = np.repeat(np.arange(k, dtype=np.int64), per)  # chunk-local sample of each hop
+        th = np.arange(m, dtype=np.int64) + np.repeat(plan.tstart[ta] - goff, per)
+        # First predecessor: a hop of the same sample, or (p1 < 0) the sample's arrival.
+        p1 = plan.p1[th]
+        pred1 = np.repeat(goff, per)
+        pred1 += p1
+        del per
+        at = np.flatnonzero(p1 < 0)
+        pred1[at] = m + sl[at]
+        del p1, at
+        service = plan.service[th]
+        out_ext = np.concatenate((np.full(m, np.inf), arrival[act]))
+        ready = np.full(m, np.inf)
+        hend = np.full(m, np.inf)
+        start = np.full(m, np.inf) if self.hop_log is not None else None
+        pinned = np.zeros(m, dtype=bool)
+        if carry is not None and len(carry[0]):
+            _, c_pin, c_ready, c_out, c_end, c_service, c_start = carry
+            mc = len(c_pin)
+            pinned[:mc] = c_pin
+            ready[:mc], out_ext[:mc], hend[:mc], service[:mc] = c_ready, c_out, c_end, c_service
+            if start is not None:
+                start[:mc] = c_start
+        carry = None
+
+        level = plan.level[th]
+        by_level = np.argsort(level, kind="stable")
+        lb = np.concatenate(([0], np.cumsum(np.bincount(level))))
+        joins: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        if plan.nx is not None:
+            hx = np.flatnonzero(plan.nx[th] > 0)
+            if len(hx):
+                nxh = plan.nx[th[hx]]
+                jh = np.repeat(hx, nxh)
+                jq = plan.xq[np.repeat(plan.xptr[th[hx]], nxh)
+                             + (np.arange(len(jh)) - np.repeat(np.cumsum(nxh) - nxh, nxh))]
+                jp = goff[sl[jh]] + jq
+                jl = level[jh]
+                # Position of each join hop inside its level's hop list.
+                rank = np.empty(m, dtype=np.int64)
+                rank[by_level] = np.arange(m, dtype=np.int64)
+                jpos = rank[jh] - lb[jl]
+                del rank
+                for q in np.unique(jl).tolist():
+                    sel = jl == q
+                    pos = jpos[sel]  # non-decreasing: hops are in order
+                    cutp = np.flatnonzero(np.diff(pos, prepend=-1))
+                    joins[q] = (pos[cutp], cutp, jp[sel])
+        levels = [by_level[lb[q] : lb[q + 1]] for q in range(len(lb) - 1)]
+        del by_level, level
+
+        nst = len(self._stations)
+        station = plan.station[th]
+        # Committed hops of earlier chunks are no station's requests any more.
+        stq = np.where(pinned, nst, station) if pinned.any() else station
+        by_station = np.argsort(stq, kind="stable")
+        sb = np.concatenate(([0], np.cumsum(np.bincount(stq, minlength=nst + 1))))
+        st_hops = [by_station[sb[x] : sb[x + 1]] for x in range(nst)]
+        del by_station, stq
+
+        def serve(x: int) -> None:
+            hops = st_hops[x]
+            r = ready[hops]
+            ok = r < np.inf
+            if not ok.all():
+                hops, r = hops[ok], r[ok]
+            # Stable sort: equal request times keep hop order (earlier sample, then branch).
+            if len(r) > 1 and not (r[1:] >= r[:-1]).all():
+                order = np.argsort(r, kind="stable")
+                hops, r = hops[order], r[order]
+            spec, prev = self._stations[x], state[x]
+            rows = th[hops]
+            if spec[0] == "medium" and type(spec[3]) is not Bandwidth:
+                st, dt = fifo_trace(r, plan.wire[rows], spec[3],
+                                    -np.inf if prev is None else prev)
+                service[hops] = dt
+                end = st + dt
+            elif spec[2] == 1:
+                prev = -np.inf if prev is None else prev
+                end = fifo_one(r, service[hops], prev)
+                if start is not None:
+                    st = np.maximum(r, np.concatenate(([prev], end[:-1])))
+            else:
+                st = fifo_many(r, service[hops], spec[2], prev)
+                end = st + service[hops]
+            if start is not None:
+                start[hops] = st
+            hend[hops] = end
+            out_ext[hops] = end + plan.latency[rows]  # + 0.0 keeps a compute end as is
+
+        for _ in range(MAX_PASSES):
+            changed = False
+            for q, hl in enumerate(levels):
+                new = out_ext[pred1[hl]]
+                if q in joins:
+                    pos, cutp, jp = joins[q]
+                    new[pos] = np.maximum(new[pos], np.maximum.reduceat(out_ext[jp], cutp))
+                diff = new != ready[hl]
+                if not diff.any():
+                    continue
+                changed = True
+                ready[hl] = new
+                hit = np.bincount(station[hl[diff]], minlength=nst)
+                for x in np.flatnonzero(hit).tolist():
+                    serve(x)
+            if not changed or plan.one_pass:
+                break
+        else:
+            raise FastEngineError(f"the timeline did not settle in {MAX_PASSES} passes")
+        del levels, joins, pred1
+
+        # Commit every hop requested before the cut; move each station's servers past them.
+        com = ready < cut
+        fresh = com & ~pinned
+        for x in range(nst):
+            hops = st_hops[x]
+            ends = hend[hops[fresh[hops]]]
+            if not len(ends):
+                continue
+            c, prev = self._stations[x][2], state[x]
+            if c == 1:  # the last committed request ends last (FIFO)
+                top = float(ends.max())
+                state[x] = top if prev is None else max(prev, top)
+            else:  # servers free at the c latest ends (each serves the earliest free)
+                pool = ends if prev is None else np.concatenate((prev, ends))
+                state[x] = np.sort(pool)[-c:].tolist() if len(pool) >= c else \
+                    sorted(pool.tolist() + [-np.inf] * (c - len(pool)))
+        del fresh
+        open_ = np.bincount(sl[~com], minlength=k)
+        done = open_ == 0
+        di = np.flatnonzero(done)
+        if len(di):
+            fl = plan.tfinal[ta[di]]
+            fin = np.where(fl >= 0, goff[di, None] + fl, m + di[:, None])
+            rec.finish[act[di]] = out_ext[fin].max(axis=1)
+            hd = np.flatnonzero(done[sl])
+            if plan.varying_any:
+                h = hd[plan.varying[th[hd]]]
+                # Hops whose airtime a bandwidth schedule set: billed one by one.
+                rows, hs = th[h], act[sl[h]]
+                txe, rxe = plan.tx[rows] * service[h], plan.rx[rows] * service[h]
+                np.add.at(rec.energy, (hs, plan.dev[rows]), txe)
+                np.add.at(rec.energy, (hs, plan.rcv[rows]), rxe)
+                np.add.at(rec.kind[:, 1], hs, txe)
+                np.add.at(rec.kind[:, 2], hs, rxe)
+            if self.hop_log is not None:
+                for h in hd[act[sl[hd]] < self._log_below].tolist():
+                    where, label = labels[th[h]]
+                    log.append(((int(act[sl[h]]), h - int(goff[sl[h]])),
+                                (int(act[sl[h]]), "compute" if plan.kind[th[h]] == 0 else
+                                 "send", where, label, float(start[h]), float(out_ext[h]),
+                                 float(ready[h]))))
+        keep = np.flatnonzero(~done)
+        if not len(keep):
+            return (keep, None, None, None, None, None, None)
+        hk = np.flatnonzero(~done[sl])
+        pin = com[hk]
+        return (act[keep], pin, np.where(pin, ready[hk], np.inf),
+                np.where(pin, out_ext[hk], np.inf), hend[hk], service[hk],
+                None if start is None else start[hk])
+
+    def _bytes_and_energy(self, rec: RecordBlock, templates, table: np.ndarray,
+                          tid: np.ndarray) -> np.ndarray:
+        """Bytes per link, energy per device and per kind, summed per route (the hops whose
+        airtime a bandwidth schedule sets are billed per hop by :meth:`_chunk`): returns which
+        table rows those are."""
         topo = self.topology
         nt, nd = len(templates), len(topo.devices)
         t_of_row = np.repeat(np.arange(nt), [t.count for t in templates]).astype(np.int64)
@@ -682,16 +782,45 @@ class FastSimulation:
         np.add.at(tkind[:, 1], t_of_row[fixed], txe)
         np.add.at(tenergy, (t_of_row[fixed], rcv[fixed]), rxe)
         np.add.at(tkind[:, 2], t_of_row[fixed], rxe)
-        tid = self._tid
         rec.link_bytes[:] = tbytes[tid]
         rec.energy[:] = tenergy[tid]
         rec.kind[:] = tkind[tid]
-        if varying.any():
-            # Hops whose airtime a bandwidth schedule set: billed one by one.
-            h = np.flatnonzero(varying[th])
-            rows, hs = th[h], sample[h]
-            txe, rxe = table[rows, 8] * service[h], table[rows, 9] * service[h]
-            np.add.at(rec.energy, (hs, dev[rows]), txe)
-            np.add.at(rec.energy, (hs, rcv[rows]), rxe)
-            np.add.at(rec.kind[:, 1], hs, txe)
-            np.add.at(rec.kind[:, 2], hs, rxe)
+        return varying
+
+
+class _Plan:
+    """The hop table of a run's routes as one contiguous array per column, with each
+    template's extent, each row's first and extra predecessors and each route's final hops."""
+
+    def __init__(self, templates: list[_Template], table: np.ndarray, tpreds: list,
+                 varying: np.ndarray):
+        self.tcount = np.array([t.count for t in templates], dtype=np.int64)
+        self.tstart = np.array([t.first for t in templates], dtype=np.int64)
+        col = np.ascontiguousarray(table.T)
+        self.station = col[0].astype(np.int16)
+        self.service, self.wire, self.latency = col[1], col[2], col[3]
+        self.kind = col[4]
+        self.dev, self.rcv = col[6].astype(np.int64), col[7].astype(np.int64)
+        self.tx, self.rx = col[8], col[9]
+        self.level = col[_LEVEL].astype(np.int16)
+        # Every station at one level of the routes: when a level is served, its stations'
+        # requests all come from levels already final, so one pass is the fixed point.
+        pairs = np.unique(self.station.astype(np.int64) * (1 << 16) + self.level)
+        self.one_pass = len(np.unique(pairs >> 16)) == len(pairs)
+        self.varying = varying
+        self.varying_any = bool(varying.any())
+        # Predecessors: the first one per row (-1: the arrival), the others of joins aside.
+        self.p1 = np.array([p[0] if p else -1 for p in tpreds], dtype=np.int64)
+        extra = [(r, q) for r, p in enumerate(tpreds) for q in p[1:]]
+        self.nx = self.xptr = self.xq = None
+        if extra:
+            er = np.array(extra, dtype=np.int64)  # rows ascending: a CSR of extra preds
+            self.nx = np.bincount(er[:, 0], minlength=len(table))
+            self.xptr = np.cumsum(self.nx) - self.nx
+            self.xq = er[:, 1]
+        width = max([1] + [len(t.final) for t in templates])
+        self.tfinal = np.full((len(templates), width), -1, dtype=np.int64)
+        for j, t in enumerate(templates):
+            if t.final:
+                self.tfinal[j, :] = t.final[0]
+                self.tfinal[j, : len(t.final)] = t.final

@@ -172,8 +172,12 @@ class SampleOrder:
         return int(self._perm[r])
 
     def rows(self, n: int) -> np.ndarray:
-        """The rows of samples ``0 .. n-1``."""
-        return np.fromiter((self(i) for i in range(n)), dtype=np.int64, count=n)
+        """The rows of samples ``0 .. n-1`` (``self(i)`` for each, a pass at a time)."""
+        if not self.shuffled:
+            return np.arange(n, dtype=np.int64) % self.n_rows
+        passes = -(-n // self.n_rows)
+        out = np.concatenate([self._permutation(k) for k in range(passes)] or [np.arange(0)])
+        return out[:n].astype(np.int64)
 
     def __repr__(self) -> str:
         kind = "shuffled" if self.shuffled else "dataset"

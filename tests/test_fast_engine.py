@@ -34,8 +34,22 @@ def both(data: dict, hops: int = 5) -> list[tuple]:
             arr = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices, scn.seed)
             sim = cls(topo, arr, policy, scn.samples, scn.seed, oracle.n_samples, hop_log=hops)
             runs.append((sim.run(), sim.hop_log))
+        # In chunks of a few samples (state carried across cuts): the same records, bit for bit.
+        arr = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices, scn.seed)
+        sim = FastSimulation(topo, arr, policy, scn.samples, scn.seed, oracle.n_samples,
+                             hop_log=hops, chunk=3)
+        assert_identical(policy.label, runs[1][0], sim.run())
+        assert sim.hop_log == runs[1][1], policy.label
         out.append((policy.label, runs[0][0], runs[1][0], runs[0][1], runs[1][1]))
     return out
+
+
+def assert_identical(label: str, a, b) -> None:
+    """Two record blocks equal in every column, bit for bit."""
+    for name in ("arrival", "finish", "link_bytes", "energy", "kind", "idle", "status", "exit",
+                 "tier", "correct", "pred", "split", "source", "views"):
+        np.testing.assert_array_equal(getattr(b, name), getattr(a, name), f"{label}: {name}")
+    assert (a.run_end, a.exits, a.statuses) == (b.run_end, b.exits, b.statuses), label
 
 
 def assert_same(label: str, a, b) -> None:
@@ -95,6 +109,45 @@ def test_fifo_many_matches_a_heap_of_servers():
             want.append(t)
             free.append(t + x)
         assert np.array_equal(fifo_many(r, s, c), np.array(want))
+
+
+def test_stations_resume_from_a_carried_state_bit_for_bit():
+    """Serving requests in two parts, the second from the servers' state after the first,
+    gives the whole run's times (the cut between chunks of the fast engine)."""
+    rng = np.random.default_rng(2)
+    r = np.cumsum(rng.exponential(1.0, 2000))
+    s = rng.exponential(0.9, 2000)
+    d = fifo_one(r, s)
+    for k in (1, 700, 1999):
+        np.testing.assert_array_equal(np.concatenate((d[:k], fifo_one(r[k:], s[k:], d[k - 1]))),
+                                      d)
+    for c in (2, 3):
+        st = fifo_many(r, s * c * 1.1, c)
+        for k in (1, 5, 1000):
+            free = sorted((st[:k] + s[:k] * c * 1.1).tolist() + [-np.inf] * c)[-c:]
+            rest = fifo_many(r[k:], s[k:] * c * 1.1, c, free)
+            np.testing.assert_array_equal(np.concatenate((st[:k], rest)), st)
+
+
+def test_chunks_give_the_unchunked_records_under_overload():
+    """Overload keeps samples in flight across many cuts (and grows the chunks): still the
+    same records and hops as one chunk, and the DES's."""
+    data = multiview_scenario(4, samples=300, workload={"arrivals": "poisson", "rate": "400 /s",
+                                                       "sources": "all"})
+    loaded = load_data(data)
+    topo, bound = prepare(loaded, progress=False)
+    scn = loaded.scenario
+    for policy, oracle in bound:
+        runs = []
+        for chunk in (None, 1, 16):
+            arr = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices, scn.seed)
+            sim = FastSimulation(topo, arr, policy, scn.samples, scn.seed, oracle.n_samples,
+                                 hop_log=True, chunk=chunk)
+            runs.append((sim.run(), sim.hop_log))
+        for rec, hops in runs[1:]:
+            assert_identical(policy.label, runs[0][0], rec)
+            assert hops == runs[0][1], policy.label
+    check(data)
 
 
 def test_arrivals_are_the_des_arrivals():
