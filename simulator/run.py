@@ -15,12 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from simulator import __version__, config, metrics
+from simulator import __version__, config
 from simulator.config import Loaded, ScenarioError
 from simulator.engine import Simulation
 from simulator.oracle import (
@@ -33,6 +30,10 @@ from simulator.policies.base import BindContext, Policy, PolicyError, registry
 from simulator.topology import Topology, build
 from simulator.util import atomic_write_bytes, stream
 from simulator.workload import Arrivals, SampleOrder, read_arrivals_csv
+
+if TYPE_CHECKING:  # pandas and pyarrow are imported where used: not before the first event
+    import pandas as pd
+    import pyarrow as pa
 
 
 @dataclass
@@ -58,6 +59,8 @@ class RunResult:
 def read_records(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     """``records.parquet`` (or some of its ``columns``) with the string columns as
     categoricals, so a million-row table costs bytes per row, not Python strings."""
+    import pyarrow.parquet as pq
+
     table = pq.read_table(path, columns=columns)
     return table.to_pandas(strings_to_categorical=True, self_destruct=True)
 
@@ -189,6 +192,8 @@ def new_run_dir(loaded: Loaded, root: Path = Path("results")) -> Path:
 def _arrow(frame: pd.DataFrame) -> pa.Table:
     """A table whose schema does not depend on the policy (stable across row groups): the
     categorical columns become plain strings, converted inside arrow (no Python objects)."""
+    import pyarrow as pa
+
     table = pa.Table.from_pandas(frame, preserve_index=False)
     for c in ("policy", "status", "exit", "tier", "source"):
         k = table.schema.get_field_index(c)
@@ -247,6 +252,10 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
                                  aggregation_timeout=scn.aggregation_timeout, order=order)
             rec = sim.run()
             wall = time.perf_counter() - t1
+            # Tables and parquet load once the first policy has simulated (start-up, issue 13).
+            import pyarrow.parquet as pq
+
+            from simulator import metrics
             frame = rec.to_frame(policy.label, topo.end_devices)
             if hop_log:
                 hop_logs[policy.label] = sim.hop_log
@@ -280,6 +289,8 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
             writer.close()
         if tmp_records is not None and tmp_records.exists():
             tmp_records.unlink()
+    import pandas as pd
+
     summary = pd.DataFrame(summaries)
     records = pd.concat(frames, ignore_index=True) if frames else None
     manifest = {
@@ -345,6 +356,8 @@ def hops_frame(hop_logs: dict[str, list], topo: Topology) -> pd.DataFrame:
     """The hop logs of every policy as one table (see ``Simulation.hop_log``), with ``level``
     ordering resources as data flows: end devices 0, their links 1, edge 2, its links 3,
     cloud 4."""
+    import pandas as pd
+
     tiers = {"end": 0, "edge": 1, "cloud": 2}
     level = {n: 2 * tiers[d.tier] for n, d in topo.devices.items()}
     level.update({n: 2 * tiers[topo.devices[lp.senders[0]].tier] + 1
@@ -359,6 +372,9 @@ def hops_frame(hop_logs: dict[str, list], topo: Topology) -> pd.DataFrame:
 
 
 def _parquet_bytes(df: pd.DataFrame) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     sink = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink)
     return sink.getvalue().to_pybytes()
@@ -366,6 +382,7 @@ def _parquet_bytes(df: pd.DataFrame) -> bytes:
 
 def _versions() -> dict:
     import numpy
+    import pandas as pd
     import simpy
 
     out = {"ddnnsim": __version__, "python": platform.python_version(), "simpy": simpy.__version__,
