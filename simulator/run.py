@@ -12,7 +12,8 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +29,7 @@ from simulator.oracle import (
 )
 from simulator.policies.base import BindContext, Policy, PolicyError, registry
 from simulator.topology import Topology, build
-from simulator.util import atomic_write_bytes, stream
+from simulator.util import atomic_write_bytes, content_hash, file_hash, stream
 from simulator.workload import Arrivals, SampleOrder, read_arrivals_csv
 
 if TYPE_CHECKING:  # pandas and pyarrow are imported where used: not before the first event
@@ -72,9 +73,29 @@ ROW_GROUP = 2**18
 PLOT_COLUMNS = ["policy", "status", "latency_s", "bytes_total"]
 
 
+#: Oracles to reuse (oracle_key -> oracle) where a caller sets one: a study's worker process
+#: does (see :mod:`simulator.study`), so it builds each oracle, or loads each model's traces,
+#: once and not once per point and again to validate it. Oracles are read-only to runs (their
+#: tables per alive set are memoized inside them).
+ORACLE_CACHE: ContextVar[MutableMapping | None] = ContextVar("ORACLE_CACHE", default=None)
+
+
 def make_oracle(loaded: Loaded, model: str, overrides: dict | None = None,
                 progress: bool = True):
-    """Build the oracle of model ``model`` (with ``overrides`` such as ``mu``)."""
+    """The oracle of model ``model`` (with ``overrides`` such as ``mu``): built, or taken from
+    ORACLE_CACHE when one is set."""
+    cache = ORACLE_CACHE.get()
+    spec = loaded.scenario.models[model]
+    if cache is None or (spec.oracle == "trace" and not loaded.path(spec.file).is_file()):
+        return _make_oracle(loaded, model, overrides, progress)
+    key = oracle_key(loaded, model, overrides)
+    oracle = cache.get(key)
+    if oracle is None:
+        oracle = cache[key] = _make_oracle(loaded, model, overrides, progress)
+    return oracle
+
+
+def _make_oracle(loaded: Loaded, model: str, overrides: dict | None, progress: bool):
     spec = loaded.scenario.models[model]
     seed = loaded.scenario.seed
     if spec.oracle == "synthetic":
@@ -145,6 +166,22 @@ def apply_failures(loaded: Loaded, topo: Topology) -> None:
             params.down.append((start, end))
         else:
             params.processes.append(proc)
+
+
+def oracle_key(loaded: Loaded, model: str, overrides: dict | None = None) -> str:
+    """Everything the oracle of ``model`` depends on, hashed: its spec, the overrides, the
+    scenario seed (synthetic oracles draw from it), the bytes of a trace file, the folders a
+    torch model reads; two scenarios with the same key get equal oracles."""
+    spec = loaded.scenario.models[model]
+    parts: dict = {"spec": spec.model_dump(mode="json"), "overrides": overrides or {},
+                   "base_dir": str(loaded.base_dir), "cache_dir": loaded.scenario.cache_dir}
+    if spec.oracle in ("synthetic", "synthetic_chain"):
+        parts["seed"] = loaded.scenario.seed
+    if spec.oracle == "trace":
+        parts["trace"] = file_hash(loaded.path(spec.file))
+    if getattr(spec, "data_dir", None) is not None:
+        parts["data_dir"] = str(loaded.path(spec.data_dir))
+    return content_hash(parts)
 
 
 def prepare(loaded: Loaded, progress: bool = True) -> tuple[Topology, list[tuple[Policy, object]]]:
