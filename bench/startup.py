@@ -8,6 +8,7 @@ point is printed beside it (less sensitive to other load on the machine). Each f
 of ``--repeat`` launches; the heavy libraries loaded by then are listed.
 
     python bench/startup.py [--scenario scenarios/synthetic_demo.yaml] [--repeat 5]
+        [--against DIR]      # e.g. DIR from: git archive COMMIT | tar -x -C DIR
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -44,11 +46,11 @@ app()
 """
 
 
-def launch(args: list[str], env: dict) -> tuple[float, dict]:
+def launch(args: list[str], env: dict, cwd: Path) -> tuple[float, dict]:
     """Seconds from launch to the first event (and the child's report)."""
     t0 = time.time()
     res = subprocess.run([sys.executable, "-c", CHILD], env={**env, "BENCH_ARGS": json.dumps(
-        args)}, capture_output=True, text=True, cwd=ROOT, check=False)
+        args)}, capture_output=True, text=True, cwd=cwd, check=False)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         raise SystemExit(f"no event reached:\n{res.stdout}\n{res.stderr}")
@@ -56,42 +58,60 @@ def launch(args: list[str], env: dict) -> tuple[float, dict]:
     return report["t"] - t0, report
 
 
-def timed(cmd: list[str], env: dict) -> float:
+def timed(cmd: list[str], env: dict, cwd: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of a command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(cmd, env=env, capture_output=True, cwd=ROOT, check=True)
-    return time.perf_counter() - t0
+    subprocess.run(cmd, env=env, capture_output=True, cwd=cwd, check=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def measure(tree: Path, scenario: str, repeat: int) -> dict:
+    """Medians of ``repeat`` launches of the ddnnsim in source tree ``tree``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        # Bytecode cached as an installed package has it (in a scratch folder, so the source
+        # tree stays clean), whatever PYTHONDONTWRITEBYTECODE says.
+        path = os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")])
+        env = {**os.environ, "PYTHONPATH": path, "BENCH_HEAVY": json.dumps(HEAVY),
+               "PYTHONPYCACHEPREFIX": str(Path(tmp) / "pyc")}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        run_args = ["run", str(ROOT / scenario), "-o", str(Path(tmp) / "out"), "--no-progress"]
+        launch(run_args, env, tree)  # warm the bytecode and file caches (and any oracle trace)
+        timed([sys.executable, "-m", "simulator.cli", "--help"], env, tree)
+        firsts, cpus, helps, help_cpus, report = [], [], [], [], {}
+        for _ in range(repeat):  # interleaved, so both see the same load
+            t, report = launch(run_args, env, tree)
+            firsts.append(t)
+            cpus.append(report["cpu"])
+            wall, cpu = timed([sys.executable, "-m", "simulator.cli", "--help"], env, tree)
+            helps.append(wall)
+            help_cpus.append(cpu)
+    med = statistics.median
+    return {"first": med(firsts), "firsts": firsts, "cpu": med(cpus), "help": med(helps),
+            "help_cpu": med(help_cpus), "report": report}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenario", default="scenarios/synthetic_demo.yaml")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--against", type=Path, default=None,
+                    help="another source tree (e.g. a checkout of an older commit) measured the "
+                         "same way, for a ratio")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        # Bytecode cached as an installed package has it (in a scratch folder, so the source
-        # tree stays clean), whatever PYTHONDONTWRITEBYTECODE says.
-        path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-        env = {**os.environ, "PYTHONPATH": path, "BENCH_HEAVY": json.dumps(HEAVY),
-               "PYTHONPYCACHEPREFIX": str(Path(tmp) / "pyc")}
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        run_args = ["run", args.scenario, "-o", str(Path(tmp) / "out"), "--no-progress"]
-        launch(run_args, env)  # warm the bytecode and file caches (and any oracle trace)
-        firsts, cpus, report = [], [], {}
-        for _ in range(args.repeat):
-            t, report = launch(run_args, env)
-            firsts.append(t)
-            cpus.append(report["cpu"])
-        bare = statistics.median(timed([sys.executable, "-c", "pass"], env)
-                                 for _ in range(args.repeat))
-        helps = statistics.median(timed([sys.executable, "-m", "simulator.cli", "--help"], env)
-                                  for _ in range(args.repeat))
-    print(f"python -c pass:                  {bare:.3f} s (the interpreter alone)")
-    print(f"python -m simulator.cli --help:  {helps:.3f} s")
-    print(f"ddnnsim run {args.scenario}: first event after {statistics.median(firsts):.3f} s "
-          f"(median of {args.repeat}; each: {' '.join(f'{t:.3f}' for t in firsts)}); "
-          f"CPU {statistics.median(cpus):.3f} s")
-    print(f"  first engine: {report['engine']}; loaded by then: {', '.join(report['loaded'])}")
-    print(f"  not loaded: {', '.join(m for m in HEAVY if m not in report['loaded'])}")
+    trees = [("this tree", ROOT)] + ([("against", args.against)] if args.against else [])
+    for label, tree in trees:
+        m = measure(tree.resolve(), args.scenario, args.repeat)
+        print(f"{label} ({tree}):")
+        print(f"  --help: {m['help']:.3f} s wall, {m['help_cpu']:.3f} s CPU")
+        print(f"  ddnnsim run {args.scenario}: first event after {m['first']:.3f} s wall "
+              f"(each: {' '.join(f'{t:.3f}' for t in m['firsts'])}), {m['cpu']:.3f} s CPU "
+              f"(medians of {args.repeat})")
+        print(f"  first engine: {m['report']['engine']}; loaded by then: "
+              f"{', '.join(m['report']['loaded'])}; not loaded: "
+              f"{', '.join(x for x in HEAVY if x not in m['report']['loaded'])}", flush=True)
 
 
 if __name__ == "__main__":
