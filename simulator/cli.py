@@ -6,15 +6,18 @@ import math
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from simulator import checks, config
-from simulator.config import ScenarioError
+if TYPE_CHECKING:
+    from simulator import config
+
+# The scenario machinery (pydantic, numpy, networkx) is imported by the commands that use it,
+# so `ddnnsim --help` stays quick (issue 13).
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Discrete-event simulation of distributed multi-exit DNNs.")
@@ -35,6 +38,7 @@ def _fail(problems) -> None:
 @contextmanager
 def _user_errors():
     """Turn the user's mistakes into FILE:LINE messages and exit code 2, never a traceback."""
+    from simulator.config import ScenarioError
     from simulator.oracle import OracleError
 
     try:
@@ -53,6 +57,8 @@ def _user_errors():
 
 
 def _load(scenario: Path, overrides: list[str] | None) -> config.Loaded:
+    from simulator import checks
+
     return checks.load(scenario, overrides or [])
 
 

@@ -54,9 +54,12 @@ def _styled(fn):
 def _save(fig, path: Path) -> Path:
     """Write ``fig`` as ``path`` (PNG) and beside it in the other FORMATS, each atomically."""
     path = Path(path)
+    # The tight box is laid out once and shared by every format (each savefig with
+    # bbox_inches="tight" would draw the figure an extra time to find it).
+    box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
     for fmt in FORMATS:
         buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, bbox_inches="tight")
+        fig.savefig(buf, format=fmt, bbox_inches=box)
         atomic_write_bytes(path.with_suffix(f".{fmt}"), buf.getvalue())
     plt.close(fig)
     return path.with_suffix(f".{FORMATS[0]}")
@@ -64,20 +67,44 @@ def _save(fig, path: Path) -> Path:
 
 def _wide(values) -> bool:
     """True when positive ``values`` span more than a decade (a log axis helps)."""
-    v = np.asarray([x for x in np.ravel(values) if np.isfinite(x) and x > 0], dtype=float)
+    v = np.ravel(np.asarray(values, dtype=float))
+    v = v[np.isfinite(v) & (v > 0)]
     return len(v) > 1 and v.max() / v.min() > 10.0
+
+
+#: Points of a drawn CDF between its tails (evenly spaced in probability).
+CDF_POINTS = 2000
+#: Samples drawn exactly at each end of a CDF, at most (the tails a reader looks up).
+CDF_TAIL = 1000
+
+
+def cdf_points(values) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted values, empirical CDF) of ``values``, thinned for drawing: every sample of a
+    small set; of a large one CDF_POINTS evenly spaced quantiles plus every sample of the
+    lowest and highest 0.1% (at most CDF_TAIL each), so the tails stay exact and the curve is
+    off by at most 1/CDF_POINTS in between."""
+    v = np.sort(np.asarray(values, dtype=float))
+    n = len(v)
+    keep = np.arange(n)
+    if n > CDF_POINTS + 2 * CDF_TAIL:
+        tail = min(CDF_TAIL, max(1, -(-n // 1000)))
+        keep = np.unique(np.concatenate([
+            np.arange(tail), np.linspace(0, n - 1, CDF_POINTS).round().astype(np.int64),
+            np.arange(n - tail, n)]))
+    return v[keep], (keep + 1) / n
 
 
 @_styled
 def latency_cdf(records: pd.DataFrame, path: Path) -> Path:
-    """Empirical CDF of latency per policy (ok samples); the time axis is logarithmic only
-    when latencies span more than a decade."""
+    """Empirical CDF of latency per policy (ok samples; quantiles with exact tails for large
+    runs, see :func:`cdf_points`); the time axis is logarithmic only when latencies span more
+    than a decade."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ok = records[records["status"] == "ok"]
     for k, (policy, g) in enumerate(ok.groupby("policy", observed=True, sort=False)):
-        lat = np.sort(g["latency_s"].to_numpy() * 1e3)
+        lat, frac = cdf_points(g["latency_s"].to_numpy() * 1e3)
         if len(lat):
-            ax.step(lat, np.arange(1, len(lat) + 1) / len(lat), where="post", label=str(policy),
+            ax.step(lat, frac, where="post", label=str(policy),
                     color=PALETTE[k % len(PALETTE)],
                     linestyle=["-", "--", "-.", ":"][k // len(PALETTE) % 4])
     if _wide(ok["latency_s"].to_numpy()):
@@ -620,15 +647,22 @@ def gantt(hops: pd.DataFrame, path: Path, samples: int = 6, policies: int = 6) -
     for ax, label in zip(axes[:, 0], labels, strict=True):
         h = hops[(hops["policy"] == label) & (hops["sample_id"] < samples)]
         rows = _gantt_rows(h)
-        ypos = {r: k for k, r in enumerate(rows)}
-        for rec in h.itertuples(index=False):
-            y = ypos[rec.where]
-            c = colours(int(rec.sample_id) % 10)
-            if rec.start_s > rec.requested_s:
-                ax.barh(y, (rec.start_s - rec.requested_s) * 1e3, left=rec.requested_s * 1e3,
-                        height=0.15, color=c, alpha=0.5)
-            ax.barh(y, max((rec.end_s - rec.start_s) * 1e3, 1e-3), left=rec.start_s * 1e3,
-                    height=0.6, color=c, edgecolor="black", linewidth=0.3)
+        # One call per lane and bar kind, with arrays (a call per hop cost as much as the
+        # simulation it shows).
+        for y, (_, lane) in enumerate(sorted(h.groupby("where", sort=False),
+                                             key=lambda kv: rows.index(kv[0]))):
+            req, start = lane["requested_s"].to_numpy(), lane["start_s"].to_numpy()
+            end = lane["end_s"].to_numpy()
+            c = [colours(int(i) % 10) for i in lane["sample_id"]]
+            waited = start > req
+            spans = [(np.column_stack([req, start - req])[waited] * 1e3, (y - 0.075, 0.15),
+                      {"facecolors": np.array(c)[waited], "alpha": 0.5}),
+                     (np.column_stack([start, np.maximum(end - start, 1e-6)]) * 1e3,
+                      (y - 0.3, 0.6), {"facecolors": c, "edgecolor": "black", "linewidth": 0.3})]
+            for xranges, yrange, style in spans:
+                if len(xranges):
+                    bars = ax.broken_barh(xranges, yrange, **style)
+                    bars.sticky_edges.x.extend(xranges[:, 0])  # as barh: no margin before
         ax.set_yticks(range(len(rows)), rows, fontsize=7)
         ax.invert_yaxis()
         ax.set_title(f"{label}: first {samples} samples", fontsize=9)

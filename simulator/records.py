@@ -17,9 +17,12 @@ samples, the same on every row (an even share).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TIERS = ("end", "edge", "cloud")
 
@@ -84,6 +87,8 @@ class RecordBlock:
 
     def to_frame(self, policy: str, end_devices: Sequence[str]) -> pd.DataFrame:
         """The records as a DataFrame (categoricals for the string columns)."""
+        import pandas as pd  # here, not at the top: a run reaches its first event without it
+
         n = self.n
         cat = pd.Categorical.from_codes
         df = pd.DataFrame({

@@ -12,15 +12,13 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from simulator import __version__, config, metrics
+from simulator import __version__, config
 from simulator.config import Loaded, ScenarioError
 from simulator.engine import Simulation
 from simulator.oracle import (
@@ -31,8 +29,12 @@ from simulator.oracle import (
 )
 from simulator.policies.base import BindContext, Policy, PolicyError, registry
 from simulator.topology import Topology, build
-from simulator.util import atomic_write_bytes, stream
+from simulator.util import atomic_write_bytes, content_hash, file_hash, stream
 from simulator.workload import Arrivals, SampleOrder, read_arrivals_csv
+
+if TYPE_CHECKING:  # pandas and pyarrow are imported where used: not before the first event
+    import pandas as pd
+    import pyarrow as pa
 
 
 @dataclass
@@ -58,6 +60,8 @@ class RunResult:
 def read_records(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     """``records.parquet`` (or some of its ``columns``) with the string columns as
     categoricals, so a million-row table costs bytes per row, not Python strings."""
+    import pyarrow.parquet as pq
+
     table = pq.read_table(path, columns=columns)
     return table.to_pandas(strings_to_categorical=True, self_destruct=True)
 
@@ -69,9 +73,29 @@ ROW_GROUP = 2**18
 PLOT_COLUMNS = ["policy", "status", "latency_s", "bytes_total"]
 
 
+#: Oracles to reuse (oracle_key -> oracle) where a caller sets one: a study's worker process
+#: does (see :mod:`simulator.study`), so it builds each oracle, or loads each model's traces,
+#: once and not once per point and again to validate it. Oracles are read-only to runs (their
+#: tables per alive set are memoized inside them).
+ORACLE_CACHE: ContextVar[MutableMapping | None] = ContextVar("ORACLE_CACHE", default=None)
+
+
 def make_oracle(loaded: Loaded, model: str, overrides: dict | None = None,
                 progress: bool = True):
-    """Build the oracle of model ``model`` (with ``overrides`` such as ``mu``)."""
+    """The oracle of model ``model`` (with ``overrides`` such as ``mu``): built, or taken from
+    ORACLE_CACHE when one is set."""
+    cache = ORACLE_CACHE.get()
+    spec = loaded.scenario.models[model]
+    if cache is None or (spec.oracle == "trace" and not loaded.path(spec.file).is_file()):
+        return _make_oracle(loaded, model, overrides, progress)
+    key = oracle_key(loaded, model, overrides)
+    oracle = cache.get(key)
+    if oracle is None:
+        oracle = cache[key] = _make_oracle(loaded, model, overrides, progress)
+    return oracle
+
+
+def _make_oracle(loaded: Loaded, model: str, overrides: dict | None, progress: bool):
     spec = loaded.scenario.models[model]
     seed = loaded.scenario.seed
     if spec.oracle == "synthetic":
@@ -144,6 +168,22 @@ def apply_failures(loaded: Loaded, topo: Topology) -> None:
             params.processes.append(proc)
 
 
+def oracle_key(loaded: Loaded, model: str, overrides: dict | None = None) -> str:
+    """Everything the oracle of ``model`` depends on, hashed: its spec, the overrides, the
+    scenario seed (synthetic oracles draw from it), the bytes of a trace file, the folders a
+    torch model reads; two scenarios with the same key get equal oracles."""
+    spec = loaded.scenario.models[model]
+    parts: dict = {"spec": spec.model_dump(mode="json"), "overrides": overrides or {},
+                   "base_dir": str(loaded.base_dir), "cache_dir": loaded.scenario.cache_dir}
+    if spec.oracle in ("synthetic", "synthetic_chain"):
+        parts["seed"] = loaded.scenario.seed
+    if spec.oracle == "trace":
+        parts["trace"] = file_hash(loaded.path(spec.file))
+    if getattr(spec, "data_dir", None) is not None:
+        parts["data_dir"] = str(loaded.path(spec.data_dir))
+    return content_hash(parts)
+
+
 def prepare(loaded: Loaded, progress: bool = True) -> tuple[Topology, list[tuple[Policy, object]]]:
     """Topology with failures applied, and every policy bound to its oracle."""
     scn = loaded.scenario
@@ -189,6 +229,8 @@ def new_run_dir(loaded: Loaded, root: Path = Path("results")) -> Path:
 def _arrow(frame: pd.DataFrame) -> pa.Table:
     """A table whose schema does not depend on the policy (stable across row groups): the
     categorical columns become plain strings, converted inside arrow (no Python objects)."""
+    import pyarrow as pa
+
     table = pa.Table.from_pandas(frame, preserve_index=False)
     for c in ("policy", "status", "exit", "tier", "source"):
         k = table.schema.get_field_index(c)
@@ -247,6 +289,10 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
                                  aggregation_timeout=scn.aggregation_timeout, order=order)
             rec = sim.run()
             wall = time.perf_counter() - t1
+            # Tables and parquet load once the first policy has simulated (start-up, issue 13).
+            import pyarrow.parquet as pq
+
+            from simulator import metrics
             frame = rec.to_frame(policy.label, topo.end_devices)
             if hop_log:
                 hop_logs[policy.label] = sim.hop_log
@@ -280,6 +326,8 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
             writer.close()
         if tmp_records is not None and tmp_records.exists():
             tmp_records.unlink()
+    import pandas as pd
+
     summary = pd.DataFrame(summaries)
     records = pd.concat(frames, ignore_index=True) if frames else None
     manifest = {
@@ -345,6 +393,8 @@ def hops_frame(hop_logs: dict[str, list], topo: Topology) -> pd.DataFrame:
     """The hop logs of every policy as one table (see ``Simulation.hop_log``), with ``level``
     ordering resources as data flows: end devices 0, their links 1, edge 2, its links 3,
     cloud 4."""
+    import pandas as pd
+
     tiers = {"end": 0, "edge": 1, "cloud": 2}
     level = {n: 2 * tiers[d.tier] for n, d in topo.devices.items()}
     level.update({n: 2 * tiers[topo.devices[lp.senders[0]].tier] + 1
@@ -359,6 +409,9 @@ def hops_frame(hop_logs: dict[str, list], topo: Topology) -> pd.DataFrame:
 
 
 def _parquet_bytes(df: pd.DataFrame) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     sink = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink)
     return sink.getvalue().to_pybytes()
@@ -366,6 +419,7 @@ def _parquet_bytes(df: pd.DataFrame) -> bytes:
 
 def _versions() -> dict:
     import numpy
+    import pandas as pd
     import simpy
 
     out = {"ddnnsim": __version__, "python": platform.python_version(), "simpy": simpy.__version__,

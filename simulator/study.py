@@ -25,6 +25,7 @@ in the column name (``workload.rate_per_s``), the text as written beside them.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -35,7 +36,8 @@ import re
 import shutil
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -264,6 +266,10 @@ def point_data(study: Study, point: Point) -> dict:
     for key, value in point.params.items():
         apply_override(data, f"{key}={json.dumps(value)}")
     data["seed"] = point.seed
+    if not study.spec.records:  # the study keeps no records: its points need not write them
+        output = data.setdefault("output", {})
+        if isinstance(output, dict):
+            output["records"] = False
     return data
 
 
@@ -303,10 +309,42 @@ def point_scenario(study: Study, point: Point) -> Loaded:
 # Running
 
 
+#: Oracles kept by a worker process between the points it runs (oracle_key -> oracle): a
+#: model's oracle is built, or its traces loaded, once per worker, not once per point.
+_ORACLES: OrderedDict[str, Any] = OrderedDict()
+#: Oracles a worker keeps (least recently used ones are dropped first).
+ORACLE_CACHE_SIZE = 8
+
+
+class _LRU(MutableMapping):
+    """A view of ``_ORACLES`` that forgets the least recently used oracle beyond the limit."""
+
+    def __getitem__(self, key):
+        value = _ORACLES[key]
+        with contextlib.suppress(KeyError):  # dropped meanwhile (workers run as threads)
+            _ORACLES.move_to_end(key)
+        return value
+
+    def __setitem__(self, key, value):
+        _ORACLES[key] = value
+        while len(_ORACLES) > ORACLE_CACHE_SIZE:
+            _ORACLES.popitem(last=False)
+
+    def __delitem__(self, key):
+        del _ORACLES[key]
+
+    def __iter__(self):
+        return iter(_ORACLES)
+
+    def __len__(self):
+        return len(_ORACLES)
+
+
 def run_point(data: dict, base_file: str, base_dir: str, point_dir: str, meta: dict) -> dict:
     """Run one point on a worker: write its results to ``point_dir`` atomically.
 
     Returns ``{"name", "status": "ok" | "error", ...}``. Never raises for a failing scenario.
+    Oracles are kept in the worker process for the points that follow (``_ORACLES``).
     """
     from simulator.run import execute
 
@@ -314,6 +352,9 @@ def run_point(data: dict, base_file: str, base_dir: str, point_dir: str, meta: d
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
     status = {"name": final.name, **meta}
+    from simulator.run import ORACLE_CACHE
+
+    token = ORACLE_CACHE.set(_LRU())
     try:
         loaded = load_data(copy.deepcopy(data), base_file, base_dir=Path(base_dir))
         res = execute(loaded, tmp, keep_records=False, plots=False, make_progress=False)
@@ -321,12 +362,53 @@ def run_point(data: dict, base_file: str, base_dir: str, point_dir: str, meta: d
     except Exception as exc:  # recorded, and the study goes on
         status.update(status="error", error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc())
+    finally:
+        ORACLE_CACHE.reset(token)
     (tmp / "point.json").write_text(json.dumps(status, indent=2, default=str))
     try:
         os.rename(tmp, final)
     except OSError:  # finished elsewhere meanwhile (a retried task): keep the first
         shutil.rmtree(tmp, ignore_errors=True)
     return {k: v for k, v in status.items() if k != "traceback"}
+
+
+def run_points(batch: list[tuple]) -> list[dict]:
+    """Run a batch of points (each the arguments of :func:`run_point`) in one task."""
+    return [run_point(*args) for args in batch]
+
+
+#: Points whose samples x policies stay under this are batched into tasks of about this much
+#: work (a task has a fixed cost in dask; tiny points would pay it many times over).
+BATCH_WORK = 20_000
+#: Tasks per worker kept at least, where there are enough points (so workers finish together).
+TASKS_PER_WORKER = 4
+
+
+def point_work(data: dict) -> int:
+    """Samples x policies of a point (its cost, roughly), from its scenario data."""
+    samples, policies = data.get("samples", 1000), data.get("policies") or [None]
+    return (samples if isinstance(samples, int) else 1000) * (
+        len(policies) if isinstance(policies, list) else 1)
+
+
+def batches(works: Sequence[int], workers: int) -> list[list[int]]:
+    """Indices of points grouped into tasks: points of at least BATCH_WORK alone, smaller ones
+    together up to BATCH_WORK per task, while every worker gets TASKS_PER_WORKER tasks or more
+    where the points allow it."""
+    small = [i for i, w in enumerate(works) if w < BATCH_WORK]
+    out = [[i] for i, w in enumerate(works) if w >= BATCH_WORK]
+    if small:
+        total = sum(works[i] for i in small)
+        target = min(BATCH_WORK, max(1, total // max(1, workers * TASKS_PER_WORKER - len(out))))
+        batch, work = [], 0
+        for i in small:
+            if batch and work + works[i] > target:
+                out.append(batch)
+                batch, work = [], 0
+            batch.append(i)
+            work += works[i]
+        out.append(batch)
+    return out
 
 
 def finished(out: Path) -> dict[str, dict]:
@@ -477,19 +559,20 @@ def _run_points(study: Study, out: Path, todo: list[Point], workers: int,
                                    "dashboard": False, "dashboard_address": ":0"})
         client = Client(cluster)
     try:
-        futures = [
-            client.submit(run_point, point_data(study, p), study.base_file,
-                          str(study.base_dir), str(out / "points" / p.name),
-                          {"params": p.params, "seed": p.seed, "key": study.keys.get(p.name)},
-                          key=f"point-{uuid.uuid4()}", pure=False)
-            for p in todo
-        ]
+        args = [(point_data(study, p), study.base_file, str(study.base_dir),
+                 str(out / "points" / p.name),
+                 {"params": p.params, "seed": p.seed, "key": study.keys.get(p.name)})
+                for p in todo]
+        nworkers = max(1, sum(client.nthreads().values())) if scheduler else workers
+        futures = [client.submit(run_points, [args[i] for i in batch],
+                                 key=f"points-{uuid.uuid4()}", pure=False)
+                   for batch in batches([point_work(a[0]) for a in args], nworkers)]
         count = len(study.points) - len(todo)
         for fut in as_completed(futures):
-            status = fut.result()
-            count += 1
-            if progress:
-                progress(count, len(study.points), status)
+            for status in fut.result():
+                count += 1
+                if progress:
+                    progress(count, len(study.points), status)
     finally:
         client.close()
         if cluster is not None:

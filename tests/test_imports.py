@@ -88,3 +88,35 @@ def test_no_private_names_across_modules():
     taken = [f"{me}:{line} takes {target}.{n}" for me, target, names, line in edges()
              for n in names if n.startswith("_") and n != "__version__" and target != me]
     assert not taken, "\n".join(taken)
+
+
+#: Libraries a synthetic scenario does not need before its first event (start-up, issue 13):
+#: torch (the simulator never imports it), dask (studies), matplotlib (plots), pandas and
+#: pyarrow (tables and parquet, after the simulation).
+HEAVY = ("torch", "dask", "distributed", "matplotlib", "pandas", "pyarrow")
+
+
+def test_cli_and_validating_a_synthetic_scenario_stay_light():
+    import json
+    import subprocess
+    import sys
+
+    root = PKG.parent
+    code = (
+        "import json, sys\n"
+        "import simulator.cli\n"
+        "after_cli = sorted(m for m in sys.modules if m.split('.')[0] in HEAVY)\n"
+        "from simulator import checks\n"
+        "loaded = checks.load('scenarios/synthetic_demo.yaml', ['samples=50'])\n"
+        "from simulator.run import prepare\n"
+        "prepare(loaded, progress=False)\n"
+        "print(json.dumps([after_cli, sorted({m.split('.')[0] for m in sys.modules\n"
+        "                                     if m.split('.')[0] in HEAVY})]))\n"
+    ).replace("HEAVY", repr(HEAVY))
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                         text=True, check=True, env={**__import__("os").environ,
+                                                     "PYTHONPATH": str(root)})
+    after_cli, after_prepare = json.loads(out.stdout.strip().splitlines()[-1])
+    assert after_cli == [], f"import simulator.cli loads {after_cli}"
+    assert after_prepare == [], f"loading, checking and binding a synthetic scenario loads " \
+                                f"{after_prepare}"

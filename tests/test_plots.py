@@ -368,3 +368,48 @@ def test_key_label():
     assert plots.key_label("workload.rate_per_s") == "arrival rate"
     assert plots.key_label("policies.1.threshold") == "policy 1 threshold"
     assert plots.key_label("topology.links.0.profile") == "link 0 profile"
+
+
+@_covers
+def test_cdf_points():
+    small = np.array([3.0, 1.0, 2.0])
+    v, f = plots.cdf_points(small)
+    assert v.tolist() == [1.0, 2.0, 3.0] and f.tolist() == [1 / 3, 2 / 3, 1.0]
+    n = 200_000
+    x = np.random.default_rng(1).lognormal(size=n)
+    v, f = plots.cdf_points(x)
+    tail = n // 1000
+    assert len(v) <= plots.CDF_POINTS + 2 * tail
+    exact = np.sort(x)
+    assert np.array_equal(v[-tail:], exact[-tail:]) and np.array_equal(v[:tail], exact[:tail])
+    assert f[-1] == 1.0 and np.all(np.diff(f) > 0)
+    # every drawn point lies on the exact ECDF, and no step between them hides more than
+    # 1/CDF_POINTS of the samples
+    assert np.array_equal(exact[np.round(f * n).astype(int) - 1], v)
+    assert np.diff(f).max() <= 1.0 / (plots.CDF_POINTS - 1) + 1.0 / n
+
+
+def test_large_cdf_draws_quantiles_not_samples(tmp_path, monkeypatch):
+    rec = pd.DataFrame({"policy": pd.Categorical(["a"] * 100_000), "status": "ok",
+                        "latency_s": np.random.default_rng(2).exponential(0.05, 100_000)})
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    plots.latency_cdf(rec, tmp_path / "a.png")
+    (line,) = figures[0].axes[0].lines
+    assert len(line.get_xdata()) <= plots.CDF_POINTS + 200
+    assert line.get_xdata().max() == pytest.approx(rec["latency_s"].max() * 1e3)
+
+
+def test_gantt_draws_one_collection_per_lane_and_kind(tmp_path, monkeypatch):
+    h = hops()
+    h.loc[h["where"] != "cell", "requested_s"] = h["start_s"]  # only the cell made them wait
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    plots.gantt(h, tmp_path / "a.png", samples=3)
+    for ax, policy in zip(figures[0].axes, POLICIES[:2], strict=True):
+        assert not ax.patches  # no artist per hop
+        assert len(ax.collections) == 3 + 1  # service bars per lane, waits on the cell
+        mine = h[(h["policy"] == policy)]
+        drawn = sum(len(c.get_paths()) for c in ax.collections)
+        assert drawn == len(mine) + (mine["where"] == "cell").sum()
+        assert ax.get_xlim()[0] == pytest.approx(mine["requested_s"].min() * 1e3)

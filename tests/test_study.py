@@ -165,3 +165,50 @@ def test_resume_after_kill(tmp_path):
     assert len(records) == 8 * len(base["policies"]) * 3000
     status = json.loads((out / "study.json").read_text())
     assert len(status["points"]) == 8
+
+
+def test_batches_group_small_points_and_keep_every_worker_busy():
+    from simulator.study import BATCH_WORK, TASKS_PER_WORKER, batches
+
+    tiny = [100] * 1000
+    got = batches(tiny, workers=2)
+    assert sorted(i for b in got for i in b) == list(range(1000))  # each point once
+    assert len(got) >= 2 * TASKS_PER_WORKER and len(got) < 1000
+    assert all(sum(tiny[i] for i in b) <= BATCH_WORK for b in got)
+    # big points run alone; a few small ones are not lumped into one task
+    mixed = [BATCH_WORK * 3, 10, BATCH_WORK, 10, 10]
+    got = batches(mixed, workers=2)
+    assert [0] in got and [2] in got and sorted(i for b in got for i in b) == list(range(5))
+    assert batches([10] * 6, workers=2) == [[k] for k in range(6)]
+
+
+def test_points_share_the_worker_oracle_cache_and_batched_results(tmp_path, monkeypatch):
+    """Points with the same model reuse the worker's oracle; a point with another seed (a
+    synthetic oracle draws from it) gets its own; batched points all report and finish."""
+    from simulator import run as run_mod
+    from simulator import study as study_mod
+
+    base = multiview_scenario(2, samples=30)
+    path = write_study(tmp_path, {"grid": {"workload.rate": ["5 /s", "8 /s", "12 /s"]},
+                                  "seeds": 2, "records": False}, base)
+    study = load_study(path)
+    built = []
+    real = run_mod._make_oracle
+    monkeypatch.setattr(run_mod, "_make_oracle",
+                        lambda *a, **k: built.append(1) or real(*a, **k))
+    study_mod._ORACLES.clear()
+    seen = []
+    summary = run_study(study, tmp_path / "out", workers=1, processes=False,
+                        progress=lambda d, t, s: seen.append(s), log=lambda m: None)
+    assert len([s for s in seen if s]) == 6 and (summary["error"].fillna("") == "").all()
+    assert len(built) == 2  # one oracle per seed, not per point (nor again to validate it)
+    # records: false -> points write no per-sample records (and the table has none)
+    assert not list((tmp_path / "out" / "points").glob("*/records.parquet"))
+    assert not (tmp_path / "out" / "results.parquet").exists()
+    # the same results as without the cache
+    study_mod._ORACLES.clear()
+    monkeypatch.setattr(study_mod, "ORACLE_CACHE_SIZE", 0)
+    again = run_study(study, tmp_path / "again", workers=1, processes=False,
+                      log=lambda m: None)
+    cols = ["point", "policy", "latency_mean_s", "accuracy", "bytes_per_sample"]
+    pd.testing.assert_frame_equal(summary[cols], again[cols])
