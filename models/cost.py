@@ -137,7 +137,7 @@ def section_seconds(model: MultiViewNet, repeats: int = 7, warmup: int = 2) -> d
         for h in handles:
             h.remove()
         model.train(was_training)
-    keys = section_flops(model).keys()
+    keys = section_params(model).keys()  # the sections of section_flops, without a FLOP count
     return {s: float(np.median([r.get(s, 0.0) for r in runs])) for s in keys}
 
 
