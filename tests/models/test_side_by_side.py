@@ -117,3 +117,26 @@ policies:
     assert {m for m, _ in names} == {"a", "b"} and len(names) == 2  # each built once
     assert all(t.startswith("ddnnsim-train") for _, t in names)
     assert bound[0][1].arch == "ddnn" and bound[1][1].arch == "ada_ddnn"
+
+
+def test_section_flops_unmixed_by_a_network_running_in_another_thread(synth):
+    from models.cost import section_flops
+
+    ddnn = seeded_model("ddnn", TINY, synth, 0)
+    ada = seeded_model("ada_ddnn", TINY, synth, 0)
+    alone = section_flops(ddnn)
+    stop = threading.Event()
+
+    def busy():
+        x = synth.views("train", torch.arange(8))
+        while not stop.is_set():
+            ada(x)
+
+    t = threading.Thread(target=busy)
+    t.start()
+    try:
+        mixed = [section_flops(ddnn) for _ in range(20)]
+    finally:
+        stop.set()
+        t.join()
+    assert all(m == alone for m in mixed)
