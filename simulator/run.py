@@ -189,13 +189,23 @@ def _torch_oracles_side_by_side(loaded: Loaded, jobs: list, progress) -> dict:
     """
     todo: dict[tuple, tuple] = {}
     for _policy, model, over, key in jobs:
-        if loaded.scenario.models[model].oracle == "torch":
+        spec = loaded.scenario.models[model]
+        if spec.oracle == "torch" and spec.factory is None and spec.weights is None:
             todo.setdefault(key, (model, over))
     if len(todo) < 2:
         return {}
     from concurrent.futures import ThreadPoolExecutor
 
-    from models.train import train_workers  # torch enters only here
+    from models.multiview import list_models  # torch enters only here
+    from models.train import train_workers
+
+    # Only the built-in multi-view family: the chain models trace themselves with torch.fx,
+    # which patches nn.Module calls process-wide while it traces, and plug-ins may do anything.
+    family = set(list_models())
+    todo = {k: v for k, v in todo.items()
+            if loaded.scenario.models[v[0]].arch in family}
+    if len(todo) < 2:
+        return {}
 
     workers = train_workers(len(todo))
     if workers < 2:
