@@ -33,7 +33,7 @@ def main() -> None:
         base = None
         for enc in a.encodings:
             cfg = TrainConfig(epochs=a.epochs, encoding=enc)
-            model = seeded_model(arch, {}, data, 0, enc)
+            model = seeded_model(arch, {}, data, 0, encoding=enc)
             c0, w0 = time.process_time(), time.perf_counter()
             train_model(model, data, cfg, seed=0, progress=False)
             cpu, wall = time.process_time() - c0, time.perf_counter() - w0

@@ -81,22 +81,41 @@ def _section_of(module_name: str) -> str | None:
 
 @torch.no_grad()
 def section_flops(model: MultiViewNet) -> dict[str, float]:
-    """FLOPs per sample of each section (all devices alive), keyed ``dev{i}``, ``local``, ..."""
+    """FLOPs per sample of each section (all devices alive), keyed ``dev{i}``, ``local``, ...
+
+    Each section's share is the counter's running total read by hooks on that section's own
+    module before and after it runs. The counter's per-module names come from process-wide
+    module hooks, which a network training in another thread (networks are trained side by
+    side, :func:`models.train.train_workers`) would mix in; its total counts only this
+    thread's operations.
+    """
     was_training = model.training
     model.eval()
     views = torch.zeros(1, model.n_devices, *model.view_shape)
+    flops = dict.fromkeys(section_params(model), 0.0)
+    names = {f"devices.{i}": f"dev{i}" for i in range(model.n_devices)}
+    names.update({s: s for s in ("local", "edge", "cloud")})
+    handles = []
     with FlopCounterMode(display=False) as counter:
-        model(views)
-    model.train(was_training)
-    flops = {f"dev{i}": 0.0 for i in range(model.n_devices)}
-    flops["local"] = 0.0
-    if model.edge is not None:
-        flops["edge"] = 0.0
-    flops["cloud"] = 0.0
-    for name, counts in counter.get_flop_counts().items():
-        section = _section_of(name)
-        if section is not None:
-            flops[section] += float(sum(counts.values()))
+        started: dict[str, int] = {}
+        for name, module in model.named_modules():
+            section = names.get(name)
+            if section is None:
+                continue
+
+            def pre(_m, _args, section=section):
+                started[section] = counter.get_total_flops()
+
+            def post(_m, _args, _out, section=section):
+                flops[section] += float(counter.get_total_flops() - started[section])
+
+            handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+        try:
+            model(views)
+        finally:
+            for h in handles:
+                h.remove()
+            model.train(was_training)
     return flops
 
 
@@ -137,7 +156,7 @@ def section_seconds(model: MultiViewNet, repeats: int = 7, warmup: int = 2) -> d
         for h in handles:
             h.remove()
         model.train(was_training)
-    keys = section_flops(model).keys()
+    keys = section_params(model).keys()  # the sections of section_flops
     return {s: float(np.median([r.get(s, 0.0) for r in runs])) for s in keys}
 
 

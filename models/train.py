@@ -155,19 +155,42 @@ def evaluate(
     return {e: hits[e] / max(n, 1) for e in model.exits}
 
 
+_PROGRESS_LOCK = threading.Lock()
+_PROGRESS: list = [None, 0]  # the live display shared by concurrent trainings, its users
+
+
+@contextlib.contextmanager
 def _progress(enabled: bool):
+    """A rich progress display; networks trained at the same time (threads) share one, since
+    rich allows only one live display at a time."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=12),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=False,
-    )
+    if not enabled:
+        with Progress(disable=True) as bar:
+            yield bar
+        return
+    with _PROGRESS_LOCK:
+        if _PROGRESS[1] == 0:
+            _PROGRESS[0] = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(bar_width=12),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            _PROGRESS[0].start()
+        _PROGRESS[1] += 1
+        bar = _PROGRESS[0]
+    try:
+        yield bar
+    finally:
+        with _PROGRESS_LOCK:
+            _PROGRESS[1] -= 1
+            if _PROGRESS[1] == 0:
+                bar.stop()
+                _PROGRESS[0] = None
 
 
 def _summary(acc: Mapping[str, float]) -> str:
@@ -180,6 +203,10 @@ with contextlib.suppress(ValueError):
     TORCH_THREADS = max(1, int(os.environ.get("DDNNSIM_TORCH_THREADS", "1")))
 
 
+_THREADS_LOCK = threading.Lock()
+_THREADS: list = [0, 0]  # users inside torch_threads (all Python threads), count before them
+
+
 @contextlib.contextmanager
 def torch_threads(n: int | None = None):
     """Run torch with ``n`` (default :data:`TORCH_THREADS`) threads, then restore the count.
@@ -187,14 +214,41 @@ def torch_threads(n: int | None = None):
     One thread by default: results then do not depend on the machine's core count, and the
     networks are so small that a second thread gains only about 30% on an idle 2-core machine,
     while several processes (study workers, tests) each spinning two OpenMP threads on the same
-    cores slowed training down by more than 10x.
+    cores slowed training down by more than 10x. Networks are rather trained side by side
+    (:func:`train_workers`), each on one thread.
+
+    Safe to use from several Python threads at once: every thread sets the count for itself,
+    and the count before the first of them is restored when the last one leaves (a thread
+    leaving early must not hand two threads, e.g. MKL's global count, to one still training).
     """
-    before = torch.get_num_threads()
+    with _THREADS_LOCK:
+        if _THREADS[0] == 0:
+            _THREADS[1] = torch.get_num_threads()
+        _THREADS[0] += 1
     torch.set_num_threads(n or TORCH_THREADS)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        with _THREADS_LOCK:
+            _THREADS[0] -= 1
+            if _THREADS[0] == 0:
+                torch.set_num_threads(_THREADS[1])
+
+
+def train_workers(jobs: int) -> int:
+    """How many networks to train side by side (threads, one torch thread each): all ``jobs``
+    up to two per available core (three networks on two cores then finish together, after
+    1.5x the time of one, not 2x); environment ``DDNNSIM_TRAIN_WORKERS`` caps it (1 = one after
+    the other). Every network's weights are the same either way (own seed, own generator, one
+    torch thread, so no OpenMP team spins on an oversubscribed core)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    cap = 2 * cores
+    with contextlib.suppress(ValueError):
+        cap = int(os.environ.get("DDNNSIM_TRAIN_WORKERS", str(cap)))
+    return max(1, min(jobs, 2 * cores, cap))
 
 
 def train_model(
@@ -259,8 +313,10 @@ def _train(
                     advance=1,
                     info=f"ep {epoch + 1}/{cfg.epochs} loss {run_loss / (k + 1):.3f}",
                 )
-            acc = evaluate(model, data, "val")
             history["loss"].append(run_loss / steps_per_epoch)
+            if epoch + 1 < cfg.epochs:  # validation only after the last epoch (nothing
+                continue  # reads the epochs between; they cost ~5% of the training time)
+            acc = evaluate(model, data, "val")
             history["val"].append(acc)
             bar.update(
                 task,

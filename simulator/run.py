@@ -194,15 +194,22 @@ def prepare(loaded: Loaded, progress: bool = True) -> tuple[Topology, list[tuple
     reg = registry()
     oracles: dict[tuple, object] = {}
     bound = []
-    for k, spec in enumerate(scn.policies):
+    jobs = []
+    for spec in scn.policies:
         cls = reg[spec.policy]
         policy = cls(spec.label, cls.Params.model_validate(spec.params))
         model = spec.model or next(iter(scn.models))
         over = policy.oracle_overrides() if hasattr(policy, "oracle_overrides") else {}
-        key = (model, tuple(sorted(over.items())))
+        jobs.append((policy, model, over, (model, tuple(sorted(over.items())))))
+    early = _torch_oracles_side_by_side(loaded, jobs, progress)
+    for k, (policy, model, over, key) in enumerate(jobs):
         try:
             if key not in oracles:
-                oracles[key] = make_oracle(loaded, model, over, progress)
+                got = early.get(key)
+                if isinstance(got, BaseException):
+                    raise got
+                oracles[key] = got if got is not None else make_oracle(loaded, model, over,
+                                                                       progress)
             policy.bind(BindContext(topo, oracles[key], scn.seed, scn.workload))
         except PolicyError as exc:
             raise ScenarioError([loaded.problem(("policies", k, exc.key), str(exc))]) from None
@@ -210,6 +217,43 @@ def prepare(loaded: Loaded, progress: bool = True) -> tuple[Topology, list[tuple
             raise ScenarioError([loaded.problem(("models", model), str(exc))]) from None
         bound.append((policy, oracles[key]))
     return topo, bound
+
+
+def _torch_oracles_side_by_side(loaded: Loaded, jobs: list, progress) -> dict:
+    """Build the run's torch oracles in threads, as many at once as
+    ``models.train.train_workers`` allows (up to two per core): each network trains on one
+    torch thread, so on two cores two networks train in the time of one, with the same weights.
+
+    Returns key -> oracle, or the exception building it raised (re-raised in policy order by
+    :func:`prepare`); {} when there are fewer than two to build or one worker only.
+    """
+    todo: dict[tuple, tuple] = {}
+    for _policy, model, over, key in jobs:
+        spec = loaded.scenario.models[model]
+        if spec.oracle == "torch" and spec.factory is None and spec.weights is None:
+            todo.setdefault(key, (model, over))
+    if len(todo) < 2:
+        return {}
+    from concurrent.futures import ThreadPoolExecutor
+
+    from models.multiview import list_models  # torch enters only here
+    from models.train import train_workers
+
+    # Only the built-in multi-view family: the chain models trace themselves with torch.fx,
+    # which patches nn.Module calls process-wide while it traces, and plug-ins may do anything.
+    family = set(list_models())
+    todo = {k: v for k, v in todo.items()
+            if loaded.scenario.models[v[0]].arch in family}
+    if len(todo) < 2:
+        return {}
+
+    workers = train_workers(len(todo))
+    if workers < 2:
+        return {}
+    with ThreadPoolExecutor(workers, thread_name_prefix="ddnnsim-train") as pool:
+        futures = {key: pool.submit(make_oracle, loaded, model, over, progress)
+                   for key, (model, over) in todo.items()}
+        return {key: f.exception() or f.result() for key, f in futures.items()}
 
 
 def new_run_dir(loaded: Loaded, root: Path = Path("results")) -> Path:
