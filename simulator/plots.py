@@ -199,7 +199,7 @@ def metric_vs(summary: pd.DataFrame, x: str, metrics: Sequence[str], path: Path,
                 if categorical:
                     pos = np.array([order.index(v) for v in a.index]) + (
                         j - (len(policies) - 1) / 2) * width
-                    err = np.vstack([a["mean"] - a["min"], a["max"] - a["mean"]])
+                    err = _whiskers(a)
                     h = ax.bar(pos, a["mean"], width, yerr=err if np.any(err) else None,
                                capsize=2, error_kw={"elinewidth": 0.8}, **style)
                 else:
@@ -321,6 +321,12 @@ def tradeoff(summary: pd.DataFrame, key: str, x_metric: str, y_metric: str, path
     return _save(fig, path)
 
 
+def _whiskers(agg: pd.DataFrame) -> np.ndarray:
+    """Error-bar lengths from a mean/min/max table: mean - min below, max - mean above, clipped
+    at 0 (the mean of equal values may round one ulp past them, which matplotlib refuses)."""
+    return np.clip(np.vstack([agg["mean"] - agg["min"], agg["max"] - agg["mean"]]), 0, None)
+
+
 @_styled
 def missing_device(summary: pd.DataFrame, key: str, metrics: Sequence[str], path: Path, *,
                    title: str | None = None) -> Path:
@@ -347,7 +353,7 @@ def missing_device(summary: pd.DataFrame, key: str, metrics: Sequence[str], path
             g = ok[ok["policy"] == policy].groupby("_what")[m].agg(["mean", "min", "max"])
             g = g.reindex(cats) * scale
             xs = np.arange(len(cats)) + (j - (len(policies) - 1) / 2) * width
-            err = np.vstack([g["mean"] - g["min"], g["max"] - g["mean"]])
+            err = _whiskers(g)
             ax.bar(xs, g["mean"], width, yerr=err, capsize=2, label=str(policy),
                    color=colours[policy], error_kw={"elinewidth": 0.8})
         ax.set_xticks(np.arange(len(cats)), ["none missing" if c == "none" else f"{c} missing"
@@ -385,7 +391,7 @@ def missing_count(summary: pd.DataFrame, key: str, metrics: Sequence[str], path:
         for j, (policy, g) in enumerate(ok.groupby("policy", sort=False)):
             agg = g.groupby("_k")[m].agg(["mean", "min", "max"]).sort_index() * scale
             off = (j - (ok["policy"].nunique() - 1) / 2) * 0.08
-            err = np.vstack([agg["mean"] - agg["min"], agg["max"] - agg["mean"]])
+            err = _whiskers(agg)
             ax.errorbar(agg.index + off, agg["mean"], yerr=err, marker="o", markersize=4,
                         capsize=3, label=str(policy), color=colours[policy])
             ax.scatter(g["_k"] + off, g[m] * scale, s=8, alpha=0.4, color=colours[policy])

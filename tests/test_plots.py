@@ -167,6 +167,14 @@ def test_missing_device(tmp_path):
                                     tmp_path / "a.png"))
 
 
+def test_missing_device_equal_seeds(tmp_path):
+    """Seeds that agree exactly: the mean of three 0.1s rounds past them; whiskers stay >= 0."""
+    summary = study_summary()
+    for col in ("accuracy", "noncloud_accuracy", "cloud_accuracy"):
+        summary[col] = 0.1
+    assert_png(plots.missing_device(summary, "failures", ["accuracy"], tmp_path / "a.png"))
+
+
 @_covers
 def test_missing_count(tmp_path):
     assert_png(plots.missing_count(study_summary(), "failures", ["accuracy"],
