@@ -12,11 +12,16 @@ at once and writes the same :class:`~simulator.records.RecordBlock` as the SimPy
    template of hops (station, service time, latency, predecessors; a ``Par`` join is the max of
    its branches' ends).
 3. Hops are processed level by level (longest-path depth in their template). At each station the
-   requests are sorted by time (ties: earlier sample, then branch order, as SimPy grants them)
-   and served by the Lindley recursion: one server by exact per-busy-period running sums, c
+   requests are sorted by time (ties: earlier sample, then branch order) and served by the
+   Lindley recursion: one server by exact per-busy-period running sums, c
    servers by a heap of server-free times. A station that a route visits twice (DDNN sends
    scores, then features, over the same cell) is revisited until a whole pass changes nothing:
    the result is then a fixed point of every station's FIFO recursion, i.e. the DES's timeline.
+   SimPy grants equal-time requests in the order their requesting events were scheduled, which
+   hangs on the whole history of releases and grants, not on sample order: a run in which
+   requests of different samples reach a station at one instant and one of them must wait is
+   refused (:class:`FastEngineError`; ``engine: auto`` then runs the DES), and periodic
+   arrivals on several end devices, which tie by construction, are a :func:`blockers` entry.
 4. Samples are timed a chunk at a time in arrival order (about :attr:`FastSimulation.chunk_hops`
    hops), so memory holds one chunk's hops whatever the run's length. A hop requested before
    the next chunk's first arrival is final (everything ahead of it was requested earlier still),
@@ -99,6 +104,15 @@ def blockers(scenario, topology: Topology | None) -> list[tuple[tuple, str]]:
             if spec.process is not None:
                 out.append(((*loc, "process"), "a stochastic bandwidth process (drawn while "
                             "the run goes on)"))
+    wl = scenario.workload
+    ends = (len(topology.end_devices) if topology is not None else
+            sum(d.count or 1 for d in scenario.topology.devices.values()
+                if d.tier == "end"))
+    if wl.sources == "each" and wl.arrivals == "periodic" and ends > 1:
+        out.append((("workload", "arrivals"), f"periodic arrivals on each of {ends} end "
+                    "devices (samples arrive at the same instants, and SimPy serves equal-time "
+                    "requests in the order of its event queue, which the fast engine does not "
+                    "reproduce)"))
     if scenario.workload.arrivals == "closed":
         out.append((("workload", "arrivals"), "closed-loop arrivals (each arrival waits for an "
                     "earlier sample to finish)"))
@@ -234,6 +248,39 @@ def _busy_sums(r: np.ndarray, s: np.ndarray, new: np.ndarray) -> np.ndarray:
             col = col[:a] + s[at]
             d[at] = col
     return d
+
+
+def _order_dependent_tie(r: np.ndarray, end: np.ndarray, st: np.ndarray | None,
+                         who: np.ndarray, prev) -> float | None:
+    """The first instant at which requests of different samples reach a FIFO station together
+    and one of them waits (their order then decides who waits), or None.
+
+    ``r`` is sorted, ``end`` the departures in that order, ``st`` the service starts of a
+    station of several servers (None: one server, free from ``prev`` on) and ``who`` the
+    sample of each request. SimPy grants equal-time requests in the order their requesting
+    events were scheduled, which depends on the whole history of event creation (releases,
+    grants, latencies); the fast engine orders them by sample. Both agree whenever no member
+    of such a group waits (every one starts at its request, whatever the order), so only the
+    other case is refused. Requests of one sample (the branches of a ``Par``) keep branch
+    order, as SimPy starts the branches.
+    """
+    if len(r) < 2:
+        return None
+    eq = r[1:] == r[:-1]
+    if not eq.any():
+        return None
+    mixed_pair = eq & (who[1:] != who[:-1])
+    if not mixed_pair.any():
+        return None
+    group = np.cumsum(np.concatenate(([True], ~eq)))  # equal-time run of each request
+    mixed = np.zeros(int(group[-1]) + 1, dtype=bool)
+    mixed[group[1:][mixed_pair]] = True
+    if st is not None:
+        waits = st > r
+    else:  # one server starts at max(request, the previous departure)
+        waits = np.concatenate(([-np.inf if prev is None else prev], end[:-1])) > r
+    bad = np.flatnonzero(mixed[group] & waits)
+    return float(r[bad[0]]) if len(bad) else None
 
 
 def _fifo_one_loop(r: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -683,7 +730,11 @@ class FastSimulation:
                 start[hops] = st
             hend[hops] = end
             out_ext[hops] = end + plan.latency[rows]  # + 0.0 keeps a compute end as is
+            # The last call per station sees its final requests: keep its verdict on ties.
+            ties[x] = _order_dependent_tie(r, end, st if spec[2] > 1 else None, sl[hops],
+                                           state[x])
 
+        ties: dict[int, float | None] = {}
         for _ in range(MAX_PASSES):
             changed = False
             for q, hl in enumerate(levels):
@@ -703,6 +754,13 @@ class FastSimulation:
                 break
         else:
             raise FastEngineError(f"the timeline did not settle in {MAX_PASSES} passes")
+        for x, t in ties.items():
+            if t is not None:
+                spec = self._stations[x]
+                raise FastEngineError(
+                    f"requests of different samples reach {spec[0]} {spec[1]!r} at the same "
+                    f"instant ({t!r} s) and one of them waits: SimPy serves them in the order "
+                    "of its event queue, which the fast engine does not reproduce")
         del levels, joins, pred1
 
         # Commit every hop requested before the cut; move each station's servers past them.

@@ -331,7 +331,27 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
                 sim = Simulation(topo, arrivals, policy, scn.samples, scn.seed,
                                  oracle.n_samples, hop_log=hop_log, progress=advance,
                                  aggregation_timeout=scn.aggregation_timeout, order=order)
-            rec = sim.run()
+            try:
+                rec = sim.run()
+            except Exception as exc:
+                from simulator.fast import FastEngineError
+
+                if engine != "fast" or not isinstance(exc, FastEngineError):
+                    raise
+                if scn.engine == "fast":
+                    raise ScenarioError([loaded.problem(("engine",), "engine 'fast' cannot "
+                                        f"time this exactly: {exc.feature} (use engine: auto "
+                                        "or des)")]) from None
+                # Found while timing (e.g. equal-time requests whose order SimPy decides):
+                # the DES times this policy instead, and the manifest says why.
+                engines[policy.label] = {"engine": "des", "why": "the fast engine is not exact "
+                                         f"here (found while timing): {exc.feature}"}
+                arrivals = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices,
+                                              scn.seed, times)
+                sim = Simulation(topo, arrivals, policy, scn.samples, scn.seed,
+                                 oracle.n_samples, hop_log=hop_log, progress=advance,
+                                 aggregation_timeout=scn.aggregation_timeout, order=order)
+                rec = sim.run()
             wall = time.perf_counter() - t1
             # Tables and parquet load once the first policy has simulated (start-up, issue 13).
             import pyarrow.parquet as pq

@@ -22,8 +22,24 @@ SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 TRACE_DIR = Path(tempfile.mkdtemp(prefix="ddnnsim-fast-"))
 
 
+TIE = "at the same instant"
+
+
+def genuine_tie(hop_log: list) -> bool:
+    """The DES log has requests of different samples at one station at one instant, one of
+    which waited (their order then decides the timeline)."""
+    groups: dict[tuple, list] = {}
+    for sample, _kind, where, _label, start, _end, asked in hop_log:
+        groups.setdefault((where, asked), []).append((sample, start > asked))
+    return any(len({s for s, _ in g}) > 1 and any(w for _, w in g) for g in groups.values())
+
+
 def both(data: dict, hops: int = 5) -> list[tuple]:
-    """(policy label, DES records, fast records, DES hop log, fast hop log) of every policy."""
+    """(policy label, DES records, fast records, DES hop log, fast hop log) of every policy.
+
+    A policy the fast engine refuses (equal-time requests of different samples, one waiting:
+    SimPy's event order decides) is checked to be a genuine such tie in the DES's hops, refused
+    in chunks too, and left out."""
     loaded = load_data(copy.deepcopy(data), "<test>", base_dir=TRACE_DIR)
     topo, bound = prepare(loaded, progress=False)
     scn = loaded.scenario
@@ -33,7 +49,22 @@ def both(data: dict, hops: int = 5) -> list[tuple]:
         for cls in (Simulation, FastSimulation):
             arr = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices, scn.seed)
             sim = cls(topo, arr, policy, scn.samples, scn.seed, oracle.n_samples, hop_log=hops)
-            runs.append((sim.run(), sim.hop_log))
+            try:
+                runs.append((sim.run(), sim.hop_log))
+            except FastEngineError as exc:
+                assert TIE in exc.feature, exc.feature
+                break
+        if len(runs) < 2:
+            arr = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices, scn.seed)
+            des = Simulation(topo, arr, policy, scn.samples, scn.seed, oracle.n_samples,
+                             hop_log=True)
+            des.run()
+            assert genuine_tie(des.hop_log), policy.label
+            arr = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices, scn.seed)
+            with pytest.raises(FastEngineError, match=TIE):
+                FastSimulation(topo, arr, policy, scn.samples, scn.seed, oracle.n_samples,
+                               chunk=3).run()
+            continue
         # In chunks of a few samples (state carried across cuts): the same records, bit for bit.
         arr = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices, scn.seed)
         sim = FastSimulation(topo, arr, policy, scn.samples, scn.seed, oracle.n_samples,
@@ -306,6 +337,123 @@ def test_fast_equals_des_on_multiview_scenarios(data):
 @given(per_device())
 def test_fast_equals_des_on_per_device_scenarios(data):
     check(data)
+
+
+@st.composite
+def ties(draw) -> dict:
+    """Scenarios built for exact time ties: periodic arrivals (per device or multi-view),
+    zero latencies, dedicated or shared links, services that are whole periods."""
+    data = draw(per_device())
+    n = draw(st.integers(1, 4))
+    period = draw(st.sampled_from([25, 50]))  # ms
+    data["workload"] = {"arrivals": "periodic", "rate": f"{1000 // period} /s",
+                        "sources": draw(st.sampled_from(["each", "all"]))}
+    data["topology"]["devices"]["cam"]["count"] = n
+    data["models"]["m"]["devices"] = n
+    for link in data["topology"]["links"]:
+        link["latency"] = "0 ms"
+        link["bandwidth"] = "1 Mbit/s"  # 125 B per ms: 3125 B take 25 ms
+        link.pop("trace", None)
+    data["topology"]["links"][0]["sharing"] = draw(st.sampled_from(["fifo", "dedicated"]))
+    data["models"]["m"]["message_bytes"] = {
+        "feat": draw(st.sampled_from(["3125 B", "6250 B", "1024 B"])),
+        "feat.edge": draw(st.sampled_from(["3125 B", "1024 B"]))}
+    data["models"]["m"]["flops"] = {"dev": "24 MFLOP", "edge": "250 MFLOP",
+                                    "cloud": draw(st.sampled_from(["2500 MFLOP", "50 MFLOP"]))}
+    if data["workload"]["sources"] == "all":
+        data["policies"] = [{"policy": "cloud_only", "model": "m"},
+                            {"policy": "ddnn", "model": "m",
+                             "threshold": draw(st.floats(0.0, 1.0))}]
+        data["models"]["m"]["message_bytes"]["raw"] = "3125 B"
+        data["models"]["m"]["message_bytes"]["scores"] = "40 B"
+    return data
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ties())
+def test_fast_equals_des_or_refuses_on_time_ties(data):
+    check(data)
+
+
+def tie_example() -> dict:
+    """The scenario hypothesis found (issue 13): 4 cameras each 40 /s, zero latencies,
+    dedicated 1 Mbit/s uplinks, one edge core, a shared WAN. Samples 25, 30 and 27 request the
+    edge at 0.256 s; SimPy grants them in that order (the order their uplinks' releases at
+    0.192 s were processed: cam1, cam2, cam3), not in sample order."""
+    return {
+        "name": "fast_each", "seed": 1, "samples": 31,
+        "topology": {
+            "devices": {
+                "cam": {"tier": "end", "count": 4, "flops_per_s": "1 GFLOP/s", "cores": 1,
+                        "call_overhead": "1 ms", "power_active": "2 W", "tx_power": "0.5 W",
+                        "power_idle": "0 W"},
+                "edge": {"tier": "edge", "flops_per_s": "10 GFLOP/s", "cores": 1,
+                         "power_active": "20 W", "power_idle": "0 W", "radio": False},
+                "cloud": {"tier": "cloud", "flops_per_s": "100 GFLOP/s"}},
+            "links": [
+                {"name": "up", "from": "cam", "to": "edge", "bandwidth": "1 Mbit/s",
+                 "latency": "0 ms", "sharing": "dedicated", "tx_power": "0 W",
+                 "rx_power": "0 W"},
+                {"name": "wan", "from": "edge", "to": "cloud", "bandwidth": "1 Mbit/s",
+                 "latency": "0 ms"}]},
+        "workload": {"arrivals": "periodic", "rate": "40 /s", "sources": "each"},
+        "models": {"m": {"oracle": "synthetic", "samples": 40, "devices": 4,
+                         "flops": {"dev": "2 MFLOP", "edge": "10 MFLOP", "cloud": "50 MFLOP"},
+                         "message_bytes": {"feat": "8 kB", "feat.edge": "1024 B"}}},
+        "policies": [{"policy": "tiered", "model": "m", "end_threshold": 0.5,
+                      "edge_threshold": None}],
+    }
+
+
+def test_equal_time_requests_of_different_samples_are_refused_not_misordered():
+    """The failing example of issue 13: the fast engine refuses it (naming the station), auto
+    picks the DES for periodic per-device arrivals, and a run gives the DES's records."""
+    data = tie_example()
+    check(data)  # refused as a genuine tie, in one chunk and in chunks of 3
+    loaded = load_data(copy.deepcopy(data))
+    topo, [(policy, oracle)] = prepare(loaded, progress=False)
+    scn = loaded.scenario
+    arr = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices, scn.seed)
+    with pytest.raises(FastEngineError, match="device 'edge' at the same instant"):
+        FastSimulation(topo, arr, policy, scn.samples, scn.seed, oracle.n_samples).run()
+    engine, why = choose_engine(loaded, topo, policy)
+    assert engine == "des" and "periodic arrivals on each of 4 end devices" in why
+    data["engine"] = "fast"
+    with pytest.raises(ScenarioError, match=r"workload\.arrivals: .*periodic arrivals"):
+        load_data(copy.deepcopy(data), "s.yaml")
+    # One camera: a single periodic stream, no equal-time arrivals: the fast engine is exact.
+    one = merge(tie_example(), {"topology": {"devices": {"cam": {"count": 1}}},
+                                "models": {"m": {"devices": 1}}})
+    loaded = load_data(copy.deepcopy(one))
+    topo, [(policy, _)] = prepare(loaded, progress=False)
+    assert choose_engine(loaded, topo, policy)[0] == "fast"
+    check(one)
+
+
+def test_auto_falls_back_to_the_des_on_ties_found_while_timing(tmp_path):
+    """Equal times in an arrival trace are no static blocker: the fast engine finds the tie
+    while timing, auto runs the DES instead (records equal to a DES run), the manifest says
+    why; ``engine: fast`` is a scenario error naming the tie."""
+    trace = tmp_path / "arrivals.csv"
+    trace.write_text("time [s]\n" + "".join(f"{k // 4 * 0.025}\n" for k in range(31)))
+    data = merge(tie_example(), {"workload": {"arrivals": "trace", "file": str(trace),
+                                              "rate": None}, "output": {"plots": False}})
+    data["workload"].pop("rate")
+    data["policies"][0]["end_threshold"] = 0.0  # every sample goes on to the edge and cloud
+    loaded = load_data(copy.deepcopy(data))
+    topo, [(policy, _)] = prepare(loaded, progress=False)
+    assert choose_engine(loaded, topo, policy)[0] == "fast"
+    res = execute(loaded, None, make_progress=False)
+    eng = res.manifest["engine"]["policies"]["tiered"]
+    assert eng["engine"] == "des" and "found while timing" in eng["why"], eng
+    des = execute(load_data(dict(copy.deepcopy(data), engine="des")), None,
+                  make_progress=False)
+    for col in ("finish_s", "arrival_s"):
+        np.testing.assert_array_equal(res.records[col].to_numpy(),
+                                      des.records[col].to_numpy())
+    with pytest.raises(ScenarioError, match="at the same instant"):
+        execute(load_data(dict(copy.deepcopy(data), engine="fast")), None,
+                make_progress=False)
 
 
 def test_fast_equals_des_under_heavy_load_with_revisits():
