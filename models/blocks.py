@@ -19,9 +19,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-ENCODINGS = ("float32", "float16", "int8", "bit")
-FEATURE_AGGREGATIONS = ("max", "avg", "concat", "attention")
-SCORE_AGGREGATIONS = ("max", "avg", "concat", "minent")
+from models.specs import (  # noqa: F401  (re-exported: torch-free home)
+    ENCODINGS,
+    FEATURE_AGGREGATIONS,
+    INT8_HEADER_BYTES,
+    SCORE_AGGREGATIONS,
+)
 
 
 def normalized_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -33,10 +36,6 @@ def normalized_entropy(logits: torch.Tensor) -> torch.Tensor:
 def straight_through(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``y`` in the forward pass, the gradient of ``x`` in the backward pass."""
     return x + (y - x).detach()
-
-
-#: Bytes an int8 message adds for its per-tensor scale and offset (two float32).
-INT8_HEADER_BYTES = 8
 
 
 class Codec(nn.Module):

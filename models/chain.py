@@ -38,7 +38,6 @@ activations of BNNs. Class scores are float32.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -49,6 +48,11 @@ from torch.nn import functional as F
 from models.blocks import Codec
 from models.graph import FusedLayer
 from models.registry import ArchInfo, Registry
+from models.specs import (  # noqa: F401  (re-exported: torch-free home)
+    CHAIN_DEFAULTS,
+    EXIT_POSITIONS,
+    chain_option_problems,
+)
 
 # --------------------------------------------------------------------------- layers
 
@@ -295,18 +299,6 @@ def _resnet(arch: str, input_shape, n_classes: int, *, width: float, exits: Sequ
 
 # --------------------------------------------------------------------------- registry
 
-#: Trunk positions an exit can follow: conv layers (AlexNet, VGG) or residual blocks (ResNet).
-EXIT_POSITIONS = {"alexnet_ee": 5, "vgg11_ee": 8, "vgg16_ee": 13, "resnet_ee": 3}
-
-_COMMON = {"width": 0.25, "batch_norm": True, "dropout": 0.0}
-CHAIN_DEFAULTS: dict[str, dict[str, object]] = {
-    "alexnet_ee": {**_COMMON, "exits": [2]},
-    "vgg11_ee": {**_COMMON, "exits": [2, 4]},
-    "vgg16_ee": {**_COMMON, "exits": [4, 7]},
-    "resnet_ee": {**_COMMON, "exits": [1]},
-}
-
-
 CHAINS = Registry("chain model", CHAIN_DEFAULTS)
 ChainInfo = ArchInfo
 #: Decorator registering ``fn(input_shape, n_classes, **options) -> ChainNet``.
@@ -316,35 +308,6 @@ list_chain_models = CHAINS.names
 
 def is_chain(arch: object) -> bool:
     return arch in CHAINS
-
-
-def chain_option_problems(arch: str, options: Mapping[str, object]) -> list[tuple[str, str]]:
-    """(option name, message) for every unknown or invalid option of ``arch``; [] when valid."""
-    defaults = CHAIN_DEFAULTS[arch]
-    out: list[tuple[str, str]] = []
-    for key, v in options.items():
-        if key not in defaults:
-            close = difflib.get_close_matches(str(key), list(defaults), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {sorted(defaults)}"
-            out.append((str(key), f"unknown option for {arch}{hint}"))
-        elif key == "width":
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 4:
-                out.append((key, f"must be a number in (0, 4], got {v!r}"))
-        elif key == "dropout":
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-                out.append((key, f"must be a number in [0, 1), got {v!r}"))
-        elif key == "batch_norm":
-            if not isinstance(v, bool):
-                out.append((key, f"must be true or false, got {v!r}"))
-        elif key == "exits":
-            n = EXIT_POSITIONS[arch]
-            ok = isinstance(v, (list, tuple)) and all(
-                isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= n for k in v)
-            if not ok or list(v) != sorted(set(v)):
-                what = "residual blocks" if arch == "resnet_ee" else "conv layers"
-                out.append((key, f"must be increasing positions in 1..{n} (the {what} an exit "
-                                 f"follows), got {v!r}"))
-    return out
 
 
 def resolve_chain_options(arch: str, options: Mapping[str, object] | None = None) -> dict:

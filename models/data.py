@@ -32,92 +32,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATASETS = ("mnist", "cifar10", "synthetic")
+from models.specs import (  # noqa: F401  (re-exported: torch-free home)
+    CIFAR_TEST_FILE,
+    CIFAR_TRAIN_FILES,
+    DATASETS,
+    DataError,
+    ViewSpec,
+    _Layout,
+    _layout,
+    cifar_fingerprint,
+    default_grid,
+    view_shape_for,
+)
+
 SPLITS = ("train", "val", "test")
-CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
-CIFAR_TEST_FILE = "test_batch"
-
-
-class DataError(Exception):
-    """A dataset that cannot be read or a view layout that cannot be built."""
-
-
-# --------------------------------------------------------------------------- views
-
-
-def default_grid(n_devices: int) -> tuple[int, int]:
-    """(cols, rows) with cols * rows == n_devices, as square as possible, cols >= rows."""
-    rows = max(r for r in range(1, math.isqrt(n_devices) + 1) if n_devices % r == 0)
-    return n_devices // rows, rows
-
-
-@dataclass(frozen=True)
-class ViewSpec:
-    """How the image is cut into per-device views.
-
-    Attributes:
-        n_devices: number of end devices (views).
-        grid: (cols, rows) of the tiling; ``None`` = :func:`default_grid`. Ignored with ``crops``.
-        overlap: extra pixels on every side of each tile (neighbouring views then share pixels).
-        crops: explicit boxes ``(top, left, height, width)`` in image pixels, one per device,
-            all of the same size, inside the image.
-        noise: gaussian noise std per device (one float for all, or one per device).
-    """
-
-    n_devices: int = 6
-    grid: tuple[int, int] | None = None
-    overlap: int = 0
-    crops: tuple[tuple[int, int, int, int], ...] | None = None
-    noise: float | tuple[float, ...] = 0.0
-
-    def noise_std(self) -> tuple[float, ...]:
-        if isinstance(self.noise, (int, float)):
-            return (float(self.noise),) * self.n_devices
-        return tuple(float(v) for v in self.noise)
-
-
-@dataclass(frozen=True)
-class _Layout:
-    pad: tuple[int, int, int, int]  # top, bottom, left, right (zeros around the image)
-    boxes: tuple[tuple[int, int, int, int], ...]  # in padded coordinates: top, left, h, w
-    real_pixels: tuple[int, ...]  # image pixels (not padding) inside each view
-
-
-def _layout(spec: ViewSpec, height: int, width: int) -> _Layout:
-    n = spec.n_devices
-    if n < 1:
-        raise DataError(f"views: need at least one device, got {n}")
-    if spec.crops is not None:
-        crops = [tuple(int(v) for v in c) for c in spec.crops]
-        if len(crops) != n:
-            raise DataError(f"views.crops: {len(crops)} boxes for {n} devices")
-        sizes = {(c[2], c[3]) for c in crops}
-        if len(sizes) != 1:
-            raise DataError(f"views.crops: all boxes must have the same size, got {sorted(sizes)}")
-        for k, (t, left, h, w) in enumerate(crops):
-            if h < 1 or w < 1 or t < 0 or left < 0 or t + h > height or left + w > width:
-                raise DataError(
-                    f"views.crops[{k}]: box {(t, left, h, w)} is not inside the "
-                    f"{height}x{width} image"
-                )
-        boxes = tuple(crops)
-        return _Layout((0, 0, 0, 0), boxes, tuple(h * w for _, _, h, w in boxes))
-    cols, rows = spec.grid or default_grid(n)
-    if cols * rows != n:
-        raise DataError(f"views.grid: {cols}x{rows} tiles for {n} devices")
-    if rows > height or cols > width:
-        raise DataError(f"views.grid: {cols}x{rows} tiles do not fit a {height}x{width} image")
-    o = int(spec.overlap)
-    if o < 0:
-        raise DataError(f"views.overlap: must be >= 0, got {o}")
-    th, tw = -(-height // rows), -(-width // cols)
-    ph, pw = th * rows - height, tw * cols - width
-    pad = (ph // 2 + o, ph - ph // 2 + o, pw // 2 + o, pw - pw // 2 + o)
-    boxes = tuple(((i // cols) * th, (i % cols) * tw, th + 2 * o, tw + 2 * o) for i in range(n))
-    mask = np.zeros((height + pad[0] + pad[1], width + pad[2] + pad[3]), dtype=np.int64)
-    mask[pad[0] : pad[0] + height, pad[2] : pad[2] + width] = 1
-    real = tuple(int(mask[t : t + h, le : le + w].sum()) for t, le, h, w in boxes)
-    return _Layout(pad, boxes, real)
 
 
 # --------------------------------------------------------------------------- dataset
@@ -493,15 +421,6 @@ def load_cifar10(data_dir: str | Path, spec: ViewSpec, seed: int = 0) -> MultiVi
     )
 
 
-def cifar_fingerprint(data_dir: str | Path) -> list[int]:
-    """File sizes of the CIFAR batches, part of the checkpoint key (cheap content identity)."""
-    root = Path(data_dir)
-    return [
-        (root / f).stat().st_size if (root / f).is_file() else -1
-        for f in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE)
-    ]
-
-
 def load_dataset(
     name: str, spec: ViewSpec, *, seed: int = 0, data_dir: str | Path | None = None
 ) -> MultiViewData:
@@ -528,14 +447,6 @@ def load_dataset(
 DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
 IMAGE_SUFFIXES = frozenset([".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif",
                             ".tiff", ".webp"])
-
-
-def view_shape_for(spec: ViewSpec, image_shape: Sequence[int]) -> tuple[int, int, int]:
-    """(C, h, w) of one device's view of ``image_shape`` (C, H, W) images; DataError if the
-    layout does not fit."""
-    c, h, w = (int(v) for v in image_shape)
-    _, _, vh, vw = _layout(spec, h, w).boxes[0]
-    return (c, vh, vw)
 
 
 def as_images(x, what: str = "x") -> np.ndarray:

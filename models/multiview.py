@@ -46,7 +46,6 @@ blocks of DDNN's binarized network. Every device classifier also runs on its enc
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -55,8 +54,6 @@ from torch import nn
 
 from models.blocks import (
     ENCODINGS,
-    FEATURE_AGGREGATIONS,
-    SCORE_AGGREGATIONS,
     Codec,
     FeatureFusion,
     Head,
@@ -65,74 +62,13 @@ from models.blocks import (
     residual_stack,
 )
 from models.registry import ArchInfo, Registry
-
-# --------------------------------------------------------------------------- configuration
-
-_COMMON = {
-    "channels": 8,
-    "device_layers": 4,
-    "pool": 2,
-    "local_agg": "minent",
-    "edge_agg": "concat",
-    "edge_channels": 32,
-    "edge_layers": 1,
-    "cloud_from": "fused",
-    "cloud_channels": 64,
-    "cloud_layers": 2,
-    "reduction": 4,
-    "binary_weights": False,
-}
-
-ARCH_DEFAULTS: dict[str, dict[str, object]] = {
-    "ddnn": {
-        **_COMMON,
-        "device_layers": 3,
-        "local_agg": "max",
-        "edge": False,
-        "cloud_agg": "concat",
-        "cloud_from": "edge",
-    },
-    "ada_ddnn": dict(_COMMON),
-    "att_ddnn": {**_COMMON, "edge_agg": "attention"},
-}
-
-_INT_OPTIONS = {
-    "channels": 1,
-    "device_layers": 1,
-    "pool": 1,
-    "edge_channels": 1,
-    "edge_layers": 1,
-    "cloud_channels": 1,
-    "cloud_layers": 1,
-    "reduction": 1,
-}
-_CHOICES = {
-    "local_agg": SCORE_AGGREGATIONS,
-    "edge_agg": FEATURE_AGGREGATIONS,
-    "cloud_agg": FEATURE_AGGREGATIONS,
-    "cloud_from": ("fused", "edge"),
-}
-
-
-def option_problems(arch: str, options: Mapping[str, object]) -> list[tuple[str, str]]:
-    """(option name, message) for every unknown or invalid option of ``arch``; [] when valid."""
-    defaults = ARCH_DEFAULTS[arch]
-    problems: list[tuple[str, str]] = []
-    for key, value in options.items():
-        if key not in defaults:
-            close = difflib.get_close_matches(str(key), list(defaults), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {sorted(defaults)}"
-            problems.append((str(key), f"unknown option for {arch}{hint}"))
-        elif key in _INT_OPTIONS:
-            if isinstance(value, bool) or not isinstance(value, int) or value < _INT_OPTIONS[key]:
-                problems.append((key, f"must be an integer >= {_INT_OPTIONS[key]}, got {value!r}"))
-        elif key in _CHOICES:
-            if value not in _CHOICES[key]:
-                problems.append((key, f"must be one of {list(_CHOICES[key])}, got {value!r}"))
-        elif key in ("edge", "binary_weights") and not isinstance(value, bool):
-            problems.append((key, f"must be true or false, got {value!r}"))
-    return problems
-
+from models.specs import (  # noqa: F401  (re-exported: torch-free home)
+    _CHOICES,
+    _COMMON,
+    _INT_OPTIONS,
+    ARCH_DEFAULTS,
+    option_problems,
+)
 
 # --------------------------------------------------------------------------- registry
 

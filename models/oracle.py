@@ -45,40 +45,31 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from models import plugins
-from models.chain import CHAIN_DEFAULTS, chain_option_problems, is_chain, list_chain_models
-from models.cost import (
-    ENCODINGS,
-    dense_message_bytes,
-    masked_feature_bytes,
-    message_bytes,
-    score_bytes,
-    section_flops,
-    section_params,
-    section_seconds,
-)
-from models.data import (
+from models.specs import (
+    ARCH_DEFAULTS,
+    BUILTIN_DATA,
+    CHAIN_DEFAULTS,
+    CHAIN_EXIT_GROUPS,
     CIFAR_TEST_FILE,
     CIFAR_TRAIN_FILES,
     DATASETS,
-    ViewSpec,
-    cifar_fingerprint,
-    view_shape_for,
-)
-from models.multiview import ARCH_DEFAULTS, MultiViewNet, list_models, option_problems
-from models.plugins import DataSource, PluginModel, WeightsFile
-from models.train import (
-    CHAIN_EXIT_GROUPS,
+    ENCODINGS,
     EXIT_GROUPS,
     TrainConfig,
+    ViewSpec,
+    chain_names,
+    chain_option_problems,
     checkpoint_identity,
+    cifar_fingerprint,
     config_hash,
-    load_or_train,
-    torch_threads,
+    is_chain,
+    multiview_names,
+    option_problems,
+    view_shape_for,
 )
 from simulator.oracle import (
     OracleError,
@@ -89,6 +80,14 @@ from simulator.oracle import (
     normalized_entropy,
     write_trace,
 )
+
+if TYPE_CHECKING:
+    from models.multiview import MultiViewNet
+    from models.plugins import DataSource, PluginModel, WeightsFile
+
+# torch and the modules that use it (models.blocks, chain, cost, data, graph, multiview, plugins,
+# train) are imported inside the functions that train or compute: a run whose traces are cached
+# resolves its specs and keys with models.specs alone and never imports torch.
 
 ORACLE_FORMAT = 4  # 2: tables carry info; 3: host seconds per section; 4: encodings
 SPEC_KEYS = (
@@ -200,6 +199,20 @@ class ResolvedSpec:
         }
 
 
+def _torch_threads():
+    """:func:`models.train.torch_threads` (imports torch): around every computation."""
+    from models.train import torch_threads
+
+    return torch_threads()
+
+
+def _plugins():
+    """:mod:`models.plugins` (imports torch): only for plug-ins and user weights."""
+    from models import plugins
+
+    return plugins
+
+
 def _unknown(keys, allowed, prefix: str) -> list[tuple[str, str]]:
     out = []
     for k in keys:
@@ -226,32 +239,33 @@ def _resolve(spec) -> tuple[ResolvedSpec | None, list[tuple[str, str]]]:
 
     base_dir = spec.get("base_dir")
     arch, factory = spec.get("arch"), spec.get("factory")
-    archs = list_models() + list_chain_models()
+    archs = multiview_names() + chain_names()
     plugin = None
     if arch is None and factory is None:
         p.append(("arch", f"give 'arch' (one of {archs} or a registered plug-in) or 'factory' "
                           "(an import path 'package.module:function')"))
     elif factory is not None or arch not in archs:
-        plugin, pp = plugins.resolve_model_ref(arch, factory, base_dir)
+        plugin, pp = _plugins().resolve_model_ref(arch, factory, base_dir)
         p += pp
         arch = plugin.name if plugin is not None else None
 
     dataset, source = spec.get("dataset", "mnist"), None
     if not (isinstance(dataset, str) and dataset in DATASETS):
-        source, dp = plugins.resolve_dataset(dataset, base_dir)
+        source, dp = _plugins().resolve_dataset(dataset, base_dir)
         p += dp
         dataset = source.label if source is not None else None
     image_shape = n_classes = None
     if dataset is not None:
-        image_shape, n_classes = plugins.data_info(dataset, source)
+        image_shape, n_classes = (BUILTIN_DATA[dataset] if source is None
+                                  else _plugins().data_info(dataset, source))
 
     weights = None
     if spec.get("weights") is not None:
-        weights, wp = plugins.resolve_weights(spec.get("weights"), base_dir)
+        weights, wp = _plugins().resolve_weights(spec.get("weights"), base_dir)
         p += wp
     options = spec.get("options") or {}
     if plugin is not None and image_shape is not None and isinstance(options, Mapping):
-        fp = plugins.detect_form(plugin, image_shape, n_classes, options)
+        fp = _plugins().detect_form(plugin, image_shape, n_classes, options)
         p += fp
         if fp:
             plugin = arch = None
@@ -305,7 +319,7 @@ def _resolve(spec) -> tuple[ResolvedSpec | None, list[tuple[str, str]]]:
         opts = dict(options)
         if views is not None and image_shape is not None:
             view_shape = image_shape if chain else view_shape_for(views, image_shape)
-            p += plugins.check_model(plugin, image_shape, view_shape, devices, n_classes, opts,
+            p += _plugins().check_model(plugin, image_shape, view_shape, devices, n_classes, opts,
                                      weights)
     elif chain:
         p += [(f"options.{k}", m) for k, m in chain_option_problems(arch, options)]
@@ -493,7 +507,7 @@ def _check_builtin_weights(arch, options, chain, views, image_shape, n_classes, 
     info = SimpleNamespace(image_shape=image_shape, view_shape=shape, n_devices=views.n_devices,
                            n_classes=n_classes)
     try:
-        plugins.load_weights(seeded_model(arch, options, info, 0), weights)
+        _plugins().load_weights(seeded_model(arch, options, info, 0), weights)
     except (ValueError, TypeError) as exc:
         return [("weights", str(exc))]
     return []
@@ -577,7 +591,7 @@ class TorchOracle:
         if meta is None:
             self._describe(self.model)
             full = all_alive(self.n_devices)
-            with torch_threads():
+            with _torch_threads():
                 for split in SPLITS:
                     self._tables[(full, split)] = self.compute_table(full, split)
             self._write_trace()
@@ -591,6 +605,8 @@ class TorchOracle:
 
     def _describe(self, model) -> None:
         """Exits, FLOPs and parameters of a freshly loaded model."""
+        from models.cost import section_flops, section_params, section_seconds
+
         self.exits = model.exits
         self.flops = section_flops(model)
         self.params = section_params(model)
@@ -633,10 +649,12 @@ class TorchOracle:
     @property
     def model(self) -> MultiViewNet:
         if self._model is None and (self.spec.plugin is not None or self.spec.weights is not None):
-            self._model, self.train_meta = plugins.load_model(
+            self._model, self.train_meta = _plugins().load_model(
                 self.spec, self.data, seed=self.seed, cache_dir=self.cache_dir,
                 progress=self.progress, key=self.checkpoint_key)
         if self._model is None:
+            from models.train import load_or_train
+
             s = self.spec
             model, meta = load_or_train(
                 s.arch,
@@ -677,7 +695,7 @@ class TorchOracle:
         with self._lock:  # threaded workers share one oracle: compute each table once
             hit = self._tables.get((alive, split))
             if hit is None:
-                with torch_threads():
+                with _torch_threads():
                     hit = self._tables[(alive, split)] = self.compute_table(alive, split)
                 self._write_trace()
         return hit
@@ -695,11 +713,18 @@ class TorchOracle:
 
     # -- computation
 
-    @torch.no_grad()
     def compute_table(
         self, alive: frozenset[int], split: str = "test", batch_size: int = 500
     ) -> OracleTable:
         """Run the network on ``split`` (no caching). Used by :meth:`table` and by tests."""
+        import torch
+
+        with torch.no_grad():
+            return self._compute_table(alive, split, batch_size)
+
+    def _compute_table(self, alive: frozenset[int], split: str, batch_size: int) -> OracleTable:
+        import torch
+
         self.compute_count += 1
         model, data = self.model, self.data
         model.eval()
@@ -744,6 +769,8 @@ class TorchOracle:
     def _message_bytes(
         self, alive, kept: np.ndarray, n: int, edge_kept: np.ndarray | None = None
     ) -> dict[str, np.ndarray]:
+        from models.cost import masked_feature_bytes, message_bytes, score_bytes
+
         model, data, enc = self.model, self.data, self.spec.encoding
         c, h, w = model.feature_shape
         dense = self._dense_bytes(model, enc)
@@ -772,9 +799,11 @@ class TorchOracle:
         return out
 
     def _dense_bytes(self, model, enc: str) -> dict[str, int]:
+        from models.cost import dense_message_bytes, message_bytes
+
         if self.spec.plugin is None:
             return dense_message_bytes(model, enc)
-        values = plugins.edge_message_values(model)  # a plug-in's edge: measured, not assumed
+        values = _plugins().edge_message_values(model)  # a plug-in's edge: measured, not assumed
         return {} if values is None else {"feat.edge": message_bytes(values, enc)}
 
     # -- trace cache

@@ -65,15 +65,13 @@ from models.data import (
     read_npz,
 )
 from models.multiview import list_models
+from models.specs import BUILTIN_DATA
 from models.train import load_or_train, seeded_model
 
 MODEL_GROUP = "ddnnsim.models"
 DATASET_GROUP = "ddnnsim.datasets"
 CONTEXT_ARGS = ("input_shape", "view_shape", "n_devices", "n_classes")
 DATASET_KEYS = ("path", "factory", "options", "split", "image_size")
-#: (C, H, W) and classes of the built-in datasets (known without loading them).
-BUILTIN_DATA = {"mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10),
-                "synthetic": ((1, 12, 12), 4)}
 
 Problems = list[tuple[str, str]]
 

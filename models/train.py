@@ -13,7 +13,6 @@ raises a :class:`CheckpointWarning` saying why and is retrained, never used.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import math
@@ -22,7 +21,6 @@ import threading
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,65 +29,19 @@ from torch.nn import functional as F
 from models.chain import ChainNet, create_chain_model, is_chain
 from models.data import MultiViewData
 from models.multiview import MultiViewNet, create_model
-
-CHECKPOINT_FORMAT = 2  # 2: networks compute on their encoded messages
-EXIT_GROUPS = ("dev", "local", "edge", "cloud")
+from models.specs import (  # noqa: F401  (re-exported: torch-free home)
+    CHAIN_EXIT_GROUPS,
+    CHECKPOINT_FORMAT,
+    EXIT_GROUPS,
+    TrainConfig,
+    checkpoint_identity,
+    config_hash,
+    train_workers,
+)
 
 
 class CheckpointWarning(UserWarning):
     """A cached checkpoint could not be used and the model is being retrained."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training hyper-parameters (all part of the checkpoint key).
-
-    Attributes:
-        epochs: passes over the training split.
-        lr: initial SGD learning rate, cosine-annealed to 0 over all steps.
-        batch_size: samples per step.
-        momentum: SGD momentum.
-        weight_decay: L2 penalty.
-        exit_weights: loss weight per exit group: ``dev`` (each device classifier), ``local``,
-            ``edge``, ``cloud``.
-        device_dropout: probability that a device is dead for a training sample (fault-tolerance
-            training; 0 = the papers' setting).
-        mu_max: attention models only: each step uses an importance threshold drawn uniformly
-            from [0, mu_max] (at the devices and at the edge attention fusion), so the network
-            tolerates the threshold it is later served with (0 = always train at mu = 0, as a
-            plain SE network; the ATT paper does not say). 0.5: trained up to 0.3 only, the
-            network collapsed at mu = 0.3 itself (batch-norm statistics of the rarely seen
-            end of the range). Ignored by other models.
-        encoding: the message encoding the network is trained with (quantization-aware:
-            straight-through estimators); ``None`` until resolved to the served encoding.
-    """
-
-    epochs: int = 10
-    lr: float = 0.1
-    batch_size: int = 200
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    exit_weights: Mapping[str, float] = field(
-        default_factory=lambda: {"dev": 1.0, "local": 1.0, "edge": 1.0, "cloud": 1.0}
-    )
-    device_dropout: float = 0.0
-    mu_max: float = 0.5
-    encoding: str | None = None
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["exit_weights"] = {k: float(d["exit_weights"][k]) for k in sorted(d["exit_weights"])}
-        return d
-
-
-def config_hash(obj) -> str:
-    """SHA-256 of the canonical JSON of ``obj``."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-#: Loss-weight groups of the chain/DAG models (``models.chain``): ``exit`` applies to each early
-#: exit ``exit{k}`` (unless ``exit{k}`` itself is given), ``final`` to the last classifier.
-CHAIN_EXIT_GROUPS = ("exit", "final")
 
 
 def _exit_weight(cfg: TrainConfig, exit_name: str) -> float:
@@ -235,22 +187,6 @@ def torch_threads(n: int | None = None):
                 torch.set_num_threads(_THREADS[1])
 
 
-def train_workers(jobs: int) -> int:
-    """How many networks to train side by side (threads, one torch thread each): all ``jobs``
-    up to two per available core (three networks on two cores then finish together, after
-    1.5x the time of one, not 2x); environment ``DDNNSIM_TRAIN_WORKERS`` caps it (1 = one after
-    the other). Every network's weights are the same either way (own seed, own generator, one
-    torch thread, so no OpenMP team spins on an oversubscribed core)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    cap = 2 * cores
-    with contextlib.suppress(ValueError):
-        cap = int(os.environ.get("DDNNSIM_TRAIN_WORKERS", str(cap)))
-    return max(1, min(jobs, 2 * cores, cap))
-
-
 def train_model(
     model: MultiViewNet,
     data: MultiViewData,
@@ -329,20 +265,6 @@ def _train(
 
 
 # --------------------------------------------------------------------------- checkpoint cache
-
-
-def checkpoint_identity(
-    arch: str, options: Mapping, data_cfg: Mapping, train_cfg: TrainConfig, seed: int
-) -> dict:
-    """Everything that determines the trained weights (hashed into the checkpoint key)."""
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "arch": arch,
-        "options": dict(sorted(options.items())),
-        "data": dict(sorted(data_cfg.items())),
-        "train": train_cfg.to_dict(),
-        "seed": int(seed),
-    }
 
 
 def checkpoint_path(cache_dir: Path, arch: str, key: str) -> Path:

@@ -108,7 +108,7 @@ def _make_oracle(loaded: Loaded, model: str, overrides: dict | None, progress: b
                                     spec.classes, seed=seed)
     if spec.oracle == "trace":
         return TraceOracle(loaded.path(spec.file))
-    from models.oracle import build_oracle  # torch enters only here
+    from models.oracle import build_oracle  # torch only if the trace must be built
 
     data = spec.model_dump(exclude={"oracle", "seed"})
     data.update(overrides or {})
@@ -236,12 +236,11 @@ def _torch_oracles_side_by_side(loaded: Loaded, jobs: list, progress) -> dict:
         return {}
     from concurrent.futures import ThreadPoolExecutor
 
-    from models.multiview import list_models  # torch enters only here
-    from models.train import train_workers
+    from models.specs import multiview_names, train_workers  # torch-free
 
     # Only the built-in multi-view family: the chain models trace themselves with torch.fx,
     # which patches nn.Module calls process-wide while it traces, and plug-ins may do anything.
-    family = set(list_models())
+    family = set(multiview_names())
     todo = {k: v for k, v in todo.items()
             if loaded.scenario.models[v[0]].arch in family}
     if len(todo) < 2:

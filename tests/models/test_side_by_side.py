@@ -91,7 +91,7 @@ def test_run_builds_torch_oracles_side_by_side(tmp_path, monkeypatch):
         return real(loaded, model, over, progress)
 
     monkeypatch.setattr(run_mod, "make_oracle", spy)
-    monkeypatch.setattr("models.train.train_workers", lambda jobs: min(jobs, 2))
+    monkeypatch.setattr("models.specs.train_workers", lambda jobs: min(jobs, 2))
     text = f"""
 name: sbs
 samples: 20
