@@ -5,6 +5,7 @@ A study file names a base scenario and the keys to vary::
     name: network_sweep
     base: network_base.yaml            # or `scenario:` with the scenario inline
     seeds: 2                           # seeds per point: base seed, base seed + 1, ...
+                                       # (a grid/zip key `seed` sets a point's first seed)
     grid:                              # Cartesian product
       topology.links.0.profile: [cat1, 3g, 4g]
     zip:                               # varied together (lists of equal length)
@@ -192,9 +193,13 @@ def expand(spec: StudySpec, base_seed: int) -> list[Point]:
         for row in zip_rows:
             params = {**dict(zip(grid_keys, combo, strict=True)),
                       **dict(zip(spec.zip, row, strict=True))}
+            # A grid or zip key `seed` sets the point's scenario seed (e.g. zipped with the
+            # networks' models.<name>.seed); `seeds: N` then counts on from it.
+            first = params["seed"] if isinstance(params.get("seed"), int) else base_seed
             for k in range(spec.seeds):
-                seed = base_seed + k
-                label = ",".join(f"{short[key]}={_slug(v)}" for key, v in params.items())
+                seed = first + k
+                label = ",".join(f"{short[key]}={_slug(v)}" for key, v in params.items()
+                                 if key != "seed")
                 name = (f"{label},seed={seed}" if label else f"seed={seed}")
                 name = safe_name(name)
                 if name in names:

@@ -55,6 +55,18 @@ def test_expand_counts_names_and_overrides(tmp_path):
     assert data["seed"] == 4 and p.seed == 4
 
 
+def test_seed_key_sets_the_point_seed(tmp_path):
+    """`seed` zipped with a network's own seed: each point runs that scenario seed (not the base
+    seed), so a study can retrain its networks per seed; `seeds: N` counts on from it."""
+    path = write_study(tmp_path, {"seeds": 2, "zip": {"seed": [5, 9],
+                                                      "workload.rate": ["2 /s", "4 /s"]}})
+    study = load_study(path)
+    assert [p.seed for p in study.points] == [5, 6, 9, 10]
+    data = point_data(study, study.points[2])
+    assert data["seed"] == 9 and data["workload"]["rate"] == "4 /s"
+    assert len({p.name for p in study.points}) == 4
+
+
 @settings(max_examples=50, deadline=None)
 @given(grid=st.lists(st.integers(1, 4), max_size=3), zip_len=st.integers(0, 3),
        seeds=st.integers(1, 3))
