@@ -586,11 +586,13 @@ def study_plots(summary: pd.DataFrame, spec, out: Path) -> list[Path]:
     drawn by its ``kind``: ``lines`` (metric_vs), ``tradeoff``, ``missing_device`` or
     ``missing_count``. Every other study key that still varies splits the figure: a row of
     panels per value (``lines``), or a figure per value (the other kinds); nothing is averaged
-    over a grid key.
+    over a grid key. Seed keys (``seed``, ``models.<name>.seed``) replicate a point: bands and
+    whiskers span them like ``seeds``.
     """
     if summary.empty or "policy" not in summary.columns:
         return []
-    keys = [k for k, v in [*spec.grid.items(), *spec.zip.items()] if len(v) > 1]
+    keys = [k for k, v in [*spec.grid.items(), *spec.zip.items()]
+            if len(v) > 1 and not tables.is_replicate_key(k)]
     col = {k: tables.param_column(k, summary.columns) for k in [*spec.grid, *spec.zip]}
     paths = []
     wanted = list(spec.plots)

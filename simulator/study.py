@@ -590,7 +590,8 @@ def combine(study: Study, out: Path) -> pd.DataFrame:
     numeric parameters."""
     done = finished(out)
     rows = [(p, done[p.name]) for p in study.points if p.name in done]
-    keys = [*study.spec.grid, *study.spec.zip]
+    # A `seed` key is the point's seed, already a column of its own.
+    keys = [k for k in (*study.spec.grid, *study.spec.zip) if k != "seed"]
     summaries, frames = [], []
     taken: set[str] = set()
     for p, status in rows:
@@ -603,10 +604,12 @@ def combine(study: Study, out: Path) -> pd.DataFrame:
                 frames.append((p, pd.read_parquet(d / "records.parquet")))
         else:
             summaries.append((p, pd.DataFrame([{"error": status.get("error", "unknown error")}])))
-    _, meta = tables.param_columns([p.params for p, _ in rows], keys, sorted(taken))
+    _, meta = tables.param_columns([{k: v for k, v in p.params.items() if k in keys}
+                                    for p, _ in rows], keys, sorted(taken))
 
     def with_params(p: Point, frame: pd.DataFrame) -> pd.DataFrame:
-        params, _ = tables.param_columns([p.params] * len(frame), keys, sorted(taken))
+        own = {k: v for k, v in p.params.items() if k in keys}
+        params, _ = tables.param_columns([own] * len(frame), keys, sorted(taken))
         front = pd.concat([pd.DataFrame({"point": p.name, "seed": p.seed}, index=frame.index),
                            params.set_index(frame.index)], axis=1)
         return pd.concat([front, frame], axis=1)

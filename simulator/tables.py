@@ -59,6 +59,13 @@ def dimension(values: Sequence[Any]) -> str | None:
     return None
 
 
+def is_replicate_key(key: str) -> bool:
+    """Whether a study key only replicates a point: the scenario ``seed`` or a network's own
+    ``models.<name>.seed``. Plots span such keys in their seed bands instead of splitting."""
+    parts = key.split(".")
+    return key == "seed" or (len(parts) == 3 and parts[0] == "models" and parts[2] == "seed")
+
+
 def param_columns(params: Sequence[Mapping[str, Any]], keys: Sequence[str],
                   taken: Sequence[str] = ()) -> tuple[pd.DataFrame, dict[str, dict]]:
     """Parameter columns for the rows ``params`` (one mapping per row), and per key its

@@ -181,6 +181,23 @@ def test_missing_count(tmp_path):
                                    tmp_path / "a.png"))
 
 
+def test_seed_keys_replicate_not_split(tmp_path):
+    """A study that zips `seed` with a network's own seed draws one figure whose whiskers span
+    the seeds, not a figure per seed."""
+    summary = study_summary()
+    summary = summary[(summary["policies.1.threshold"] == 0.1)
+                      & (summary["topology.links.0.profile"] == "4g")]
+    summary = summary.assign(**{"models.m.seed": summary["seed"]})
+    spec = StudySpec.model_validate({
+        "name": "s", "base": "b.yaml",
+        "grid": {"failures": [[], [{"device": "cam0"}]]},
+        "zip": {"seed": [0, 1], "models.m.seed": [0, 1]},
+        "plots": [{"name": "one", "x": "failures", "kind": "missing_device",
+                   "y": ["accuracy"]}]})
+    paths = plots.study_plots(summary, spec, tmp_path)
+    assert [p.name for p in paths] == ["one.png"]
+
+
 @_covers
 def test_study_plots(tmp_path):
     spec = StudySpec.model_validate({

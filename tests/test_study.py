@@ -64,6 +64,11 @@ def test_seed_key_sets_the_point_seed(tmp_path):
     assert [p.seed for p in study.points] == [5, 6, 9, 10]
     data = point_data(study, study.points[2])
     assert data["seed"] == 9 and data["workload"]["rate"] == "4 /s"
+    # The table keeps one `seed` column (the key is the point's seed, not a parameter column).
+    summary = run_study(study, tmp_path / "out", workers=1, processes=False,
+                        log=lambda m: None)
+    assert list(summary.columns).count("seed") == 1
+    assert sorted(summary["seed"].unique()) == [5, 6, 9, 10]
     assert len({p.name for p in study.points}) == 4
 
 
