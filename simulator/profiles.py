@@ -162,7 +162,8 @@ class NetworkProfile:
 def _load_catalogue() -> tuple[dict, dict, dict]:
     """Read ``simulator/data/profiles.yaml`` into profile objects (each value checked on build)."""
     text = resources.files("simulator").joinpath("data/profiles.yaml").read_text("utf-8")
-    doc = yaml.safe_load(text)
+    # libyaml parses the catalogue ~10x faster than the pure-Python loader (start-up).
+    doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     built: dict[str, dict] = {}
     for kind, cls in (("devices", DeviceProfile), ("networks", NetworkProfile)):
         known = {f.name for f in fields(cls)} - {"name"}
