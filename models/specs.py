@@ -78,15 +78,20 @@ _CHOICES = {
 }
 
 
+def _unknown_option(arch: str, key: object, defaults: Mapping[str, object]) -> tuple[str, str]:
+    """The (option, message) problem of an option ``arch`` does not know, with a suggestion."""
+    close = difflib.get_close_matches(str(key), list(defaults), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known: {sorted(defaults)}"
+    return str(key), f"unknown option for {arch}{hint}"
+
+
 def option_problems(arch: str, options: Mapping[str, object]) -> list[tuple[str, str]]:
     """(option name, message) for every unknown or invalid option of ``arch``; [] when valid."""
     defaults = ARCH_DEFAULTS[arch]
     problems: list[tuple[str, str]] = []
     for key, value in options.items():
         if key not in defaults:
-            close = difflib.get_close_matches(str(key), list(defaults), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {sorted(defaults)}"
-            problems.append((str(key), f"unknown option for {arch}{hint}"))
+            problems.append(_unknown_option(arch, key, defaults))
         elif key in _INT_OPTIONS:
             if isinstance(value, bool) or not isinstance(value, int) or value < _INT_OPTIONS[key]:
                 problems.append((key, f"must be an integer >= {_INT_OPTIONS[key]}, got {value!r}"))
@@ -134,9 +139,7 @@ def chain_option_problems(arch: str, options: Mapping[str, object]) -> list[tupl
     out: list[tuple[str, str]] = []
     for key, v in options.items():
         if key not in defaults:
-            close = difflib.get_close_matches(str(key), list(defaults), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {sorted(defaults)}"
-            out.append((str(key), f"unknown option for {arch}{hint}"))
+            out.append(_unknown_option(arch, key, defaults))
         elif key == "width":
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 4:
                 out.append((key, f"must be a number in (0, 4], got {v!r}"))
