@@ -64,7 +64,15 @@ def _load(scenario: Path, overrides: list[str] | None) -> config.Loaded:
 
 @app.command()
 def validate(scenario: Path, set_: SetOpt = None) -> None:
-    """Check a scenario; exit 0 when valid, else print FILE:LINE: key: problem and exit 2."""
+    """Check a scenario (or a study, ``*.study.yaml``: every point's scenario); exit 0 when
+    valid, else print FILE:LINE: key: problem and exit 2."""
+    if scenario.name.endswith(".study.yaml"):
+        from simulator.study import load_study
+
+        with _user_errors():
+            study = load_study(scenario, set_ or [])
+        out.print(f"{scenario}: valid study ({len(study.points)} points)", highlight=False)
+        return
     with _user_errors():
         loaded = _load(scenario, set_)
     out.print(f"{scenario}: valid ({loaded.scenario.samples} samples, "

@@ -149,6 +149,20 @@ def _ddnnsim(*args, cwd):
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
+def test_validate_a_study(tmp_path):
+    """`validate` on a *.study.yaml checks every point's scenario, blaming the study's line."""
+    shutil.copy(DEMO, tmp_path / "base.yaml")
+    good = tmp_path / "s.study.yaml"
+    good.write_text("name: s\nbase: base.yaml\ngrid:\n  workload.rate: ['2 /s', '4 /s']\n")
+    res = invoke("validate", good)
+    assert res.exit_code == 0 and "valid study (2 points)" in res.output
+    bad = tmp_path / "b.study.yaml"
+    bad.write_text("name: b\nbase: base.yaml\ngrid:\n  workload.rat: [1, 2]\n")
+    res = invoke("validate", bad)
+    assert res.exit_code == 2
+    assert f"{bad}:4: workload.rat: unknown key (did you mean 'rate'?)" in res.output
+
+
 def test_validate_end_to_end(tmp_path):
     ok = _ddnnsim("validate", str(DEMO), cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
