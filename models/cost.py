@@ -15,7 +15,9 @@ per colour channel).
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -79,6 +81,38 @@ def _section_of(module_name: str) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _section_meter(model: MultiViewNet, clock: Callable[[], float]):
+    """Hooks on each section's own module (``dev{i}``, ``local``, ``edge``, ``cloud``) that add
+    the change of ``clock()`` across the section to the yielded dict; the model in eval mode
+    meanwhile, restored (and the hooks removed) after."""
+    names = {f"devices.{i}": f"dev{i}" for i in range(model.n_devices)}
+    names.update({s: s for s in ("local", "edge", "cloud")})
+    totals: dict[str, float] = {}
+    started: dict[str, float] = {}
+    handles = []
+    for name, module in model.named_modules():
+        section = names.get(name)
+        if section is None:
+            continue
+
+        def pre(_m, _args, section=section):
+            started[section] = clock()
+
+        def post(_m, _args, _out, section=section):
+            totals[section] = totals.get(section, 0.0) + float(clock() - started[section])
+
+        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    was_training = model.training
+    model.eval()
+    try:
+        yield totals
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+
+
 @torch.no_grad()
 def section_flops(model: MultiViewNet) -> dict[str, float]:
     """FLOPs per sample of each section (all devices alive), keyed ``dev{i}``, ``local``, ...
@@ -89,34 +123,12 @@ def section_flops(model: MultiViewNet) -> dict[str, float]:
     side, :func:`models.train.train_workers`) would mix in; its total counts only this
     thread's operations.
     """
-    was_training = model.training
-    model.eval()
     views = torch.zeros(1, model.n_devices, *model.view_shape)
     flops = dict.fromkeys(section_params(model), 0.0)
-    names = {f"devices.{i}": f"dev{i}" for i in range(model.n_devices)}
-    names.update({s: s for s in ("local", "edge", "cloud")})
-    handles = []
-    with FlopCounterMode(display=False) as counter:
-        started: dict[str, int] = {}
-        for name, module in model.named_modules():
-            section = names.get(name)
-            if section is None:
-                continue
-
-            def pre(_m, _args, section=section):
-                started[section] = counter.get_total_flops()
-
-            def post(_m, _args, _out, section=section):
-                flops[section] += float(counter.get_total_flops() - started[section])
-
-            handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
-        try:
-            model(views)
-        finally:
-            for h in handles:
-                h.remove()
-            model.train(was_training)
-    return flops
+    with FlopCounterMode(display=False) as counter, \
+            _section_meter(model, counter.get_total_flops) as totals:
+        model(views)
+    return {**flops, **totals}
 
 
 @torch.no_grad()
@@ -125,37 +137,14 @@ def section_seconds(model: MultiViewNet, repeats: int = 7, warmup: int = 2) -> d
     timed forwards of one sample, after ``warmup``; keyed like :func:`section_flops`."""
     import time
 
-    was_training = model.training
-    model.eval()
     views = torch.zeros(1, model.n_devices, *model.view_shape)
-    names = {f"devices.{i}": f"dev{i}" for i in range(model.n_devices)}
-    names.update({s: s for s in ("local", "edge", "cloud")})
     runs: list[dict[str, float]] = []
-    current: dict[str, float] = {}
-    started: dict[str, float] = {}
-    handles = []
-    for name, module in model.named_modules():
-        section = names.get(name)
-        if section is None:
-            continue
-
-        def pre(_m, _args, section=section):
-            started[section] = time.perf_counter()
-
-        def post(_m, _args, _out, section=section):
-            current[section] = current.get(section, 0.0) + time.perf_counter() - started[section]
-
-        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
-    try:
+    with _section_meter(model, time.perf_counter) as current:
         for k in range(warmup + repeats):
             current.clear()
             model(views)
             if k >= warmup:
                 runs.append(dict(current))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
     keys = section_params(model).keys()  # the sections of section_flops
     return {s: float(np.median([r.get(s, 0.0) for r in runs])) for s in keys}
 
