@@ -195,7 +195,7 @@ def expand(spec: StudySpec, base_seed: int) -> list[Point]:
                       **dict(zip(spec.zip, row, strict=True))}
             # A grid or zip key `seed` sets the point's scenario seed (e.g. zipped with the
             # networks' models.<name>.seed); `seeds: N` then counts on from it.
-            first = params["seed"] if isinstance(params.get("seed"), int) else base_seed
+            first = params.get("seed", base_seed)
             for k in range(spec.seeds):
                 seed = first + k
                 label = ",".join(f"{short[key]}={_slug(v)}" for key, v in params.items()
@@ -239,6 +239,11 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
     if not isinstance(base_data, dict):
         raise ScenarioError([Problem(base_file, 1, "", "a scenario must be a YAML mapping")])
     base_seed = base_data.get("seed", 0) if isinstance(base_data.get("seed", 0), int) else 0
+    for section, table in (("grid", spec.grid), ("zip", spec.zip)):
+        seeds = table.get("seed", [])
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in seeds):
+            raise ScenarioError([Problem(str(path), line_of(lines, (section, "seed")), "seed",
+                                         f"seeds must be integers >= 0, got {seeds!r}")])
     points = expand(spec, base_seed)
     study = Study(spec, str(path), lines, scenario_dir, base_data, base_file, base_lines,
                   points)

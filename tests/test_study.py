@@ -69,6 +69,10 @@ def test_seed_key_sets_the_point_seed(tmp_path):
                         log=lambda m: None)
     assert list(summary.columns).count("seed") == 1
     assert sorted(summary["seed"].unique()) == [5, 6, 9, 10]
+    bad = write_study(tmp_path, {"zip": {"seed": [1, "two"]}})
+    with pytest.raises(ScenarioError) as exc:
+        load_study(bad)
+    assert str(exc.value).startswith(f"{bad}:4: seed: seeds must be integers >= 0")
     assert len({p.name for p in study.points}) == 4
 
 
