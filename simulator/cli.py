@@ -56,6 +56,21 @@ def _user_errors():
         raise
 
 
+def _output_problem(path: Path) -> str | None:
+    """Why results cannot be written under directory ``path`` (a file in the way, no write
+    permission), or None; checked before any simulation time is spent."""
+    import os
+
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        return f"{path}: cannot write results there: {'it' if probe == path else probe} is a file"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{path}: cannot write results there: no write permission on {probe}"
+    return None
+
+
 def _load(scenario: Path, overrides: list[str] | None) -> config.Loaded:
     from simulator import checks
 
@@ -116,6 +131,9 @@ def run(
         loaded = _load(scenario, set_)
         scn = loaded.scenario
         out_dir = output or (Path(scn.output.dir) if scn.output.dir else new_run_dir(loaded))
+        if (why := _output_problem(out_dir)) is not None:
+            _fail([f"--output: {why}" if output or not scn.output.dir
+                   else loaded.problem(("output", "dir"), why)])
         bar, start = _progress_bar(progress)
         callbacks = []
 
@@ -285,6 +303,9 @@ def sweep(
     with _user_errors():
         study = load_study(study_file, set_ or [])
     out_dir = output or Path("results") / study.spec.name
+    if (why := _output_problem(out_dir)) is not None:
+        _fail([f"--output: {why}"])
+
     def note(message: str) -> None:
         err.print(message, highlight=False, soft_wrap=True)
 
@@ -301,13 +322,14 @@ def sweep(
             desc = f"last: {status['name']}" if status else "resuming" if done else ""
             bar.update(task, completed=done, description=desc)
 
-        try:
-            summary = run_study(study, out_dir, workers=workers, scheduler=scheduler,
-                                progress=progress, log=note,
-                                fresh=fresh, dashboard=dashboard)
-        except KeyboardInterrupt:
-            err.print(f"interrupted: finished points are kept; rerun to resume ({out_dir})")
-            raise typer.Exit(130) from None
+        with _user_errors():  # the interrupt is caught first, below: points are kept
+            try:
+                summary = run_study(study, out_dir, workers=workers, scheduler=scheduler,
+                                    progress=progress, log=note,
+                                    fresh=fresh, dashboard=dashboard)
+            except KeyboardInterrupt:
+                err.print(f"interrupted: finished points are kept; rerun to resume ({out_dir})")
+                raise typer.Exit(130) from None
     for status in failed:
         err.print(f"point {status['name']} failed: {status.get('error')}", highlight=False,
                   soft_wrap=True)

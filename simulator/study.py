@@ -390,6 +390,7 @@ def run_points(batch: list[tuple]) -> list[dict]:
 #: Points whose samples x policies stay under this are batched into tasks of about this much
 #: work (a task has a fixed cost in dask; tiny points would pay it many times over).
 BATCH_WORK = 20_000
+SCHEDULER_TIMEOUT_S = 30  # connecting to --scheduler; an unreachable address fails after this
 #: Tasks per worker kept at least, where there are enough points (so workers finish together).
 TASKS_PER_WORKER = 4
 
@@ -538,33 +539,56 @@ def run_study(study: Study, out: Path, *, workers: int = 2, scheduler: str | Non
     if progress:
         progress(len(study.points) - len(todo), len(study.points), None)
     if todo:
-        warm_oracles(study, todo, log)
-        _run_points(study, out, todo, workers, scheduler, progress, processes, dashboard)
+        # A remote scheduler is reached first: a wrong address fails before any training.
+        remote = _connect(scheduler) if scheduler else None
+        try:
+            warm_oracles(study, todo, log)
+        except BaseException:
+            if remote is not None:
+                remote.close()
+            raise
+        _run_points(study, out, todo, workers, remote, progress, processes, dashboard)
     summary = combine(study, out)
     summary.attrs["plan"] = {"reused": len(todo_plan.reuse),
                              "recomputed": len(todo_plan.changed), "new": len(todo_plan.new)}
     return summary
 
 
-def _run_points(study: Study, out: Path, todo: list[Point], workers: int,
-                scheduler: str | None, progress, processes: bool, dashboard: str | None) -> None:
-    from dask.distributed import Client, LocalCluster, as_completed
+def _connect(scheduler: str):
+    """A dask client of the running scheduler at ``scheduler``; a user error if there is none."""
+    from dask.distributed import Client
 
+    _quiet_dask()
+    try:
+        return Client(scheduler, timeout=SCHEDULER_TIMEOUT_S)
+    except (OSError, ValueError) as exc:  # unreachable, or not an address
+        raise ScenarioError([f"--scheduler: {scheduler}: no dask scheduler there: {exc}"]
+                            ) from None
+
+
+def _quiet_dask() -> None:
     # Point failures are caught and recorded by run_point; what dask logs besides are
     # comm-closed tracebacks and port warnings at shutdown, which only alarm.
-    quiet = logging.CRITICAL
     for name in ("distributed", "distributed.comm", "distributed.worker", "tornado"):
-        logging.getLogger(name).setLevel(quiet)
-    if scheduler:
-        cluster = None
-        client = Client(scheduler)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _run_points(study: Study, out: Path, todo: list[Point], workers: int, remote,
+                progress, processes: bool, dashboard: str | None) -> None:
+    """Run ``todo`` on ``remote`` (a connected client) or on a new LocalCluster."""
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if remote is not None:
+        client = remote
     else:
+        _quiet_dask()
         # Without a dashboard the scheduler still serves health checks over HTTP: on a free
         # port (":0"), not on 8787, which another cluster may hold.
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
                                host="127.0.0.1" if processes else None,
                                dashboard_address=dashboard,
-                               silence_logs=quiet,
+                               silence_logs=logging.CRITICAL,
                                scheduler_kwargs=None if dashboard else {
                                    "dashboard": False, "dashboard_address": ":0"})
         client = Client(cluster)
@@ -573,7 +597,7 @@ def _run_points(study: Study, out: Path, todo: list[Point], workers: int,
                  str(out / "points" / p.name),
                  {"params": p.params, "seed": p.seed, "key": study.keys.get(p.name)})
                 for p in todo]
-        nworkers = max(1, sum(client.nthreads().values())) if scheduler else workers
+        nworkers = max(1, sum(client.nthreads().values())) if remote else workers
         futures = [client.submit(run_points, [args[i] for i in batch],
                                  key=f"points-{uuid.uuid4()}", pure=False)
                    for batch in batches([point_work(a[0]) for a in args], nworkers)]

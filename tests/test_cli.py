@@ -197,3 +197,29 @@ def test_synthetic_runs_never_import_torch():
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("below", ["", "sub/dir"])
+def test_run_refuses_an_output_path_through_a_file(tmp_path, below):
+    """`-o` naming a file (or a path under one) is one line and exit 2, before simulating."""
+    blocker = tmp_path / "taken"
+    blocker.write_text("keep me")
+    target = blocker / below if below else blocker
+    res = invoke("run", DEMO, "-o", target, "--no-progress", "--set", "samples=5")
+    assert res.exit_code == 2, res.output
+    what = "it" if not below else str(blocker)
+    assert res.stderr.strip() == f"--output: {target}: cannot write results there: {what} is a file"
+    assert blocker.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("address", ["garbage", "xyz://127.0.0.1:1"])
+def test_sweep_refuses_a_scheduler_that_is_not_there(tmp_path, address):
+    """A bad `--scheduler` is a one-line error (exit 2), raised before any point runs."""
+    shutil.copy(DEMO, tmp_path / "base.yaml")
+    study = tmp_path / "s.study.yaml"
+    study.write_text("name: s\nbase: base.yaml\ngrid:\n  samples: [5, 6]\n")
+    res = invoke("sweep", study, "-o", tmp_path / "out", "--scheduler", address)
+    assert res.exit_code == 2, res.output
+    assert f"--scheduler: {address}: no dask scheduler there:" in res.stderr
+    assert "Traceback" not in res.output
+    assert not list((tmp_path / "out" / "points").iterdir())
