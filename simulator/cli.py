@@ -249,6 +249,23 @@ def list_models() -> None:
         out.print(t)
 
 
+#: The hop-log columns the Gantt chart draws from.
+HOP_COLUMNS = ["policy", "sample_id", "where", "requested_s", "start_s", "end_s"]
+
+
+def _read_result(path: Path, reader, columns=()):
+    """``reader(path)``, or a one-line error naming the damaged or foreign results file."""
+    try:
+        table = reader(path)
+    except Exception as exc:  # any reader failure: the file is damaged or not ours
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        _fail([f"{path}: cannot read it as a ddnnsim results file: {first}"])
+    missing = [c for c in columns if c not in table]
+    if missing:
+        _fail([f"{path}: not a ddnnsim results file: no column {', '.join(missing)}"])
+    return table
+
+
 @app.command()
 def plot(run_dir: Path) -> None:
     """Redraw the plots of a results directory from its records.parquet and summary.csv."""
@@ -256,26 +273,29 @@ def plot(run_dir: Path) -> None:
 
     from simulator import plots
 
-    if (run_dir / "study.json").is_file() and (run_dir / "summary.csv").is_file():
+    summ = run_dir / "summary.csv"
+    if (run_dir / "study.json").is_file() and summ.is_file():
         import json
 
         from simulator.study import StudySpec
 
-        spec = StudySpec.model_validate(json.loads((run_dir / "study.json").read_text())["spec"])
-        for p in plots.study_plots(pd.read_csv(run_dir / "summary.csv"), spec, run_dir / "plots"):
+        spec = _read_result(run_dir / "study.json", lambda f: StudySpec.model_validate(
+            json.loads(f.read_text())["spec"]))
+        summary = _read_result(summ, pd.read_csv)
+        for p in plots.study_plots(summary, spec, run_dir / "plots"):
             out.print(str(p), highlight=False)
         return
-    rec, summ = run_dir / "records.parquet", run_dir / "summary.csv"
+    rec = run_dir / "records.parquet"
     missing = [str(p) for p in (rec, summ) if not p.is_file()]
     if missing:
         _fail([f"{m}: not found (is {run_dir} a ddnnsim results directory?)" for m in missing])
     from simulator.run import PLOT_COLUMNS, read_records
 
-    records = read_records(rec, PLOT_COLUMNS)
+    records = _read_result(rec, lambda f: read_records(f, PLOT_COLUMNS))
+    summary = _read_result(summ, pd.read_csv, ["policy"])
     hops = run_dir / "hops.parquet"
-    paths = plots.run_plots(records, pd.read_csv(summ), run_dir / "plots",
-                            pd.read_parquet(hops) if hops.is_file() else None)
-    for p in paths:
+    hops = (_read_result(hops, pd.read_parquet, HOP_COLUMNS) if hops.is_file() else None)
+    for p in plots.run_plots(records, summary, run_dir / "plots", hops):
         out.print(str(p), highlight=False)
 
 

@@ -223,3 +223,19 @@ def test_sweep_refuses_a_scheduler_that_is_not_there(tmp_path, address):
     assert f"--scheduler: {address}: no dask scheduler there:" in res.stderr
     assert "Traceback" not in res.output
     assert not list((tmp_path / "out" / "points").iterdir())
+
+
+@pytest.mark.parametrize(("name", "content", "expected"), [
+    ("records.parquet", b"garbage", "cannot read it as a ddnnsim results file: "),
+    ("summary.csv", b"a,b\n1,2\n", "not a ddnnsim results file: no column policy"),
+    ("hops.parquet", b"PAR1", "cannot read it as a ddnnsim results file: "),
+])
+def test_plot_of_a_damaged_results_directory(demo_run, tmp_path, name, content, expected):
+    """A damaged or foreign results file is named in one line (exit 2), never a traceback."""
+    run_dir = tmp_path / "copy"
+    shutil.copytree(demo_run[0], run_dir)
+    (run_dir / name).write_bytes(content)
+    res = invoke("plot", run_dir)
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith(f"{run_dir / name}: {expected}")
+    assert len(res.stderr.strip().splitlines()) == 1
