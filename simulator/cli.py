@@ -232,11 +232,19 @@ def list_models() -> None:
 
 
 @app.command()
-def plot(run_dir: Path) -> None:
+def plot(run_dir: Path, format_: Annotated[list[str] | None, typer.Option(
+        "--format", help="Also write each figure as this format beside its PNG (pdf, svg); "
+        "repeat for several. Default: a run's own output.formats; PNG and PDF for a study.")] = None
+         ) -> None:
     """Redraw the plots of a results directory from its records.parquet and summary.csv."""
     import pandas as pd
 
     from simulator import plots
+
+    try:
+        plots.formats_of(format_)
+    except ValueError as err:
+        _fail([f"--format: {err}"])
 
     if (run_dir / "study.json").is_file() and (run_dir / "summary.csv").is_file():
         import json
@@ -244,7 +252,8 @@ def plot(run_dir: Path) -> None:
         from simulator.study import StudySpec
 
         spec = StudySpec.model_validate(json.loads((run_dir / "study.json").read_text())["spec"])
-        for p in plots.study_plots(pd.read_csv(run_dir / "summary.csv"), spec, run_dir / "plots"):
+        for p in plots.study_plots(pd.read_csv(run_dir / "summary.csv"), spec, run_dir / "plots",
+                                   format_):
             out.print(str(p), highlight=False)
         return
     rec, summ = run_dir / "records.parquet", run_dir / "summary.csv"
@@ -253,12 +262,27 @@ def plot(run_dir: Path) -> None:
         _fail([f"{m}: not found (is {run_dir} a ddnnsim results directory?)" for m in missing])
     from simulator.run import PLOT_COLUMNS, read_records
 
+    if format_ is None:  # as the run was asked to write them
+        format_ = _run_formats(run_dir / "config.yaml")
     records = read_records(rec, PLOT_COLUMNS)
     hops = run_dir / "hops.parquet"
     paths = plots.run_plots(records, pd.read_csv(summ), run_dir / "plots",
-                            pd.read_parquet(hops) if hops.is_file() else None)
+                            pd.read_parquet(hops) if hops.is_file() else None, format_)
     for p in paths:
         out.print(str(p), highlight=False)
+
+
+def _run_formats(config_file: Path) -> list[str] | None:
+    """``output.formats`` of a run's config.yaml, if it names known figure formats."""
+    import yaml
+
+    from simulator import plots
+
+    try:
+        fmts = (yaml.safe_load(config_file.read_text()) or {}).get("output", {}).get("formats")
+        return list(plots.formats_of(fmts)) if isinstance(fmts, list) else None
+    except (OSError, yaml.YAMLError, AttributeError, ValueError):
+        return None
 
 
 @app.command()
