@@ -591,3 +591,48 @@ def test_lean_pdf_subsets_restore_matplotlib():
     with plots._lean_pdf_subsets():
         pass
     assert _backend_pdf_ps.get_glyphs_subset is stock
+
+
+def _run_dir(tmp_path: Path, formats: list[str] | None) -> Path:
+    """A results directory as ``ddnnsim run`` leaves it, asking ``formats`` in config.yaml."""
+    import yaml
+
+    run = tmp_path / "run"
+    run.mkdir(parents=True)
+    records().to_parquet(run / "records.parquet")
+    run_summary().to_csv(run / "summary.csv", index=False)
+    output = {"plots": True} if formats is None else {"formats": formats}
+    (run / "config.yaml").write_text(yaml.safe_dump({"name": "r", "output": output}))
+    return run
+
+
+def test_plot_command_formats(tmp_path):
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    runner = CliRunner()
+    run = _run_dir(tmp_path, ["png", "pdf"])
+    result = runner.invoke(app, ["plot", str(run)])
+    assert result.exit_code == 0, result.output
+    assert (run / "plots" / "exit_rates.pdf").is_file()  # as the run asked
+    result = runner.invoke(app, ["plot", str(run), "--format", "svg"])
+    assert result.exit_code == 0, result.output
+    assert (run / "plots" / "exit_rates.svg").is_file()
+    result = runner.invoke(app, ["plot", str(run), "--format", "jpg"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--format: unknown figure format 'jpg'" in result.output
+    plain = _run_dir(tmp_path / "b", None)
+    assert runner.invoke(app, ["plot", str(plain)]).exit_code == 0
+    assert {p.suffix for p in (plain / "plots").iterdir()} == {".png"}
+
+
+def test_output_formats_are_checked():
+    from simulator import config
+
+    demo = Path(__file__).resolve().parents[1] / "scenarios" / "synthetic_demo.yaml"
+    assert config.load(demo, []).scenario.output.formats == ["png"]
+    assert config.load(demo, ["output.formats=[png, pdf]"]).scenario.output.formats == [
+        "png", "pdf"]
+    with pytest.raises(ScenarioError, match=r"output\.formats"):
+        config.load(demo, ["output.formats=[jpg]"])
