@@ -584,13 +584,19 @@ def test_lean_pdf_fonts_show_the_same_glyphs():
     assert data.count(b"/Subtype /Type0") == 2
 
 
-def test_lean_pdf_subsets_restore_matplotlib():
+def test_lean_pdf_subsets_restore_matplotlib(monkeypatch):
+    import matplotlib
     from matplotlib.backends import _backend_pdf_ps
 
     stock = _backend_pdf_ps.get_glyphs_subset
     with plots._lean_pdf_subsets():
-        pass
+        assert _backend_pdf_ps.get_glyphs_subset is (
+            plots._subset_for_pdf if plots._subset_hook_fits() else stock)
     assert _backend_pdf_ps.get_glyphs_subset is stock
+    # another matplotlib than the one the hook was written for: its own subsetting, untouched
+    monkeypatch.setattr(matplotlib, "__version__", "3.12.0")
+    with plots._lean_pdf_subsets():
+        assert _backend_pdf_ps.get_glyphs_subset is stock
 
 
 def _run_dir(tmp_path: Path, formats: list[str] | None) -> Path:
