@@ -267,11 +267,19 @@ def _read_result(path: Path, reader, columns=()):
 
 
 @app.command()
-def plot(run_dir: Path) -> None:
+def plot(run_dir: Path, format_: Annotated[list[str] | None, typer.Option(
+        "--format", help="Also write each figure as this format beside its PNG (pdf, svg); "
+        "repeat for several. Default: a run's own output.formats; PNG and PDF for a study.")] = None
+         ) -> None:
     """Redraw the plots of a results directory from its records.parquet and summary.csv."""
     import pandas as pd
 
     from simulator import plots
+
+    try:
+        plots.formats_of(format_)
+    except ValueError as exc:
+        _fail([f"--format: {exc}"])
 
     summ = run_dir / "summary.csv"
     if (run_dir / "study.json").is_file() and summ.is_file():
@@ -282,7 +290,7 @@ def plot(run_dir: Path) -> None:
         spec = _read_result(run_dir / "study.json", lambda f: StudySpec.model_validate(
             json.loads(f.read_text())["spec"]))
         summary = _read_result(summ, pd.read_csv)
-        for p in plots.study_plots(summary, spec, run_dir / "plots"):
+        for p in plots.study_plots(summary, spec, run_dir / "plots", format_):
             out.print(str(p), highlight=False)
         return
     rec = run_dir / "records.parquet"
@@ -291,12 +299,27 @@ def plot(run_dir: Path) -> None:
         _fail([f"{m}: not found (is {run_dir} a ddnnsim results directory?)" for m in missing])
     from simulator.run import PLOT_COLUMNS, read_records
 
+    if format_ is None:  # as the run was asked to write them
+        format_ = _run_formats(run_dir / "config.yaml")
     records = _read_result(rec, lambda f: read_records(f, PLOT_COLUMNS))
     summary = _read_result(summ, pd.read_csv, ["policy"])
     hops = run_dir / "hops.parquet"
     hops = (_read_result(hops, pd.read_parquet, HOP_COLUMNS) if hops.is_file() else None)
-    for p in plots.run_plots(records, summary, run_dir / "plots", hops):
+    for p in plots.run_plots(records, summary, run_dir / "plots", hops, format_):
         out.print(str(p), highlight=False)
+
+
+def _run_formats(config_file: Path) -> list[str] | None:
+    """``output.formats`` of a run's config.yaml, if it names known figure formats."""
+    import yaml
+
+    from simulator import plots
+
+    try:
+        fmts = (yaml.safe_load(config_file.read_text()) or {}).get("output", {}).get("formats")
+        return list(plots.formats_of(fmts)) if isinstance(fmts, list) else None
+    except (OSError, yaml.YAMLError, AttributeError, ValueError):
+        return None
 
 
 @app.command()

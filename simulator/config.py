@@ -493,6 +493,9 @@ class OutputSpec(Strict):
     records: bool = True
     hops: Int = Field(20, ge=0, le=100_000, description="log every hop of the first N "
                       "samples per policy (hops.parquet, Gantt chart)")
+    formats: list[Literal["png", "pdf", "svg"]] = Field(
+        default_factory=lambda: ["png"], description="figure files: plots/*.png always, and "
+        "beside each the formats listed here (pdf: vector, TrueType fonts embedded, for papers)")
 
 
 class Scenario(Strict):

@@ -1,14 +1,18 @@
 """Figures from result tables (records and summaries); no engine imports.
 
-Publication-grade by default: every figure is written as PNG (for reading) and PDF (vector, for
-papers) side by side; colours come from the Okabe-Ito palette (safe for colour-blind readers)
-with a distinct marker per policy, so lines that coincide stay visible; axes are labelled in
-words with units; a log axis is used only where the data span more than a decade. Study figures
-never average over a grid key: every other key that varies gets its own row of panels.
+Publication-grade by default: every figure is written as PNG (for reading) and, where asked (a
+run's ``output.formats``, ``ddnnsim plot --format``; study figures always), as PDF beside it
+(vector, TrueType fonts embedded, for papers); colours come from the Okabe-Ito palette (safe for
+colour-blind readers) with a distinct marker per policy, so lines that coincide stay visible;
+axes are labelled in words with units; a log axis is used only where the data span more than a
+decade. Study figures never average over a grid key: every other key that varies gets its own
+row of panels.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import io
 from collections.abc import Iterable, Sequence
@@ -21,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.layout_engine import TightLayoutEngine
 
 from simulator import tables, units
 from simulator.util import atomic_write_bytes
@@ -36,9 +41,44 @@ STYLE = {
     "xtick.labelsize": 9, "ytick.labelsize": 9, "figure.titlesize": 11,
     "axes.spines.top": False, "axes.spines.right": False, "pdf.fonttype": 42,
     "svg.fonttype": "none", "savefig.dpi": 150,
+    # Layout is done once, explicitly (see _tight_layout), whatever the user's matplotlibrc says.
+    "figure.autolayout": False, "figure.constrained_layout.use": False,
 }
-#: Formats written beside each other for every figure (the returned path is the first).
+#: Formats a figure can be written in (PNG always, the others beside it where asked).
+KNOWN_FORMATS = ("png", "pdf", "svg")
+#: Formats of the standard figures of a run unless the scenario asks for more (``output.formats``):
+#: a PDF costs about as much again as the PNG (its TrueType subset and a second drawing), as
+#: much as simulating 10^4 samples on the fast engine.
+RUN_FORMATS = ("png",)
+#: Formats of study figures (a handful per study, the figures papers take).
 FORMATS = ("png", "pdf")
+_formats: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("formats",
+                                                                          default=FORMATS)
+
+
+def formats_of(requested: Iterable[str] | None, default: Sequence[str] = FORMATS
+               ) -> tuple[str, ...]:
+    """``requested`` formats (``default`` when None) in writing order: PNG first, always.
+
+    Raises:
+        ValueError: a format not in KNOWN_FORMATS.
+    """
+    fmts = [str(f).lower().lstrip(".") for f in (default if requested is None else requested)]
+    unknown = [f for f in fmts if f not in KNOWN_FORMATS]
+    if unknown:
+        raise ValueError(f"unknown figure format {unknown[0]!r}; known: "
+                         f"{', '.join(KNOWN_FORMATS)}")
+    return tuple(dict.fromkeys(["png", *fmts]))
+
+
+@contextlib.contextmanager
+def writing(formats: Iterable[str] | None, default: Sequence[str] = FORMATS):
+    """Figures saved within the block are written in ``formats_of(formats, default)``."""
+    token = _formats.set(formats_of(formats, default))
+    try:
+        yield
+    finally:
+        _formats.reset(token)
 
 
 def _styled(fn):
@@ -51,18 +91,103 @@ def _styled(fn):
     return wrapper
 
 
+#: zlib level of the PNGs: the same pixels as PIL's default (6) in about half the encoding time,
+#: for files about a fifth larger.
+PNG_COMPRESS_LEVEL = 3
+
+
 def _save(fig, path: Path) -> Path:
-    """Write ``fig`` as ``path`` (PNG) and beside it in the other FORMATS, each atomically."""
+    """Write ``fig`` as ``path`` (PNG) and beside it in the other formats asked (see
+    :func:`writing`), each atomically."""
     path = Path(path)
     # The tight box is laid out once and shared by every format (each savefig with
     # bbox_inches="tight" would draw the figure an extra time to find it).
     box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
-    for fmt in FORMATS:
+    fmts = _formats.get()
+    for fmt in fmts:
         buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, bbox_inches=box)
+        if fmt == "pdf":
+            with _lean_pdf_subsets():
+                fig.savefig(buf, format=fmt, bbox_inches=box)
+        else:
+            fig.savefig(buf, format=fmt, bbox_inches=box,
+                        **({"pil_kwargs": {"compress_level": PNG_COMPRESS_LEVEL}}
+                           if fmt == "png" else {}))
         atomic_write_bytes(path.with_suffix(f".{fmt}"), buf.getvalue())
     plt.close(fig)
-    return path.with_suffix(f".{FORMATS[0]}")
+    return path.with_suffix(f".{fmts[0]}")
+
+
+#: Tables a PDF reader uses from an embedded TrueType font (ISO 32000-1, 9.9: the glyph
+#: programs and metrics; cmap, name, OS/2, post and gasp kept for tools that inspect them).
+#: Layout tables (GSUB, GPOS, GDEF, kern, MATH...) serve text shaping, which a PDF never asks of
+#: its fonts: every glyph is placed by the page's own text operators.
+PDF_FONT_TABLES = frozenset({"GlyphOrder", "head", "hhea", "maxp", "loca", "glyf", "hmtx",
+                             "cvt ", "fpgm", "prep", "gasp", "cmap", "name", "OS/2", "post"})
+
+
+def _subset_for_pdf(fontfile, glyphs):
+    """``matplotlib.backends._backend_pdf_ps.get_glyphs_subset`` keeping only PDF_FONT_TABLES.
+
+    Most of the stock subset's time goes to reading and pruning DejaVu Sans' layout tables
+    (once per PDF file); without them a subset takes a third of the time, and the PDF shows the
+    same glyphs with the same outlines, widths and positions (tests/test_plots.py checks it).
+    """
+    from fontTools import subset
+    from matplotlib.backends import _backend_pdf_ps
+
+    options = subset.Options(glyph_names=True, recommended_glyphs=True,
+                             font_number=fontfile.face_index)
+    font = subset.load_font(fontfile, options)
+    tables_present = font.keys()
+    options.drop_tables += [t for t in tables_present if t not in PDF_FONT_TABLES]
+    subsetter = subset.Subsetter(options=options)
+    subsetter.populate(gids=glyphs)
+    subsetter.subset(font)
+    return _backend_pdf_ps.SubsetResults(font, subsetter.glyph_index_map)._as_cm()
+
+
+def _subset_hook_fits() -> bool:
+    """True on the matplotlib versions whose private subset function _subset_for_pdf replaces
+    (3.11: glyph indices in, a ``SubsetResults`` context out, font paths with a face index)."""
+    import inspect
+
+    from matplotlib import font_manager
+    from matplotlib.backends import _backend_pdf_ps
+
+    stock = getattr(_backend_pdf_ps, "get_glyphs_subset", None)
+    try:
+        params = list(inspect.signature(stock).parameters)
+    except (TypeError, ValueError):
+        return False
+    return (matplotlib.__version__.startswith("3.11.") and params == ["fontfile", "glyphs"]
+            and hasattr(_backend_pdf_ps, "SubsetResults")
+            and hasattr(_backend_pdf_ps.SubsetResults, "_as_cm")
+            and hasattr(font_manager, "FontPath"))
+
+
+@contextlib.contextmanager
+def _lean_pdf_subsets():
+    """Within the block, PDFs embed fonts through _subset_for_pdf where the installed
+    matplotlib fits it (else through matplotlib's own subsetting, unchanged)."""
+    from matplotlib.backends import _backend_pdf_ps
+
+    if not _subset_hook_fits():
+        yield
+        return
+    stock = _backend_pdf_ps.get_glyphs_subset
+    _backend_pdf_ps.get_glyphs_subset = _subset_for_pdf
+    try:
+        yield
+    finally:
+        _backend_pdf_ps.get_glyphs_subset = stock
+
+
+def _tight_layout(fig) -> None:
+    """Fit the panels and their labels into ``fig`` once, as ``fig.tight_layout()`` does, but
+    leave no layout engine on the figure: with one (even the placeholder tight_layout leaves),
+    every savefig draws the whole figure an extra time before drawing it for real."""
+    TightLayoutEngine().execute(fig)
 
 
 def _wide(values) -> bool:
@@ -233,7 +358,7 @@ def metric_vs(summary: pd.DataFrame, x: str, metrics: Sequence[str], path: Path,
     if handles:  # below the panels, naming only the policies drawn
         fig.legend(list(handles.values()), list(handles), loc="upper center",
                    ncol=min(len(handles), 6), bbox_to_anchor=(0.5, 0.0), frameon=False)
-    fig.tight_layout()
+    _tight_layout(fig)
     return _save(fig, path)
 
 
@@ -366,7 +491,7 @@ def missing_device(summary: pd.DataFrame, key: str, metrics: Sequence[str], path
     seeds = _seeds(ok)
     fig.suptitle(title or f"One end device missing ({seeds} seed(s); whiskers: min-max)",
                  fontsize=10)
-    fig.tight_layout()
+    _tight_layout(fig)
     return _save(fig, path)
 
 
@@ -405,7 +530,7 @@ def missing_count(summary: pd.DataFrame, key: str, metrics: Sequence[str], path:
     seeds = _seeds(ok)
     fig.suptitle(title or f"Several end devices missing ({seeds} seeds: mean, min-max, dots)",
                  fontsize=10)
-    fig.tight_layout()
+    _tight_layout(fig)
     return _save(fig, path)
 
 
@@ -578,7 +703,8 @@ def _filter(summary: pd.DataFrame, where: dict, policies: Sequence[str] | None) 
     return rows
 
 
-def study_plots(summary: pd.DataFrame, spec, out: Path) -> list[Path]:
+def study_plots(summary: pd.DataFrame, spec, out: Path,
+                formats: Iterable[str] | None = None) -> list[Path]:
     """Figures of a study: the study's own ``plots``, else latency and throughput (and
     accuracy, bytes) against every key that takes several values.
 
@@ -587,8 +713,14 @@ def study_plots(summary: pd.DataFrame, spec, out: Path) -> list[Path]:
     ``missing_count``. Every other study key that still varies splits the figure: a row of
     panels per value (``lines``), or a figure per value (the other kinds); nothing is averaged
     over a grid key. Seed keys (``seed``, ``models.<name>.seed``) replicate a point: bands and
-    whiskers span them like ``seeds``.
+    whiskers span them like ``seeds``. Each figure is a PNG, with ``formats`` (default FORMATS)
+    beside it.
     """
+    with writing(formats, FORMATS):
+        return _study_plots(summary, spec, out)
+
+
+def _study_plots(summary: pd.DataFrame, spec, out: Path) -> list[Path]:
     if summary.empty or "policy" not in summary.columns:
         return []
     keys = [k for k, v in [*spec.grid.items(), *spec.zip.items()]
@@ -676,7 +808,7 @@ def gantt(hops: pd.DataFrame, path: Path, samples: int = 6, policies: int = 6) -
         ax.set_title(f"{label}: first {samples} samples", fontsize=9)
         ax.grid(True, axis="x", alpha=0.3)
     axes[-1, 0].set_xlabel("simulated time [ms] (bar colour = sample)")
-    fig.tight_layout()
+    _tight_layout(fig)
     return _save(fig, path)
 
 
@@ -689,13 +821,16 @@ def _gantt_rows(h: pd.DataFrame) -> list[str]:
 
 
 def run_plots(records: pd.DataFrame, summary: pd.DataFrame, out: Path,
-              hops: pd.DataFrame | None = None) -> Iterable[Path]:
-    """The standard figures of a run, written into ``out``."""
-    paths = [
-        latency_cdf(records, out / "latency_cdf.png"),
-        bytes_per_sample(records, out / "bytes_per_sample.png"),
-        exit_rates(summary, out / "exit_rates.png"),
-    ]
-    if hops is not None and len(hops):
-        paths.append(gantt(hops, out / "gantt.png"))
+              hops: pd.DataFrame | None = None, formats: Iterable[str] | None = None
+              ) -> Iterable[Path]:
+    """The standard figures of a run, written into ``out``: each a PNG, with ``formats``
+    (default RUN_FORMATS, PNG only) beside it."""
+    with writing(formats, RUN_FORMATS):
+        paths = [
+            latency_cdf(records, out / "latency_cdf.png"),
+            bytes_per_sample(records, out / "bytes_per_sample.png"),
+            exit_rates(summary, out / "exit_rates.png"),
+        ]
+        if hops is not None and len(hops):
+            paths.append(gantt(hops, out / "gantt.png"))
     return paths

@@ -422,7 +422,8 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
             if table is None and streamed:
                 table = read_records(out_dir / "records.parquet", PLOT_COLUMNS)
             if table is not None:
-                plotting.run_plots(table, summary, out_dir / "plots", hops)
+                plotting.run_plots(table, summary, out_dir / "plots", hops,
+                                   formats=scn.output.formats)
             del table
     return RunResult(out_dir, summary, records, manifest, hop_logs)
 

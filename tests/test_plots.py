@@ -3,6 +3,7 @@ the derived summary columns and the study plot dispatch are checked by value."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -438,3 +439,206 @@ def test_gantt_draws_one_collection_per_lane_and_kind(tmp_path, monkeypatch):
         drawn = sum(len(c.get_paths()) for c in ax.collections)
         assert drawn == len(mine) + (mine["where"] == "cell").sum()
         assert ax.get_xlim()[0] == pytest.approx(mine["requested_s"].min() * 1e3)
+
+
+@_covers
+def test_formats_of():
+    assert plots.formats_of(None) == ("png", "pdf")
+    assert plots.formats_of(None, plots.RUN_FORMATS) == ("png",)
+    assert plots.formats_of(["PDF", ".svg", "png", "pdf"]) == ("png", "pdf", "svg")  # PNG first
+    with pytest.raises(ValueError, match="unknown figure format 'jpg'"):
+        plots.formats_of(["jpg"])
+
+
+@_covers
+def test_writing(tmp_path):
+    with plots.writing(["svg"]):
+        path = plots.exit_rates(run_summary(), tmp_path / "a.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a.svg"]
+    assert path == tmp_path / "a.png"
+    plots.exit_rates(run_summary(), tmp_path / "b.png")  # outside: the study default again
+    assert (tmp_path / "b.pdf").is_file()
+
+
+def test_run_figures_are_png_unless_more_are_asked(tmp_path):
+    plots.run_plots(records(), run_summary(), tmp_path / "a", hops())
+    assert {p.suffix for p in (tmp_path / "a").iterdir()} == {".png"}
+    plots.run_plots(records(), run_summary(), tmp_path / "b", hops(), formats=["pdf"])
+    names = sorted(p.name for p in (tmp_path / "b").iterdir())
+    assert names == sorted(f"{f}.{x}" for f in ("latency_cdf", "bytes_per_sample", "exit_rates",
+                                                 "gantt") for x in ("png", "pdf"))
+
+
+def test_tight_layout_matches_matplotlib_and_leaves_no_engine():
+    """Same panel positions as fig.tight_layout(), but no layout engine left on the figure (one
+    would make every savefig draw the figure an extra time)."""
+    import matplotlib.pyplot as plt
+
+    def figure():
+        fig, axes = plt.subplots(2, 1)
+        axes[0].set_ylabel("a long label\non two lines")
+        axes[1].set_title("title")
+        return fig
+
+    ours, theirs = figure(), figure()
+    plots._tight_layout(ours)
+    theirs.tight_layout()
+    assert ours.get_layout_engine() is None
+    assert vars(ours.subplotpars) == vars(theirs.subplotpars)
+    assert vars(ours.subplotpars) != vars(figure().subplotpars)  # it did lay the panels out
+    plt.close("all")
+
+
+# --- PDF fonts ------------------------------------------------------------------------------
+
+def _pdf_objects(data: bytes) -> dict[int, tuple[bytes, bytes | None]]:
+    """{object number: (dictionary text, inflated stream or None)} of a matplotlib PDF."""
+    import re
+    import zlib
+
+    out = {}
+    for m in re.finditer(rb"(\d+) 0 obj\n(.*?)endobj", data, re.S):
+        body = m.group(2)
+        head, sep, rest = body.partition(b"stream\n")
+        stream = None
+        if sep:
+            stream = rest[:rest.rindex(b"endstream")].rstrip(b"\n")
+            if b"/FlateDecode" in head:
+                stream = zlib.decompressobj().decompress(stream)
+        out[int(m.group(1))] = (head, stream)
+    return out
+
+
+def _ref(head: bytes, key: bytes) -> int:
+    import re
+
+    return int(re.search(rb"/" + key + rb" (\d+) 0 R", head).group(1))
+
+
+def _pdf_fonts(data: bytes) -> tuple[list[bytes], list[dict]]:
+    """(page content streams, one dict per embedded CID font: its subtype chain, tables, and
+    per character code the width and the glyph's outline)."""
+    import io
+    import re
+
+    from fontTools.pens.recordingPen import DecomposingRecordingPen
+    from fontTools.ttLib import TTFont
+
+    objs = _pdf_objects(data)
+    pages = [objs[_ref(h, b"Contents")][1] for h, _ in objs.values() if b"/Type /Page " in h]
+    fonts = []
+    for head, _ in objs.values():
+        if b"/Subtype /CIDFontType2" not in head:
+            continue
+        w_head = objs[_ref(head, b"W")][0]
+        codes = []
+        for first, widths in re.findall(rb"(\d+)\s*\[([^\]]*)\]", w_head):
+            codes += [(int(first) + i, int(w)) for i, w in enumerate(widths.split())]
+        cid_to_gid = objs[_ref(head, b"CIDToGIDMap")][1]
+        desc = objs[_ref(head, b"FontDescriptor")][0]
+        font = TTFont(io.BytesIO(objs[_ref(desc, b"FontFile2")][1]))
+        glyphs, order = font.getGlyphSet(), font.getGlyphOrder()
+        outlines = {}
+        for code, width in codes:
+            gid = int.from_bytes(cid_to_gid[2 * code:2 * code + 2], "big")
+            pen = DecomposingRecordingPen(glyphs)
+            glyphs[order[gid]].draw(pen)
+            outlines[code] = (width, font["hmtx"][order[gid]][0], pen.value)
+        fonts.append({"tables": set(font.keys()), "glyphs": outlines})
+    return pages, fonts
+
+
+def _text_figure_pdf(lean: bool) -> bytes:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context(plots.STYLE):
+        fig, ax = plt.subplots()
+        ax.plot([1, 2], [-3, 4], label="office fi ffl")  # ligature candidates
+        ax.set_title("latency μ −5 é [ms]")  # beyond Latin-1: a second subset
+        ax.legend()
+        buf = io.BytesIO()
+        with plots._lean_pdf_subsets() if lean else contextlib.nullcontext():
+            fig.savefig(buf, format="pdf", metadata={"CreationDate": None})
+        plt.close(fig)
+    return buf.getvalue()
+
+
+@pytest.mark.skipif(not plots._subset_hook_fits(), reason="stock matplotlib subsetting in use")
+def test_lean_pdf_fonts_show_the_same_glyphs():
+    """The lean subset embeds the same glyphs (outlines, widths) for the same character codes,
+    as TrueType (Type 0 / CIDFontType2, never Type 3), without the layout tables; the pages'
+    drawing operators are byte-identical."""
+    stock_pages, stock = _pdf_fonts(_text_figure_pdf(lean=False))
+    lean_pages, lean = _pdf_fonts(_text_figure_pdf(lean=True))
+    assert lean_pages == stock_pages
+    assert len(lean) == len(stock) == 2
+    for ours, theirs in zip(lean, stock, strict=True):
+        assert ours["glyphs"] == theirs["glyphs"] and len(ours["glyphs"]) >= 3
+        assert all(w == round(adv * 1000 / 2048) for w, adv, _ in ours["glyphs"].values())
+        assert {"GSUB", "GPOS"} <= theirs["tables"]
+        assert ours["tables"] <= plots.PDF_FONT_TABLES and "glyf" in ours["tables"]
+    data = _text_figure_pdf(lean=True)
+    assert b"/Type3" not in data and data.count(b"/FontFile2") == 2
+    assert data.count(b"/Subtype /Type0") == 2
+
+
+def test_lean_pdf_subsets_restore_matplotlib(monkeypatch):
+    import matplotlib
+    from matplotlib.backends import _backend_pdf_ps
+
+    stock = _backend_pdf_ps.get_glyphs_subset
+    with plots._lean_pdf_subsets():
+        assert _backend_pdf_ps.get_glyphs_subset is (
+            plots._subset_for_pdf if plots._subset_hook_fits() else stock)
+    assert _backend_pdf_ps.get_glyphs_subset is stock
+    # another matplotlib than the one the hook was written for: its own subsetting, untouched
+    monkeypatch.setattr(matplotlib, "__version__", "3.12.0")
+    with plots._lean_pdf_subsets():
+        assert _backend_pdf_ps.get_glyphs_subset is stock
+
+
+def _run_dir(tmp_path: Path, formats: list[str] | None) -> Path:
+    """A results directory as ``ddnnsim run`` leaves it, asking ``formats`` in config.yaml."""
+    import yaml
+
+    run = tmp_path / "run"
+    run.mkdir(parents=True)
+    records().to_parquet(run / "records.parquet")
+    run_summary().to_csv(run / "summary.csv", index=False)
+    output = {"plots": True} if formats is None else {"formats": formats}
+    (run / "config.yaml").write_text(yaml.safe_dump({"name": "r", "output": output}))
+    return run
+
+
+def test_plot_command_formats(tmp_path):
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    runner = CliRunner()
+    run = _run_dir(tmp_path, ["png", "pdf"])
+    result = runner.invoke(app, ["plot", str(run)])
+    assert result.exit_code == 0, result.output
+    assert (run / "plots" / "exit_rates.pdf").is_file()  # as the run asked
+    result = runner.invoke(app, ["plot", str(run), "--format", "svg"])
+    assert result.exit_code == 0, result.output
+    assert (run / "plots" / "exit_rates.svg").is_file()
+    result = runner.invoke(app, ["plot", str(run), "--format", "jpg"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--format: unknown figure format 'jpg'" in result.output
+    plain = _run_dir(tmp_path / "b", None)
+    assert runner.invoke(app, ["plot", str(plain)]).exit_code == 0
+    assert {p.suffix for p in (plain / "plots").iterdir()} == {".png"}
+
+
+def test_output_formats_are_checked():
+    from simulator import config
+
+    demo = Path(__file__).resolve().parents[1] / "scenarios" / "synthetic_demo.yaml"
+    assert config.load(demo, []).scenario.output.formats == ["png"]
+    assert config.load(demo, ["output.formats=[png, pdf]"]).scenario.output.formats == [
+        "png", "pdf"]
+    with pytest.raises(ScenarioError, match=r"output\.formats"):
+        config.load(demo, ["output.formats=[jpg]"])
