@@ -92,8 +92,9 @@ def test_no_private_names_across_modules():
 
 #: Libraries a synthetic scenario does not need before its first event (start-up, issue 13):
 #: torch (the simulator never imports it), dask (studies), matplotlib (plots), pandas and
-#: pyarrow (tables and parquet, after the simulation).
-HEAVY = ("torch", "dask", "distributed", "matplotlib", "pandas", "pyarrow")
+#: pyarrow (tables and parquet, after the simulation), networkx (partition policies and cost
+#: graphs; routes are plain dicts).
+HEAVY = ("torch", "dask", "distributed", "matplotlib", "pandas", "pyarrow", "networkx")
 
 
 def test_cli_and_validating_a_synthetic_scenario_stay_light():

@@ -16,9 +16,8 @@ a deadline, algorithm 4).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import networkx as nx
 from pydantic import BeforeValidator, Field
 
 from simulator import partition as P
@@ -33,6 +32,9 @@ from simulator.policies.base import (
     Send,
     register_policy,
 )
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 Seconds = Annotated[float, BeforeValidator(
     lambda v: units.check_bounds(units.parse(v, "time"), "time"))]
