@@ -5,7 +5,8 @@ the engines' ``run`` methods wrapped to report the wall clock when the first pol
 simulating (then exit: what follows is the simulation itself). The parent times from just before
 it launches the child, so interpreter start and every import count; the child's CPU time to that
 point is printed beside it (less sensitive to other load on the machine). Each figure is the median
-of ``--repeat`` launches; the heavy libraries loaded by then are listed.
+of ``--repeat`` launches (with ``--against``, the two trees take turns); the heavy libraries
+loaded by then are listed, and the load average before and after.
 
     python bench/startup.py [--scenario scenarios/synthetic_demo.yaml] [--repeat 5]
         [--against DIR]      # e.g. DIR from: git archive COMMIT | tar -x -C DIR
@@ -68,29 +69,36 @@ def timed(cmd: list[str], env: dict, cwd: Path) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def measure(tree: Path, scenario: str, repeat: int) -> dict:
-    """Medians of ``repeat`` launches of the ddnnsim in source tree ``tree``."""
+def measure(trees: list[Path], scenario: str, repeat: int) -> list[dict]:
+    """Medians of ``repeat`` launches of the ddnnsim in each source tree; the trees take turns,
+    launch by launch, so they see the same load."""
     with tempfile.TemporaryDirectory() as tmp:
-        # Bytecode cached as an installed package has it (in a scratch folder, so the source
-        # tree stays clean), whatever PYTHONDONTWRITEBYTECODE says.
-        path = os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")])
-        env = {**os.environ, "PYTHONPATH": path, "BENCH_HEAVY": json.dumps(HEAVY),
-               "PYTHONPYCACHEPREFIX": str(Path(tmp) / "pyc")}
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        run_args = ["run", str(ROOT / scenario), "-o", str(Path(tmp) / "out"), "--no-progress"]
-        launch(run_args, env, tree)  # warm the bytecode and file caches (and any oracle trace)
-        timed([sys.executable, "-m", "simulator.cli", "--help"], env, tree)
-        firsts, cpus, helps, help_cpus, report = [], [], [], [], {}
-        for _ in range(repeat):  # interleaved, so both see the same load
-            t, report = launch(run_args, env, tree)
-            firsts.append(t)
-            cpus.append(report["cpu"])
-            wall, cpu = timed([sys.executable, "-m", "simulator.cli", "--help"], env, tree)
-            helps.append(wall)
-            help_cpus.append(cpu)
+        setups = []
+        for k, tree in enumerate(trees):
+            # Bytecode cached as an installed package has it (in a scratch folder, so the
+            # source tree stays clean), whatever PYTHONDONTWRITEBYTECODE says.
+            path = os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")])
+            env = {**os.environ, "PYTHONPATH": path, "BENCH_HEAVY": json.dumps(HEAVY),
+                   "PYTHONPYCACHEPREFIX": str(Path(tmp) / f"pyc{k}")}
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            run_args = ["run", str(ROOT / scenario), "-o", str(Path(tmp) / f"out{k}"),
+                        "--no-progress"]
+            launch(run_args, env, tree)  # warm the bytecode and file caches (and any trace)
+            timed([sys.executable, "-m", "simulator.cli", "--help"], env, tree)
+            setups.append((tree, env, run_args))
+        got = [{"firsts": [], "cpus": [], "helps": [], "help_cpus": []} for _ in trees]
+        for _ in range(repeat):
+            for (tree, env, run_args), g in zip(setups, got, strict=True):
+                t, g["report"] = launch(run_args, env, tree)
+                g["firsts"].append(t)
+                g["cpus"].append(g["report"]["cpu"])
+                wall, cpu = timed([sys.executable, "-m", "simulator.cli", "--help"], env, tree)
+                g["helps"].append(wall)
+                g["help_cpus"].append(cpu)
     med = statistics.median
-    return {"first": med(firsts), "firsts": firsts, "cpu": med(cpus), "help": med(helps),
-            "help_cpu": med(help_cpus), "report": report}
+    return [{"first": med(g["firsts"]), "firsts": g["firsts"], "cpu": med(g["cpus"]),
+             "help": med(g["helps"]), "help_cpu": med(g["help_cpus"]), "report": g["report"]}
+            for g in got]
 
 
 def main() -> None:
@@ -102,8 +110,10 @@ def main() -> None:
                          "same way, for a ratio")
     args = ap.parse_args()
     trees = [("this tree", ROOT)] + ([("against", args.against)] if args.against else [])
-    for label, tree in trees:
-        m = measure(tree.resolve(), args.scenario, args.repeat)
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f} on {} CPUs".format(
+        *os.getloadavg(), os.cpu_count()), flush=True)
+    results = measure([tree.resolve() for _, tree in trees], args.scenario, args.repeat)
+    for (label, tree), m in zip(trees, results, strict=True):
         print(f"{label} ({tree}):")
         print(f"  --help: {m['help']:.3f} s wall, {m['help_cpu']:.3f} s CPU")
         print(f"  ddnnsim run {args.scenario}: first event after {m['first']:.3f} s wall "
@@ -112,6 +122,7 @@ def main() -> None:
         print(f"  first engine: {m['report']['engine']}; loaded by then: "
               f"{', '.join(m['report']['loaded'])}; not loaded: "
               f"{', '.join(x for x in HEAVY if x not in m['report']['loaded'])}", flush=True)
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

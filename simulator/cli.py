@@ -9,21 +9,41 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from simulator import config
 
-# The scenario machinery (pydantic, numpy, networkx) is imported by the commands that use it,
-# so `ddnnsim --help` stays quick (issue 13).
+# The scenario machinery (pydantic, numpy) is imported by the commands that use it, so
+# `ddnnsim --help` stays quick, and rich when something is printed, so a run reaches its first
+# event sooner (issue 13).
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Discrete-event simulation of distributed multi-exit DNNs.")
+
+
+class _LazyConsole:
+    """A rich ``Console`` made on first use (rich takes tens of ms to import)."""
+
+    def __init__(self, **options) -> None:
+        self._options, self._console = options, None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str):
+        return getattr(self.console, name)
+
+
 # Wide enough for the summary table when the output is a file or a pipe.
-out = Console(width=None if sys.stdout.isatty() else 170)
-err = Console(stderr=True)
+out = _LazyConsole(width=None if sys.stdout.isatty() else 170)
+err = _LazyConsole(stderr=True)
 
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a scenario key: --set workload.rate='20 /s' (repeatable).")]
@@ -97,8 +117,17 @@ def validate(scenario: Path, set_: SetOpt = None) -> None:
 def _progress_bar(enabled: bool):
     if not enabled:
         return None, None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     bar = Progress(TextColumn("[bold]{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("samples"), TimeRemainingColumn(), console=err, transient=False)
+                   TextColumn("samples"), TimeRemainingColumn(), console=err.console,
+                   transient=False)
 
     def start(label: str, total: int):
         task = bar.add_task(label, total=total)
@@ -163,6 +192,8 @@ def _fmt(v, scale: float = 1.0, digits: int = 3) -> str:
 def print_summary(summary, title: str = "ddnnsim summary", params=()) -> None:
     """The summary as a table: accuracy, tier accuracies, exits, latency, throughput, bytes;
     ``params`` (study parameter columns) first."""
+    from rich.table import Table
+
     t = Table(title=title, title_justify="left")
     for c in params:
         t.add_column(c.removesuffix(".text").rsplit(".", 1)[-1])
@@ -194,6 +225,8 @@ def profiles(
     sources: Annotated[bool, typer.Option(help="Show where each number comes from.")] = False,
 ) -> None:
     """List the device and network profiles a scenario can name."""
+    from rich.table import Table
+
     from simulator import profiles as pr
 
     if kind not in ("devices", "networks", "all"):
@@ -234,6 +267,7 @@ def list_models() -> None:
     import json
 
     from rich.markup import escape
+    from rich.table import Table
 
     from models.plugins import catalogue  # torch enters only here
 
@@ -353,8 +387,16 @@ def sweep(
         err.print(message, highlight=False, soft_wrap=True)
 
     note(f"{study_file}: {len(study.points)} points -> {out_dir}")
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     bar = Progress(TextColumn("[bold]points"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.description}"), TimeRemainingColumn(), console=err)
+                   TextColumn("{task.description}"), TimeRemainingColumn(), console=err.console)
     failed = []
     with bar:
         task = bar.add_task("", total=len(study.points))

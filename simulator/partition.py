@@ -26,11 +26,12 @@ import math
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from fractions import Fraction
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
-import networkx as nx
 import numpy as np
-from networkx.algorithms.flow import boykov_kolmogorov
+
+if TYPE_CHECKING:  # networkx is imported where a cost graph is handled (start-up, issue 13)
+    import networkx as nx
 
 __all__ = [
     "DEFAULT_FACTORS",
@@ -163,6 +164,8 @@ class Plan:
 
 
 def _check_graph(G: nx.DiGraph) -> None:
+    import networkx as nx
+
     if not isinstance(G, nx.DiGraph) or G.is_multigraph():
         raise TypeError("a cost graph must be a networkx.DiGraph")
     if INPUT not in G:
@@ -273,6 +276,8 @@ def _extended_graph(G: nx.DiGraph, costs: Costs) -> nx.DiGraph:
     device node below an edge node. Edges without a ``capacity`` attribute are infinite in
     networkx. Each finite edge carries ``kind`` ('dev', 'edge', 'tx') and ``base`` capacity.
     """
+    import networkx as nx
+
     X = nx.DiGraph()
     X.add_edge(_S, ("L", INPUT))  # infinite: INPUT stays on the device
     for v in G:
@@ -308,6 +313,9 @@ def _cut(X: nx.DiGraph, G: nx.DiGraph, alpha: float, gamma: float) -> tuple[floa
     integers any max-flow algorithm gives the same answer; Boykov-Kolmogorov is the fastest of
     networkx's on these graphs (about 7x preflow-push on a 200-layer DAG).
     """
+    import networkx as nx
+    from networkx.algorithms.flow import boykov_kolmogorov
+
     scale = {"dev": alpha, "tx": gamma, "edge": 1.0}
     finite = [d for _, _, d in X.edges(data=True) if "kind" in d]
     ratios = [(scale[d["kind"]] * d["base"]).as_integer_ratio() for d in finite]
@@ -373,6 +381,8 @@ def heavy_load(G: nx.DiGraph, costs: Costs, alphas: Iterable[float] | None = Non
 
 def _down_sets(G: nx.DiGraph) -> Iterator[frozenset]:
     """Every node set containing INPUT and closed under predecessors (exponential)."""
+    import networkx as nx
+
     order = [v for v in nx.topological_sort(G) if v != INPUT]
 
     def rec(i: int, chosen: frozenset) -> Iterator[frozenset]:
@@ -448,6 +458,8 @@ def subgraph_for_exit(G: nx.DiGraph, n: int) -> nx.DiGraph:
     final exit it is the whole trunk; the other exits' branches are dropped because they are not
     ancestors of the final output (a truncated model never evaluates the intermediate exits).
     """
+    import networkx as nx
+
     nodes = exit_nodes(G)
     if n not in nodes:
         raise ValueError(f"no exit {n}; exits are {sorted(nodes)}")
@@ -587,6 +599,8 @@ def dapdee(graphs: Mapping[int, nx.DiGraph] | nx.DiGraph, costs: Costs, deadline
     refinement: the deadline comes first; the mode is then reported as 'light'). If no exit
     meets the deadline, the shallowest exit (the fastest model) is returned with its plan.
     """
+    import networkx as nx
+
     if isinstance(graphs, nx.DiGraph):
         ns = sorted(exit_nodes(graphs) if exits is None else set(exits))
         by_exit = {n: subgraph_for_exit(graphs, n) for n in ns}

@@ -1,34 +1,60 @@
-"""Scenario topology -> devices, links and a networkx graph of who can send to whom."""
+"""Scenario topology -> devices, links and the directed graph of who can send to whom."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import networkx as nx
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from simulator import profiles
 from simulator.config import Loaded, Problem, suggest
 from simulator.devices import KPM_K, DeviceParams
 from simulator.network import LinkParams, lognormal_process, read_trace_csv
 
+if TYPE_CHECKING:
+    import networkx as nx
+
 TIERS = ("end", "edge", "cloud")
 
 
 @dataclass
 class Topology:
-    """Devices and links of a scenario, with routing over a directed graph.
+    """Devices and links of a scenario, with fewest-hop routing over a directed graph.
 
-    Nodes are device names (attribute ``params``); an edge ``u -> v`` carries the
-    :class:`LinkParams` (attribute ``link``) that ``u`` uses to reach ``v``.
+    ``edges`` maps ``(u, v)`` to the :class:`LinkParams` that ``u`` uses to reach ``v``, in the
+    order the scenario defines them. Routes are computed on plain dicts (networkx costs a fifth
+    of a second to import, issue 13); :attr:`graph` is the same graph as a networkx ``DiGraph``.
     """
 
     devices: dict[str, DeviceParams]
     links: dict[str, LinkParams]
-    graph: nx.DiGraph
+    edges: dict[tuple[str, str], LinkParams]
     groups: dict[str, list[str]] = field(default_factory=dict)
     _paths: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        # Successors and predecessors of each device, each in the order its links were added:
+        # the order networkx keeps its adjacency in, so searches visit nodes as networkx does.
+        self._succ: dict[str, dict[str, LinkParams]] = {n: {} for n in self.devices}
+        self._pred: dict[str, dict[str, LinkParams]] = {n: {} for n in self.devices}
+        for (u, v), link in self.edges.items():
+            self._succ[u][v] = link
+            self._pred[v][u] = link
+
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """The topology as a networkx graph (built on first use): nodes are device names
+        (attribute ``params``); an edge ``u -> v`` carries its link (attribute ``link``)."""
+        import networkx as nx
+
+        g = nx.DiGraph()
+        for name, d in self.devices.items():
+            g.add_node(name, params=d)
+        for (u, v), link in self.edges.items():
+            g.add_edge(u, v, link=link)
+        return g
 
     def tier(self, tier: str) -> list[str]:
         """Devices of ``tier`` in the order the scenario defines them."""
@@ -38,21 +64,58 @@ class Topology:
     def end_devices(self) -> list[str]:
         return self.tier("end")
 
+    def node_path(self, src: str, dst: str) -> list[str]:
+        """Devices along a fewest-hop path from ``src`` to ``dst`` (both included).
+
+        Among equally short paths this is the one ``networkx.shortest_path`` returns; where
+        there is none (or a name is unknown) networkx raises its usual error.
+        """
+        nodes = fewest_hops(self._succ, self._pred, src, dst)
+        if nodes is None:
+            import networkx as nx
+
+            nx.shortest_path(self.graph, src, dst)  # raises NodeNotFound or NetworkXNoPath
+            raise AssertionError(f"networkx found a path {src!r} -> {dst!r}; this search did not")
+        return nodes
+
     def path(self, src: str, dst: str) -> list[LinkParams]:
         """Links from ``src`` to ``dst`` along the fewest hops (cached)."""
         key = (src, dst)
         if key not in self._paths:
-            nodes = nx.shortest_path(self.graph, src, dst)
-            edges = self.graph.edges
-            self._paths[key] = [edges[u, v]["link"] for u, v in itertools.pairwise(nodes)]
+            self._paths[key] = [self.edges[e] for e in itertools.pairwise(self.node_path(src, dst))]
         return self._paths[key]
+
+    def hops_from(self, src: str) -> dict[str, int]:
+        """Hop count from ``src`` to every device it can reach (``src`` itself: 0)."""
+        if src not in self._succ:
+            import networkx as nx
+
+            return nx.single_source_shortest_path_length(self.graph, src)  # NodeNotFound
+        dist, level = {src: 0}, [src]
+        while level:
+            nxt = []
+            for v in level:
+                for w in self._succ[v]:
+                    if w not in dist:
+                        dist[w] = dist[v] + 1
+                        nxt.append(w)
+            level = nxt
+        return dist
+
+    def has_path(self, src: str, dst: str) -> bool:
+        """Whether ``src`` can reach ``dst`` over links (a device reaches itself)."""
+        if dst not in self._succ:
+            import networkx as nx
+
+            return nx.has_path(self.graph, src, dst)  # NodeNotFound
+        return dst in self.hops_from(src)
 
     def nearest(self, src: str, tier: str) -> str | None:
         """The device of ``tier`` reachable from ``src`` in the fewest hops (ties: scenario
         order), or ``None``."""
         key = ("nearest", src, tier)
         if key not in self._paths:
-            dist = nx.single_source_shortest_path_length(self.graph, src)
+            dist = self.hops_from(src)
             best = [n for n in self.tier(tier) if n in dist]
             self._paths[key] = min(best, key=lambda n: dist[n]) if best else None
         return self._paths[key]
@@ -60,6 +123,57 @@ class Topology:
     def min_transfer_time(self, src: str, dst: str, payload: float) -> float:
         """Store-and-forward time of one message alone on the path at nominal bandwidth."""
         return sum(link.min_time(payload) for link in self.path(src, dst))
+
+
+def fewest_hops(succ: dict[str, dict], pred: dict[str, dict], src: str,
+                dst: str) -> list[str] | None:
+    """Nodes of a fewest-hop path ``src -> dst`` in a directed graph, or ``None`` if there is
+    none (or either end is not a node).
+
+    ``succ[u]`` and ``pred[v]`` list neighbours in edge order. The search grows a frontier from
+    each end one level at a time, always the smaller one (the forward one on a tie), scanning
+    neighbours in that order, and stops at the first node seen from both sides: the search
+    ``networkx.shortest_path`` makes on an unweighted graph, so the two agree on ties.
+    """
+    if src not in succ or dst not in succ:
+        return None
+    if src == dst:
+        return [src]
+    before = {src: None}  # node -> its predecessor on the way from src
+    after = {dst: None}  # node -> its successor on the way to dst
+    ahead, behind = [src], [dst]
+    meet = None
+    while ahead and behind and meet is None:
+        if len(ahead) <= len(behind):
+            ahead, meet = _grow(ahead, succ, before, after)
+        else:
+            behind, meet = _grow(behind, pred, after, before)
+    if meet is None:
+        return None
+    nodes, v = [], meet
+    while v is not None:
+        nodes.append(v)
+        v = before[v]
+    nodes.reverse()
+    v = after[meet]
+    while v is not None:
+        nodes.append(v)
+        v = after[v]
+    return nodes
+
+
+def _grow(level: list, nbrs: dict, seen: dict, other: dict) -> tuple[list, object]:
+    """One level of a breadth-first search: (next level, first node also in ``other`` or
+    ``None``); ``seen`` records each new node's parent."""
+    nxt = []
+    for v in level:
+        for w in nbrs[v]:
+            if w not in seen:
+                seen[w] = v
+                nxt.append(w)
+            if w in other:
+                return nxt, w
+    return nxt, None
 
 
 _DEVICE_FIELDS = {
@@ -140,9 +254,7 @@ def build(loaded: Loaded) -> tuple[Topology | None, list[Problem]]:
             loc, f"unknown device {ref!r}{suggest(ref, [*groups, *devices])}"))
         return []
 
-    graph = nx.DiGraph()
-    for name, d in devices.items():
-        graph.add_node(name, params=d)
+    edges: dict[tuple[str, str], LinkParams] = {}
     links: dict[str, LinkParams] = {}
     for i, spec in enumerate(scn.topology.links):
         loc = ("topology", "links", i)
@@ -199,14 +311,14 @@ def build(loaded: Loaded) -> tuple[Topology | None, list[Problem]]:
         )
         links[name] = lp
         for s in senders:
-            if graph.has_edge(s, lp.receiver):
+            if (s, lp.receiver) in edges:
                 problems.append(loaded.problem(loc, f"{s!r} already has a link to "
                                                f"{lp.receiver!r}"))
-            graph.add_edge(s, lp.receiver, link=lp)
+            edges[s, lp.receiver] = lp
 
     if problems:
         return None, problems
-    topo = Topology(devices, links, graph, groups)
+    topo = Topology(devices, links, edges, groups)
     problems += _check_connectivity(loaded, topo)
     return (None if problems else topo), problems
 
@@ -242,7 +354,7 @@ def _check_connectivity(loaded: Loaded, topo: Topology) -> list[Problem]:
         above = [t for t in present if TIERS.index(t) > TIERS.index(d.tier)]
         if not above:
             continue
-        reach = nx.descendants(topo.graph, name)
+        reach = topo.hops_from(name)  # and itself, whose tier is not above its own
         if not any(topo.devices[r].tier in above for r in reach):
             g = group_of[name]
             if g in reported:

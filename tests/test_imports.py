@@ -92,8 +92,9 @@ def test_no_private_names_across_modules():
 
 #: Libraries a synthetic scenario does not need before its first event (start-up, issue 13):
 #: torch (the simulator never imports it), dask (studies), matplotlib (plots), pandas and
-#: pyarrow (tables and parquet, after the simulation).
-HEAVY = ("torch", "dask", "distributed", "matplotlib", "pandas", "pyarrow")
+#: pyarrow (tables and parquet, after the simulation), networkx (partition policies and cost
+#: graphs; routes are plain dicts).
+HEAVY = ("torch", "dask", "distributed", "matplotlib", "pandas", "pyarrow", "networkx")
 
 
 def test_cli_and_validating_a_synthetic_scenario_stay_light():
@@ -120,3 +121,34 @@ def test_cli_and_validating_a_synthetic_scenario_stay_light():
     assert after_cli == [], f"import simulator.cli loads {after_cli}"
     assert after_prepare == [], f"loading, checking and binding a synthetic scenario loads " \
                                 f"{after_prepare}"
+
+
+def test_a_synthetic_run_reaches_its_first_event_light(tmp_path):
+    """`ddnnsim run` of the synthetic demo, stopped at its first simulated event (as
+    bench/startup.py does): none of the heavy libraries, nor rich (progress off) nor the
+    partition cost model, is loaded by then."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = PKG.parent
+    code = (
+        "import json, os, sys\n"
+        "from simulator import engine, fast\n"
+        "def first_event(self, *a, **k):\n"
+        "    print(json.dumps(sorted({m for m in sys.modules if m.split('.')[0] in WATCH}\n"
+        "                            | {m for m in sys.modules if m in WATCH})), flush=True)\n"
+        "    os._exit(0)\n"
+        "engine.Simulation.run = fast.FastSimulation.run = first_event\n"
+        "from simulator.cli import app\n"
+        "sys.argv = ['ddnnsim', 'run', 'scenarios/synthetic_demo.yaml', '--set', 'samples=50',\n"
+        "            '-o', OUT, '--no-progress']\n"
+        "app()\n"
+    ).replace("WATCH", repr((*HEAVY, "rich", "simulator.partition"))).replace(
+        "OUT", repr(str(tmp_path / "out")))
+    res = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         check=False, env={**os.environ, "PYTHONPATH": str(root)})
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("[")]
+    assert lines, f"no event reached:\n{res.stdout}\n{res.stderr}"
+    assert json.loads(lines[-1]) == [], f"loaded before the first event: {lines[-1]}"

@@ -100,7 +100,8 @@ class Sample:
 class Params(BaseModel):
     """Base of every policy's parameter model (unknown keys are errors)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # Built when a scenario first uses the policy, not when the policies register (start-up).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)
 
     @field_validator("*", mode="before")
     @classmethod

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import networkx as nx
 import numpy as np
 from pydantic import Field, model_validator
 
@@ -143,7 +142,7 @@ class Parallel(Policy):
         for m in self.plan.messages:
             src = self.names[m.src]
             for dst in ([hub] if hub is not None else [self.names[d] for d in m.dsts]):
-                if not nx.has_path(topo.graph, src, dst):
+                if not topo.has_path(src, dst):
                     raise PolicyError("hub" if hub else "devices",
                                       f"{src!r} has no link to {dst!r} (needed for "
                                       f"{m.label})")

@@ -16,12 +16,10 @@ a deadline, algorithm 4).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import networkx as nx
 from pydantic import BeforeValidator, Field
 
-from simulator import partition as P
 from simulator import units
 from simulator.policies.base import (
     BindContext,
@@ -33,6 +31,25 @@ from simulator.policies.base import (
     Send,
     register_policy,
 )
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+
+class _FirstUse:
+    """Stands for :mod:`simulator.partition` until a partition policy first uses it, then
+    puts the module itself in its place: a scenario without partition policies never imports
+    it (start-up, issue 13)."""
+
+    def __getattr__(self, name: str):
+        global P
+        from simulator import partition
+
+        P = partition
+        return getattr(partition, name)
+
+
+P = _FirstUse()
 
 Seconds = Annotated[float, BeforeValidator(
     lambda v: units.check_bounds(units.parse(v, "time"), "time"))]
@@ -47,12 +64,12 @@ class PartitionParams(Params):
     battery: float = Field(1.0, ge=0, le=1, description="dapdee: battery charge")
 
 
-_METHODS = {
-    "device_only": P.device_only,
-    "edge_only": P.edge_only,
-    "neurosurgeon": P.neurosurgeon,
-    "dads": P.dads_min_cut,
-    "heavy": P.heavy_load,
+_METHODS = {  # (cost graph, costs) -> plan; P is looked up when a plan is made
+    "device_only": lambda g, costs: P.device_only(g, costs),
+    "edge_only": lambda g, costs: P.edge_only(g, costs),
+    "neurosurgeon": lambda g, costs: P.neurosurgeon(g, costs),
+    "dads": lambda g, costs: P.dads_min_cut(g, costs),
+    "heavy": lambda g, costs: P.heavy_load(g, costs),
 }
 
 
