@@ -17,7 +17,7 @@ from simpy.events import Event
 from simulator.devices import Availability, Device, hop_radio_power
 from simulator.network import Bandwidth, FifoMedium, Link
 from simulator.policies.base import Compute, Done, Failed, Par, Policy, Sample, Send
-from simulator.records import RecordBlock
+from simulator.records import TIERS, RecordBlock
 from simulator.topology import Topology
 from simulator.util import stream
 from simulator.workload import Arrivals
@@ -143,9 +143,11 @@ class Simulation:
         self.arrivals, self.n_samples, self.n_rows = arrivals, n_samples, n_rows
         # sample id -> test-split row (workload.SampleOrder); None: the dataset order.
         self.order = order if order is not None else (lambda i: i % n_rows)
+        self._custom_order = order is not None
         self.records = RecordBlock(n_samples, list(topology.links), list(topology.devices),
                                    policy.exits,
                                    tiers=[p.tier for p in topology.devices.values()])
+        self._exit_codes: dict[tuple[str, str], tuple[int, int]] = {}  # (exit, tier) -> codes
         self._dev_col = {n: i for i, n in enumerate(topology.devices)}
         self._link_col = {n: i for i, n in enumerate(topology.links)}
         # Per path: tuple of hops (see _path), resolved once.
@@ -209,8 +211,8 @@ class Simulation:
         env = self.env
         now = env.now
         alive = self._alive_at(now) if self._any_failures else self._all_alive
-        return env.process(self._sample(Sample(sample_id, self.order(sample_id), source, alive,
-                                               now)))
+        row = self.order(sample_id) if self._custom_order else sample_id % self.n_rows
+        return env.process(self._sample(Sample(sample_id, row, source, alive, now)))
 
     def _alive_at(self, now: float) -> frozenset[int]:
         if not self._any_failures:
@@ -305,8 +307,9 @@ class Simulation:
                 gen.close()
             if result.__class__ is Failed:
                 status = result.reason
-        # The sample's row, written once. Every sample runs this exactly once (run() checks
-        # that every row was filled); a branch that outlives its sample bills the records.
+        # The sample's row, written once: each sample id arrives once and ends here once
+        # (run() checks that every row was filled); a branch that outlives its sample bills
+        # the records directly.
         rec = self.records
         rec.arrival[i] = s.arrival
         rec.finish[i] = env.now
@@ -331,8 +334,21 @@ class Simulation:
         if status == "ok":
             if result.__class__ is not Done:
                 raise TypeError(f"policy {self.policy.label!r} returned {result!r}, not Done")
-            rec.set_exit(i, result.exit, result.tier, result.pred, result.correct, result.split)
-        rec.set_status(i, status)
+            # RecordBlock.set_exit and set_status inlined, codes cached per (exit, tier).
+            key = (result.exit, result.tier)
+            codes = self._exit_codes.get(key)
+            if codes is None:
+                codes = self._exit_codes[key] = (rec.exit_code(result.exit),
+                                                 TIERS.index(result.tier))
+            rec.exit[i], rec.tier[i] = codes
+            rec.pred[i] = result.pred
+            if result.correct:
+                rec.correct[i] = True
+            if result.split != -1:
+                rec.split[i] = result.split
+            rec.status[i] = 0
+        else:
+            rec.status[i] = rec.status_code(status)
         self._done += 1
         if self._progress is not None and not self._done & 1023:
             self._progress(1024)
