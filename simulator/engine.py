@@ -7,15 +7,17 @@ Each policy is simulated in its own environment on the same arrivals and the sam
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
 import simpy
+from simpy.events import Event
 
 from simulator.devices import Availability, Device, hop_radio_power
 from simulator.network import Bandwidth, FifoMedium, Link
 from simulator.policies.base import Compute, Done, Failed, Par, Policy, Sample, Send
-from simulator.records import RecordBlock
+from simulator.records import TIERS, RecordBlock
 from simulator.topology import Topology
 from simulator.util import stream
 from simulator.workload import Arrivals
@@ -34,13 +36,71 @@ class _Acc:
     its branches included, adds here in time order, so sums are the same as adding into the
     records directly; a stray branch that outlives its sample adds to the records instead."""
 
-    __slots__ = ("bytes", "energy", "kind", "open")
+    __slots__ = ("bytes", "energy", "kind", "open", "views")
 
-    def __init__(self):
-        self.energy: dict[int, float] = {}  # device column -> J
-        self.bytes: dict[int, float] = {}  # link column -> B
-        self.kind = [0.0, 0.0, 0.0]  # compute, tx, rx
+    def __init__(self, energy: dict[int, float], nbytes: dict[int, float], kind: list[float]):
+        self.energy = energy  # device column -> J
+        self.bytes = nbytes  # link column -> B
+        self.kind = kind  # compute, tx, rx
         self.open = True
+        self.views: int | None = None  # views that reached the last aggregation, if any
+
+
+class FifoResource:
+    """``simpy.Resource`` with the same events in the same order, in fewer Python steps.
+
+    As in SimPy, a request is an event scheduled when a slot is free (at once, or when a
+    release event is processed), and only the head of the queue is granted per trigger; a
+    release frees its slot at once and schedules a release event whose processing grants the
+    head. With one slot and nobody waiting that event can grant nothing (whoever asks before
+    it is processed takes the free slot at once, and holds it past it), so it is not scheduled:
+    every other event keeps its time and its order, and the records stay identical.
+    """
+
+    __slots__ = ("capacity", "env", "queue", "users")
+
+    def __init__(self, env: simpy.Environment, capacity: int = 1):
+        self.env, self.capacity = env, capacity
+        self.users: list[Event] = []
+        self.queue: deque[Event] = deque()
+
+    @property
+    def count(self) -> int:
+        """Requests holding a slot."""
+        return len(self.users)
+
+    def request(self) -> Event:
+        ev = Event(self.env)
+        queue = self.queue
+        queue.append(ev)
+        users = self.users
+        if len(users) < self.capacity:
+            head = queue.popleft()
+            users.append(head)
+            head._ok = True
+            head._value = None
+            self.env.schedule(head)
+        return ev
+
+    def release(self, request: Event) -> None:
+        users = self.users
+        if request in users:  # a request never granted stays queued, as in SimPy
+            users.remove(request)
+        if self.queue or self.capacity > 1:
+            ev = Event(self.env)
+            ev.callbacks.append(self._grant)
+            ev._ok = True
+            ev._value = None
+            self.env.schedule(ev)
+
+    def _grant(self, _release: Event) -> None:
+        queue = self.queue
+        if queue and len(self.users) < self.capacity:
+            head = queue.popleft()
+            self.users.append(head)
+            head._ok = True
+            head._value = None
+            self.env.schedule(head)
 
 
 class Simulation:
@@ -64,6 +124,13 @@ class Simulation:
                         for n, p in topology.devices.items()}
         self.links = {n: Link(env, p, stream(seed, f"link:{n}")) for n, p in
                       topology.links.items()}
+        # The engine's own FIFO resource for cores and FIFO media (same events as SimPy's).
+        for dev in self.devices.values():
+            dev.cores = FifoResource(env, dev.p.cores)
+        for link in self.links.values():
+            for medium in {id(m): m for m in link.media.values()}.values():
+                if medium.__class__ is FifoMedium:
+                    medium.resource = FifoResource(env, 1)
         self.link_avail = {n: Availability(p.down, p.processes,
                                            stream(seed, f"failure:link:{n}"))
                            for n, p in topology.links.items()}
@@ -76,9 +143,11 @@ class Simulation:
         self.arrivals, self.n_samples, self.n_rows = arrivals, n_samples, n_rows
         # sample id -> test-split row (workload.SampleOrder); None: the dataset order.
         self.order = order if order is not None else (lambda i: i % n_rows)
+        self._custom_order = order is not None
         self.records = RecordBlock(n_samples, list(topology.links), list(topology.devices),
                                    policy.exits,
                                    tiers=[p.tier for p in topology.devices.values()])
+        self._exit_codes: dict[tuple[str, str], tuple[int, int]] = {}  # (exit, tier) -> codes
         self._dev_col = {n: i for i, n in enumerate(topology.devices)}
         self._link_col = {n: i for i, n in enumerate(topology.links)}
         # Per path: tuple of hops (see _path), resolved once.
@@ -142,8 +211,8 @@ class Simulation:
         env = self.env
         now = env.now
         alive = self._alive_at(now) if self._any_failures else self._all_alive
-        return env.process(self._sample(Sample(sample_id, self.order(sample_id), source, alive,
-                                               now)))
+        row = self.order(sample_id) if self._custom_order else sample_id % self.n_rows
+        return env.process(self._sample(Sample(sample_id, row, source, alive, now)))
 
     def _alive_at(self, now: float) -> frozenset[int]:
         if not self._any_failures:
@@ -152,14 +221,16 @@ class Simulation:
                          if self.devices[n].avail.is_up(now))
 
     def _sample(self, s: Sample):
-        rec, env = self.records, self.env
+        env = self.env
         i = s.id
-        rec.arrival[i] = s.arrival
-        rec.source[i] = -1 if s.source is None else self._end_index[s.source]
-        rec.views[i] = len(s.alive)
         status = "ok"
         result = None
-        acc = _Acc()
+        # The sample's energy and bytes in Python floats (see _Acc), wrapped in an _Acc only
+        # when a step leaves the inlined fast paths.
+        energy: dict[int, float] = {}
+        nbytes: dict[int, float] = {}
+        kind = [0.0, 0.0, 0.0]
+        acc = None
         if (s.source is not None and self._any_failures
                 and not self.devices[s.source].avail.is_up(s.arrival)):
             status = "device_down"
@@ -168,34 +239,41 @@ class Simulation:
         else:
             logged = self.hop_log is not None and i < self._log_below
             fast_steps, fast_paths = self._fast_steps, self._fast_paths
-            energy, kind = acc.energy, acc.kind
+            timeout = env.timeout
             gen = self.policy.route(s, self)
             try:
                 step = next(gen)
                 while True:
-                    sent = None
                     cls = step.__class__
                     if cls is Compute:
                         fast = None if logged else fast_steps.get(step, False)
                         if fast is False:
                             fast = self._fast_step(step)
                         if fast is None:
+                            if acc is None:
+                                acc = _Acc(energy, nbytes, kind)
                             yield from self._compute(step, i, acc)
                         else:  # a fixed-time step on a device that cannot fail
                             cores, dt, e, col = fast
                             req = cores.request()
                             yield req
-                            yield env.timeout(dt)
+                            yield timeout(dt)
                             cores.release(req)
                             energy[col] = energy.get(col, 0.0) + e
                             kind[0] += e
+                        step = gen.send(None)
                     elif cls is Par:
-                        sent = yield from self._par(step, i, acc)
+                        if acc is None:
+                            acc = _Acc(energy, nbytes, kind)
+                        got = yield from self._par(step, i, acc)
+                        step = gen.send(got)
                     else:
                         hops = None if logged else fast_paths.get((step.src, step.dst), False)
                         if hops is False:
                             hops = self._fast_path(step.src, step.dst)
                         if hops is None:
+                            if acc is None:
+                                acc = _Acc(energy, nbytes, kind)
                             yield from self._send(step, i, acc)
                         else:
                             # Constant-rate FIFO hops that cannot fail, inlined (the hot
@@ -203,7 +281,6 @@ class Simulation:
                             payload = step.nbytes
                             if payload.__class__ is not float:
                                 payload = float(payload)
-                            nbytes = acc.bytes
                             for (res, col, scol, rcol, tx_p, rx_p, rate, mtu, over, header,
                                  latency) in hops:
                                 packets = max(1, math.ceil(payload / mtu)) if mtu else 1
@@ -211,7 +288,7 @@ class Simulation:
                                 req = res.request()
                                 yield req
                                 held = to_send / rate
-                                yield env.timeout(held)
+                                yield timeout(held)
                                 res.release(req)
                                 nbytes[col] = nbytes.get(col, 0.0) + to_send
                                 if tx_p:
@@ -221,8 +298,8 @@ class Simulation:
                                     energy[rcol] = energy.get(rcol, 0.0) + rx_p * held
                                     kind[2] += rx_p * held
                                 if latency:
-                                    yield env.timeout(latency)
-                    step = gen.send(sent)
+                                    yield timeout(latency)
+                        step = gen.send(None)
             except StopIteration as stop:
                 result = stop.value
             except SampleFailed as exc:
@@ -230,13 +307,24 @@ class Simulation:
                 gen.close()
             if result.__class__ is Failed:
                 status = result.reason
+        # The sample's row, written once: each sample id arrives once and ends here once
+        # (run() checks that every row was filled); a branch that outlives its sample bills
+        # the records directly.
+        rec = self.records
+        rec.arrival[i] = s.arrival
         rec.finish[i] = env.now
-        acc.open = False
-        for col, v in acc.energy.items():
+        if s.source is not None:
+            rec.source[i] = self._end_index[s.source]
+        if acc is None:
+            rec.views[i] = len(s.alive)
+        else:
+            acc.open = False
+            rec.views[i] = len(s.alive) if acc.views is None else acc.views
+        for col, v in energy.items():
             rec.energy[i, col] = v
-        for col, v in acc.bytes.items():
+        for col, v in nbytes.items():
             rec.link_bytes[i, col] = v
-        k0, k1, k2 = acc.kind
+        k0, k1, k2 = kind
         if k0:
             rec.kind[i, 0] = k0
         if k1:
@@ -246,8 +334,21 @@ class Simulation:
         if status == "ok":
             if result.__class__ is not Done:
                 raise TypeError(f"policy {self.policy.label!r} returned {result!r}, not Done")
-            rec.set_exit(i, result.exit, result.tier, result.pred, result.correct, result.split)
-        rec.set_status(i, status)
+            # RecordBlock.set_exit and set_status inlined, codes cached per (exit, tier).
+            key = (result.exit, result.tier)
+            codes = self._exit_codes.get(key)
+            if codes is None:
+                codes = self._exit_codes[key] = (rec.exit_code(result.exit),
+                                                 TIERS.index(result.tier))
+            rec.exit[i], rec.tier[i] = codes
+            rec.pred[i] = result.pred
+            if result.correct:
+                rec.correct[i] = True
+            if result.split != -1:
+                rec.split[i] = result.split
+            rec.status[i] = 0
+        else:
+            rec.status[i] = rec.status_code(status)
         self._done += 1
         if self._progress is not None and not self._done & 1023:
             self._progress(1024)
@@ -305,7 +406,7 @@ class Simulation:
         got = tuple(k for k, ev in enumerate(arrived) if ev.triggered)
         if not got:
             raise SampleFailed("timeout")
-        self.records.views[i] = len(got)
+        acc.views = len(got)
         return got
 
     def _branch(self, steps, i: int, arrived: simpy.Event | None, acc: _Acc):

@@ -64,23 +64,32 @@ class RecordBlock:
     def filled(self) -> int:
         return int((self.status >= 0).sum())
 
-    def set_exit(self, i: int, exit: str, tier: str, pred: int, correct: bool,
-                 split: int = -1) -> None:
+    def exit_code(self, exit: str) -> int:
+        """The code of exit ``exit`` in the ``exit`` column (a new name gets the next one)."""
         code = self._exit_code.get(exit)
         if code is None:
             code = self._exit_code[exit] = len(self.exits)
             self.exits.append(exit)
-        self.exit[i] = code
+        return code
+
+    def status_code(self, status: str) -> int:
+        """The code of ``status`` in the ``status`` column (a new reason gets the next one)."""
+        code = self._status_code.get(status)
+        if code is None:
+            code = self._status_code[status] = len(self.statuses)
+            self.statuses.append(status)
+        return code
+
+    def set_exit(self, i: int, exit: str, tier: str, pred: int, correct: bool,
+                 split: int = -1) -> None:
+        self.exit[i] = self.exit_code(exit)
         self.tier[i] = TIERS.index(tier)
         self.pred[i] = pred
         self.correct[i] = correct
         self.split[i] = split
 
     def set_status(self, i: int, status: str) -> None:
-        code = self._status_code.get(status)
-        if code is None:
-            code = self._status_code[status] = len(self.statuses)
-            self.statuses.append(status)
+        code = self.status_code(status)
         if self.status[i] >= 0:
             raise RuntimeError(f"engine bug: sample {i} recorded twice")
         self.status[i] = code

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from builders import chain_scenario, merge, multiview_scenario, run
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
 from simulator.config import load_data
 from simulator.policies.base import Compute, Par, Send
@@ -255,3 +257,101 @@ def test_fast_paths_equal_general_path(data):
     slow = run(data, hop_log=True).records
     assert (fast["bytes_total"] > 0).any() and (fast["energy_j"] > 0).all()
     pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+
+
+def _resource_log(make, capacity, jobs):
+    """Run ``jobs`` (start, [(hold, gap), ...]) on one resource made by ``make``: the log of
+    every grant and release with its time, and the number of events scheduled."""
+    import simpy
+
+    env = simpy.Environment()
+    res = make(env, capacity)
+    log = []
+
+    def job(k, start, uses):
+        yield env.timeout(start)
+        for u, (hold, gap) in enumerate(uses):
+            req = res.request()
+            yield req
+            log.append((env.now, "got", k, u, res.count, len(res.queue)))
+            yield env.timeout(hold)
+            res.release(req)
+            log.append((env.now, "rel", k, u, res.count, len(res.queue)))
+            if gap:
+                yield env.timeout(gap)
+
+    for k, (start, uses) in enumerate(jobs):
+        env.process(job(k, start, uses))
+    env.run()
+    return log, next(env._eid)
+
+
+_times = hs.sampled_from([0.0, 0.0, 0.5, 1.0, 1.5])
+
+
+@settings(max_examples=60, deadline=None)
+@given(hs.integers(1, 3),
+       hs.lists(hs.tuples(_times, hs.lists(hs.tuples(_times, _times), min_size=1, max_size=3)),
+                min_size=1, max_size=8))
+def test_fifo_resource_is_simpy_resource(capacity, jobs):
+    """The engine's FIFO resource grants and releases in SimPy's order at SimPy's times, ties
+    included (hold and gap times drawn from a few values, zero among them), and never
+    schedules more events."""
+    import simpy
+
+    from simulator.engine import FifoResource
+
+    want, want_events = _resource_log(simpy.Resource, capacity, jobs)
+    got, got_events = _resource_log(FifoResource, capacity, jobs)
+    assert got == want
+    assert got_events <= want_events
+    if capacity > 1:  # a release event each, as in SimPy
+        assert got_events == want_events
+
+
+def test_engine_schedules_fewer_events_than_simpy_resources():
+    """One slot and nobody waiting: a release schedules no event (it could grant nothing)."""
+    import simpy
+
+    from simulator.engine import FifoResource
+
+    jobs = [(0.0, [(1.0, 0.0)]), (2.0, [(1.0, 0.0)])]  # never overlap
+    want, want_events = _resource_log(simpy.Resource, 1, jobs)
+    got, got_events = _resource_log(FifoResource, 1, jobs)
+    assert got == want and got_events == want_events - 2
+
+
+def test_tiered_thresholds_compare_as_numpy_on_float32_entropies():
+    """The tiered route reads entropies as Python floats; on a float32 table an entropy equal
+    to float32(threshold) < threshold must not exit, as numpy's comparison says."""
+    from simulator.oracle import OracleTable
+    from simulator.policies.base import Done, Sample
+
+    data = chain_scenario(policies=[{"policy": "tiered", "end_threshold": 0.7,
+                                     "edge_threshold": 0.7}])
+    _, [(policy, _)] = prepare(load_data(data, "<test>"), progress=False)
+    t = policy.table(None, "test")
+    ent = t.entropy.astype(np.float32)
+    f = np.float32(0.7)  # 0.699999988... < 0.7
+    below = np.nextafter(f, np.float32(0))
+    ent[:4, t.column("dev0")] = [f, below, f, f]
+    ent[:4, t.column("edge")] = [0.0, 0.0, f, below]
+    t32 = OracleTable(t.exits, t.labels, t.pred, t.correct, ent, t.nbytes)
+    policy._tables[(None, "test")] = t32
+    policy._views.clear()
+    for row in range(len(t.labels)):
+        gen = policy.route(Sample(row, row, "cam", frozenset({0}), 0.0), None)
+        try:
+            while True:
+                next(gen)
+        except StopIteration as stop:
+            done = stop.value
+        assert isinstance(done, Done)
+        j = t.column("dev0")
+        want = ("end" if ent[row, j] < 0.7 else
+                "edge" if ent[row, t.column("edge")] < 0.7 else "cloud")
+        assert done.exit == want, row
+        k = t.column(want if want != "end" else "dev0")
+        assert (done.pred, done.correct) == (int(t.pred[row, k]), bool(t.correct[row, k]))
+    assert [policy._views["test"]["cam"][3].done[r] is not None for r in (0, 1)] == [
+        False, True]
