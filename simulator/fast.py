@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import simpy
@@ -204,6 +204,9 @@ def fifo_one(r: np.ndarray, s: np.ndarray, prev: float = -np.inf) -> np.ndarray:
     if prev > r[0]:
         r = r.copy()
         r[0] = prev  # max(r[0], prev): the first request waits for the server
+    d = r + s
+    if n == 1 or (r[1:] >= d[:-1]).all():  # nobody waits: every request is its own period
+        return d
     c = np.cumsum(s)
     d = c + np.maximum.accumulate(r - (c - s))
     new = np.empty(n, dtype=bool)
@@ -303,8 +306,12 @@ def fifo_many(r: np.ndarray, s: np.ndarray, c: int,
     if idle and c >= n:
         return r.copy()
     if idle:
-        # Without waiting, k's predecessors still in service at r[k] must be fewer than c.
-        done_by = np.searchsorted(np.sort(r + s), r, side="right")
+        # Without waiting, k's predecessors still in service at r[k] must be fewer than c:
+        # surely so when all but the last c - 1 of them are done (no sort needed).
+        e = r + s
+        if n <= c or (np.maximum.accumulate(e[:-c]) <= r[c:]).all():
+            return r.copy()
+        done_by = np.searchsorted(np.sort(e), r, side="right")
         if np.all(np.arange(n) - done_by < c):
             return r.copy()
     heap = [-np.inf] * c if free is None else list(free)
@@ -352,6 +359,18 @@ class _Scheduled:
 
     def __getattr__(self, name: str):
         raise FastEngineError(f"the policy reads live state ({name})")
+
+
+@dataclass
+class _Hops:
+    """The hop rows of every route as they are expanded: kind (row of the run's distinct
+    hops), first predecessor (route-local; -1: the arrival), level, and the further
+    predecessors of joins as (row, route-local hop)."""
+
+    kinds: list[int] = field(default_factory=list)
+    p1: list[int] = field(default_factory=list)
+    levels: list[int] = field(default_factory=list)
+    extra: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -434,7 +453,9 @@ class FastSimulation:
                     self._medium_station[id(m)] = len(self._stations)
                     self._stations.append(("medium", lk.name, 1, m.bw))
         self._paths: dict[tuple, list] = {}
-        self._hop_cache: dict[tuple, list] = {}
+        self._hop_cache: dict[tuple, tuple[int, ...]] = {}
+        self._kinds: list[tuple] = []  # distinct hops: table rows without the level
+        self._kind_labels: list[tuple] = []  # (where, label) of each
 
     # -- templates -----------------------------------------------------------------------------
 
@@ -453,9 +474,9 @@ class FastSimulation:
             self._paths[key] = hops
         return hops
 
-    def _hops_of(self, step) -> list[tuple]:
-        """(table row without level, label) of each hop of a step, cached by what they
-        depend on (routes repeat the same steps with the same sizes)."""
+    def _hops_of(self, step) -> tuple[int, ...]:
+        """The hop kinds (rows of :attr:`_kinds`) a step makes, cached by what they depend on
+        (routes repeat the same steps with the same sizes)."""
         if step.__class__ is Compute:
             key = (0, step.device, step.flops, step.seconds, step.label)
         elif step.__class__ is Send:
@@ -468,38 +489,46 @@ class FastSimulation:
                 p = self.topology.devices[step.device]
                 col = self._dev_col[step.device]
                 work = p.work_time(step.flops, step.seconds)
-                got = [((col, p.compute_time(step.flops, step.seconds), 0.0, 0.0, 0, -1, col,
-                         -1, p.step_energy(work, p.call_overhead), 0.0),
-                        (step.device, step.label))]
+                made = [((col, p.compute_time(step.flops, step.seconds), 0.0, 0.0, 0, -1, col,
+                          -1, p.step_energy(work, p.call_overhead), 0.0),
+                         (step.device, step.label))]
             else:
-                got = []
+                made = []
                 for lp, station, bw, dcol, rcol, tx, rx in self._path(step.src, step.dst):
                     wire = float(lp.wire_bytes(step.nbytes)[0])
                     service = bw.time_to_send(0.0, wire) if type(bw) is Bandwidth else np.nan
-                    got.append(((station, service, wire, lp.latency, 1,
-                                 self._link_col[lp.name], dcol, rcol, tx, rx),
-                                (lp.name, step.label)))
+                    made.append(((station, service, wire, lp.latency, 1,
+                                  self._link_col[lp.name], dcol, rcol, tx, rx),
+                                 (lp.name, step.label)))
+            got = tuple(range(len(self._kinds), len(self._kinds) + len(made)))
+            for row, label in made:
+                self._kinds.append(row)
+                self._kind_labels.append(label)
             self._hop_cache[key] = got
         return got
 
-    def _template(self, sample: Sample, sched: _Scheduled, rows: list, preds: list,
-                  labels: list, levels: list) -> _Template:
-        """Expand one route into hop rows (appended to ``rows``, ``preds``, ``labels``,
-        ``levels``)."""
+    def _template(self, sample: Sample, sched: _Scheduled, hops: _Hops) -> _Template:
+        """Expand one route into hop rows (appended to ``hops``)."""
         sched.now = sample.arrival
         gen = self.policy.route(sample, sched)
-        first = len(rows)
-        level: list[int] = []  # of this route's hops
+        kinds, p1, levels, extra = hops.kinds, hops.p1, hops.levels, hops.extra
+        first = len(kinds)
 
         def chain(steps, front: tuple[int, ...], lv: int) -> tuple[tuple[int, ...], int]:
             for step in steps:
-                for row, label in self._hops_of(step):
-                    lv += 1
-                    rows.append(row)
-                    preds.append(front)
-                    labels.append(label)
-                    level.append(lv)
-                    front = (len(level) - 1,)
+                ids = self._hops_of(step)
+                if not ids:
+                    continue
+                b, h = len(kinds) - first, len(ids)
+                kinds.extend(ids)
+                # The step's first hop waits for all of front, each next one for the one before.
+                p1.append(front[0] if front else -1)
+                if len(front) > 1:
+                    extra.extend([(first + b, q) for q in front[1:]])
+                p1.extend(range(b, b + h - 1))
+                levels.extend(range(lv + 1, lv + 1 + h))
+                lv += h
+                front = (b + h - 1,)
             return front, lv
 
         front: tuple[int, ...] = ()
@@ -527,12 +556,11 @@ class FastSimulation:
             result = stop.value
         if not isinstance(result, Done | Failed):
             raise TypeError(f"policy {self.policy.label!r} returned {result!r}, not Done")
-        levels.extend(level)
-        return _Template(first, len(rows) - first, front, result)
+        return _Template(first, len(kinds) - first, front, result)
 
     def _templates(self, arrival: np.ndarray, source: np.ndarray):
-        """Every distinct route: (templates, hop table, preds, labels, template per sample,
-        first sample of each template)."""
+        """Every distinct route: (templates, hop table, hops, template per sample, first
+        sample of each template)."""
         ends = self.topology.end_devices
         alive = frozenset(range(len(ends)))
         sched = _Scheduled(self.links)
@@ -553,20 +581,18 @@ class FastSimulation:
             _, epoch = np.unique(rates, axis=0, return_inverse=True)
             keys = keys + epoch.reshape(-1).astype(np.int64) * (span * (len(ends) + 1))
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        table: list[tuple] = []
-        preds: list[tuple] = []
-        labels: list[tuple] = []
-        levels: list[int] = []
+        hops = _Hops()
         templates = []
         for i in first.tolist():
             src = None if source[i] < 0 else ends[source[i]]
             s = Sample(i, int(rows[i]), src, alive, float(arrival[i]))
-            templates.append(self._template(s, sched, table, preds, labels, levels))
-        hops = np.empty((len(table), _COLS))
-        if table:
-            hops[:, :-1] = table
-            hops[:, -1] = levels
-        return templates, hops, preds, labels, inverse.reshape(-1), first
+            templates.append(self._template(s, sched, hops))
+        kinds = np.asarray(hops.kinds, dtype=np.int64)
+        table = np.empty((len(kinds), _COLS))
+        if len(kinds):
+            table[:, :-1] = np.asarray(self._kinds, dtype=float)[kinds]
+            table[:, -1] = hops.levels
+        return templates, table, hops, inverse.reshape(-1), first
 
     # -- running -------------------------------------------------------------------------------
 
@@ -578,13 +604,16 @@ class FastSimulation:
         if len(arrival) < n:
             raise FastEngineError("fewer arrivals than samples")
         arrival, source = arrival[:n], source[:n]
-        templates, table, tpreds, labels, tid, first = self._templates(arrival, source)
+        templates, table, hops, tid, first = self._templates(arrival, source)
+        labels = ([self._kind_labels[i] for i in hops.kinds] if self.hop_log is not None
+                  else None)
         rec.arrival[:] = arrival
         rec.source[:] = source
         rec.views[:] = len(topo.end_devices)  # every end device is up (no failures here)
         del source
         varying = self._bytes_and_energy(rec, templates, table, tid)
-        plan = _Plan(templates, table, tpreds, varying)
+        plan = _Plan(templates, table, hops, varying)
+        del hops
         # Samples per chunk: about ``chunk_hops`` hops each (routes differ in length).
         per_sample = float(plan.tcount[tid].mean()) if n else 1.0
         size = self.chunk or max(1, int(self.chunk_hops / max(per_sample, 1.0)))
@@ -850,7 +879,7 @@ class _Plan:
     """The hop table of a run's routes as one contiguous array per column, with each
     template's extent, each row's first and extra predecessors and each route's final hops."""
 
-    def __init__(self, templates: list[_Template], table: np.ndarray, tpreds: list,
+    def __init__(self, templates: list[_Template], table: np.ndarray, hops: _Hops,
                  varying: np.ndarray):
         self.tcount = np.array([t.count for t in templates], dtype=np.int64)
         self.tstart = np.array([t.first for t in templates], dtype=np.int64)
@@ -868,11 +897,10 @@ class _Plan:
         self.varying = varying
         self.varying_any = bool(varying.any())
         # Predecessors: the first one per row (-1: the arrival), the others of joins aside.
-        self.p1 = np.array([p[0] if p else -1 for p in tpreds], dtype=np.int64)
-        extra = [(r, q) for r, p in enumerate(tpreds) for q in p[1:]]
+        self.p1 = np.asarray(hops.p1, dtype=np.int64)
         self.nx = self.xptr = self.xq = None
-        if extra:
-            er = np.array(extra, dtype=np.int64)  # rows ascending: a CSR of extra preds
+        if hops.extra:
+            er = np.array(hops.extra, dtype=np.int64)  # rows ascending: a CSR of extra preds
             self.nx = np.bincount(er[:, 0], minlength=len(table))
             self.xptr = np.cumsum(self.nx) - self.nx
             self.xq = er[:, 1]
