@@ -664,7 +664,11 @@ class FastSimulation:
         ahead of it, at its station and on its route, was requested even earlier, and every
         later sample requests its hops at ``cut`` or after. Such hops are committed: each
         station's servers move past them (``state``) and a sample whose hops are all committed
-        is done. The others are timed again with the next chunk, ahead of its samples."""
+        is done. The others are timed again with the next chunk, ahead of its samples.
+
+        Hops are numbered sample by sample (index ``h``), then laid out station by station
+        (position ``inv[h]``; hop order kept within a station, hops committed by an earlier
+        chunk last), so that each station's requests are one contiguous slice."""
         ta = tid[act]
         per = plan.tcount[ta]
         k = len(act)
@@ -680,105 +684,94 @@ class FastSimulation:
         at = np.flatnonzero(p1 < 0)
         pred1[at] = m + sl[at]
         del p1, at
-        service = plan.service[th]
+
+        nst = len(self._stations)
+        stq = plan.station[th]
+        mc = 0
+        if carry is not None and len(carry[0]):
+            _, c_pin, c_ready, c_out, c_end, c_service, c_start = carry
+            mc = len(c_pin)
+            stq[:mc][c_pin] = nst  # committed hops of earlier chunks: no station's requests
+        # Station by station, hop order kept within each: the layout of every per-hop array.
+        by_station = np.argsort(stq, kind="stable")
+        sb = np.concatenate(([0], np.cumsum(np.bincount(stq, minlength=nst + 1))))
+        del stq
+        inv = np.empty(m + k, dtype=np.int64)
+        inv[by_station] = np.arange(m, dtype=np.int64)
+        inv[m:] = np.arange(m, m + k, dtype=np.int64)  # the arrivals, after the hops
+        ths, sls = th[by_station], sl[by_station]
+        pred = inv[pred1[by_station]]
+        del by_station
+        service = plan.service[ths]
+        latency = plan.latency[ths]
         out_ext = np.concatenate((np.full(m, np.inf), arrival[act]))
         ready = np.full(m, np.inf)
         hend = np.full(m, np.inf)
         start = np.full(m, np.inf) if self.hop_log is not None else None
-        pinned = np.zeros(m, dtype=bool)
-        if carry is not None and len(carry[0]):
-            _, c_pin, c_ready, c_out, c_end, c_service, c_start = carry
-            mc = len(c_pin)
-            pinned[:mc] = c_pin
-            ready[:mc], out_ext[:mc], hend[:mc], service[:mc] = c_ready, c_out, c_end, c_service
+        if mc:
+            at = inv[:mc]
+            ready[at], out_ext[at], hend[at], service[at] = c_ready, c_out, c_end, c_service
             if start is not None:
-                start[:mc] = c_start
+                start[at] = c_start
+            del at
         carry = None
-
-        level = plan.level[th]
-        by_level = np.argsort(level, kind="stable")
-        lb = np.concatenate(([0], np.cumsum(np.bincount(level))))
-        joins: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        if plan.nx is not None:
-            hx = np.flatnonzero(plan.nx[th] > 0)
-            if len(hx):
-                nxh = plan.nx[th[hx]]
-                jh = np.repeat(hx, nxh)
-                jq = plan.xq[np.repeat(plan.xptr[th[hx]], nxh)
-                             + (np.arange(len(jh)) - np.repeat(np.cumsum(nxh) - nxh, nxh))]
-                jp = goff[sl[jh]] + jq
-                jl = level[jh]
-                # Position of each join hop inside its level's hop list.
-                rank = np.empty(m, dtype=np.int64)
-                rank[by_level] = np.arange(m, dtype=np.int64)
-                jpos = rank[jh] - lb[jl]
-                del rank
-                for q in np.unique(jl).tolist():
-                    sel = jl == q
-                    pos = jpos[sel]  # non-decreasing: hops are in order
-                    cutp = np.flatnonzero(np.diff(pos, prepend=-1))
-                    joins[q] = (pos[cutp], cutp, jp[sel])
-        levels = [by_level[lb[q] : lb[q + 1]] for q in range(len(lb) - 1)]
-        del by_level, level
-
-        nst = len(self._stations)
-        station = plan.station[th]
-        # Committed hops of earlier chunks are no station's requests any more.
-        stq = np.where(pinned, nst, station) if pinned.any() else station
-        by_station = np.argsort(stq, kind="stable")
-        sb = np.concatenate(([0], np.cumsum(np.bincount(stq, minlength=nst + 1))))
-        st_hops = [by_station[sb[x] : sb[x + 1]] for x in range(nst)]
-        del by_station, stq
+        blocks = self._blocks(plan, th, sl, goff, inv, ths, pred, sb)
 
         def serve(x: int) -> None:
-            hops = st_hops[x]
-            r = ready[hops]
+            a, b = sb[x], sb[x + 1]
+            r = ready[a:b]
+            sel = None  # positions in request order (None: the slice a:b as it is)
             ok = r < np.inf
             if not ok.all():
-                hops, r = hops[ok], r[ok]
+                sel = a + np.flatnonzero(ok)
+                r = ready[sel]
             # Stable sort: equal request times keep hop order (earlier sample, then branch).
             if len(r) > 1 and not (r[1:] >= r[:-1]).all():
                 order = np.argsort(r, kind="stable")
-                hops, r = hops[order], r[order]
+                sel = a + order if sel is None else sel[order]
+                r = r[order]
+            if sel is None:
+                sel = slice(a, b)
             spec, prev = self._stations[x], state[x]
-            rows = th[hops]
             if spec[0] == "medium" and type(spec[3]) is not Bandwidth:
-                st, dt = fifo_trace(r, plan.wire[rows], spec[3],
+                st, dt = fifo_trace(r, plan.wire[ths[sel]], spec[3],
                                     -np.inf if prev is None else prev)
-                service[hops] = dt
+                service[sel] = dt
                 end = st + dt
             elif spec[2] == 1:
                 prev = -np.inf if prev is None else prev
-                end = fifo_one(r, service[hops], prev)
+                end = fifo_one(r, service[sel], prev)
                 if start is not None:
                     st = np.maximum(r, np.concatenate(([prev], end[:-1])))
             else:
-                st = fifo_many(r, service[hops], spec[2], prev)
-                end = st + service[hops]
+                st = fifo_many(r, service[sel], spec[2], prev)
+                end = st + service[sel]
             if start is not None:
-                start[hops] = st
-            hend[hops] = end
-            out_ext[hops] = end + plan.latency[rows]  # + 0.0 keeps a compute end as is
+                start[sel] = st
+            hend[sel] = end
+            out_ext[sel] = end + latency[sel]  # + 0.0 keeps a compute end as is
             # The last call per station sees its final requests: keep its verdict on ties.
-            ties[x] = _order_dependent_tie(r, end, st if spec[2] > 1 else None, sl[hops],
+            ties[x] = _order_dependent_tie(r, end, st if spec[2] > 1 else None, sls[sel],
                                            state[x])
 
         ties: dict[int, float | None] = {}
         for _ in range(MAX_PASSES):
             changed = False
-            for q, hl in enumerate(levels):
-                new = out_ext[pred1[hl]]
-                if q in joins:
-                    pos, cutp, jp = joins[q]
-                    new[pos] = np.maximum(new[pos], np.maximum.reduceat(out_ext[jp], cutp))
-                diff = new != ready[hl]
-                if not diff.any():
-                    continue
-                changed = True
-                ready[hl] = new
-                hit = np.bincount(station[hl[diff]], minlength=nst)
-                for x in np.flatnonzero(hit).tolist():
-                    serve(x)
+            for level in blocks:
+                hit = []
+                for x, sel, psel, join in level:
+                    new = out_ext[psel]
+                    if join is not None:
+                        pos, cutp, jp = join
+                        new[pos] = np.maximum(new[pos], np.maximum.reduceat(out_ext[jp], cutp))
+                    if np.array_equal(new, ready[sel]):
+                        continue
+                    ready[sel] = new
+                    hit.append(x)
+                if hit:
+                    changed = True
+                    for x in sorted(set(hit)):
+                        serve(x)
             if not changed or plan.one_pass:
                 break
         else:
@@ -790,14 +783,12 @@ class FastSimulation:
                     f"requests of different samples reach {spec[0]} {spec[1]!r} at the same "
                     f"instant ({t!r} s) and one of them waits: SimPy serves them in the order "
                     "of its event queue, which the fast engine does not reproduce")
-        del levels, joins, pred1
+        del blocks, pred
 
         # Commit every hop requested before the cut; move each station's servers past them.
         com = ready < cut
-        fresh = com & ~pinned
         for x in range(nst):
-            hops = st_hops[x]
-            ends = hend[hops[fresh[hops]]]
+            ends = hend[sb[x] : sb[x + 1]][com[sb[x] : sb[x + 1]]]
             if not len(ends):
                 continue
             c, prev = self._stations[x][2], state[x]
@@ -808,20 +799,19 @@ class FastSimulation:
                 pool = ends if prev is None else np.concatenate((prev, ends))
                 state[x] = np.sort(pool)[-c:].tolist() if len(pool) >= c else \
                     sorted(pool.tolist() + [-np.inf] * (c - len(pool)))
-        del fresh
-        open_ = np.bincount(sl[~com], minlength=k)
+        open_ = np.bincount(sls[~com], minlength=k)
         done = open_ == 0
         di = np.flatnonzero(done)
         if len(di):
             fl = plan.tfinal[ta[di]]
             fin = np.where(fl >= 0, goff[di, None] + fl, m + di[:, None])
-            rec.finish[act[di]] = out_ext[fin].max(axis=1)
-            hd = np.flatnonzero(done[sl])
+            rec.finish[act[di]] = out_ext[inv[fin]].max(axis=1)
+            hd = np.flatnonzero(done[sl])  # sample by sample, as the DES bills them
             if plan.varying_any:
                 h = hd[plan.varying[th[hd]]]
                 # Hops whose airtime a bandwidth schedule set: billed one by one.
-                rows, hs = th[h], act[sl[h]]
-                txe, rxe = plan.tx[rows] * service[h], plan.rx[rows] * service[h]
+                rows, hs, dt = th[h], act[sl[h]], service[inv[h]]
+                txe, rxe = plan.tx[rows] * dt, plan.rx[rows] * dt
                 np.add.at(rec.energy, (hs, plan.dev[rows]), txe)
                 np.add.at(rec.energy, (hs, plan.rcv[rows]), rxe)
                 np.add.at(rec.kind[:, 1], hs, txe)
@@ -829,18 +819,64 @@ class FastSimulation:
             if self.hop_log is not None:
                 for h in hd[act[sl[hd]] < self._log_below].tolist():
                     where, label = labels[th[h]]
+                    q = inv[h]
                     log.append(((int(act[sl[h]]), h - int(goff[sl[h]])),
                                 (int(act[sl[h]]), "compute" if plan.kind[th[h]] == 0 else
-                                 "send", where, label, float(start[h]), float(out_ext[h]),
-                                 float(ready[h]))))
+                                 "send", where, label, float(start[q]), float(out_ext[q]),
+                                 float(ready[q]))))
         keep = np.flatnonzero(~done)
         if not len(keep):
             return (keep, None, None, None, None, None, None)
-        hk = np.flatnonzero(~done[sl])
+        hk = inv[np.flatnonzero(~done[sl])]  # sample by sample, as the next chunk lays out
         pin = com[hk]
         return (act[keep], pin, np.where(pin, ready[hk], np.inf),
                 np.where(pin, out_ext[hk], np.inf), hend[hk], service[hk],
                 None if start is None else start[hk])
+
+    def _blocks(self, plan: _Plan, th: np.ndarray, sl: np.ndarray, goff: np.ndarray,
+                inv: np.ndarray, ths: np.ndarray, pred: np.ndarray, sb: np.ndarray) -> list:
+        """Per level, the chunk's hops at each station there: (station, positions (a slice,
+        or indices where the station serves several levels), their first predecessors'
+        positions, joins or None). Joins are (join hops' places in the block, their starts in
+        ``jp``, the positions ``jp`` of their further predecessors), for a ``reduceat``."""
+        jh = jp = None
+        if plan.nx is not None:
+            hx = np.flatnonzero(plan.nx[th] > 0)
+            if len(hx):
+                nxh = plan.nx[th[hx]]
+                jh = np.repeat(hx, nxh)
+                jq = plan.xq[np.repeat(plan.xptr[th[hx]], nxh)
+                             + (np.arange(len(jh)) - np.repeat(np.cumsum(nxh) - nxh, nxh))]
+                jp = inv[goff[sl[jh]] + jq]
+                jh = inv[jh]
+                order = np.argsort(jh, kind="stable")
+                jh, jp = jh[order], jp[order]
+        blocks: list[list] = [[] for _ in range(plan.levels)]
+        for x in range(len(self._stations)):
+            a, b = int(sb[x]), int(sb[x + 1])
+            if a == b:
+                continue
+            q = plan.station_level.get(x)
+            if q is not None:
+                parts = [(q, slice(a, b), None)]
+            else:  # a station visited at several levels
+                lv = plan.level[ths[a:b]]
+                parts = [(q, a + np.flatnonzero(lv == q), lv) for q in np.unique(lv).tolist()]
+            for q, sel, lv in parts:
+                join = None
+                if jh is not None:
+                    i, j = np.searchsorted(jh, (a, b))
+                    if i < j:
+                        bh, bp = jh[i:j], jp[i:j]
+                        if lv is not None:
+                            mine = lv[bh - a] == q
+                            bh, bp = bh[mine], bp[mine]
+                        if len(bh):
+                            pos = bh - a if lv is None else np.searchsorted(sel, bh)
+                            cutp = np.flatnonzero(np.concatenate(([True], pos[1:] != pos[:-1])))
+                            join = (pos[cutp], cutp, bp)
+                blocks[q].append((x, sel, pred[sel], join))
+        return [level for level in blocks if level]
 
     def _bytes_and_energy(self, rec: RecordBlock, templates, table: np.ndarray,
                           tid: np.ndarray) -> np.ndarray:
@@ -893,7 +929,12 @@ class _Plan:
         # Every station at one level of the routes: when a level is served, its stations'
         # requests all come from levels already final, so one pass is the fixed point.
         pairs = np.unique(self.station.astype(np.int64) * (1 << 16) + self.level)
-        self.one_pass = len(np.unique(pairs >> 16)) == len(pairs)
+        stations, count = np.unique(pairs >> 16, return_counts=True)
+        self.one_pass = len(stations) == len(pairs)
+        # The level of each station that serves one level only.
+        self.station_level = {int(x): int(pairs[(pairs >> 16) == x][0] & 0xFFFF)
+                              for x in stations[count == 1].tolist()}
+        self.levels = int(self.level.max()) + 1 if len(self.level) else 0
         self.varying = varying
         self.varying_any = bool(varying.any())
         # Predecessors: the first one per row (-1: the arrival), the others of joins aside.
