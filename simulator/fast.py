@@ -208,7 +208,10 @@ def fifo_one(r: np.ndarray, s: np.ndarray, prev: float = -np.inf) -> np.ndarray:
     if n == 1 or (r[1:] >= d[:-1]).all():  # nobody waits: every request is its own period
         return d
     c = np.cumsum(s)
-    d = c + np.maximum.accumulate(r - (c - s))
+    d = c - s
+    np.subtract(r, d, out=d)
+    np.maximum.accumulate(d, out=d)
+    d += c  # the closed form c + max.accumulate(r - (c - s)), one buffer
     new = np.empty(n, dtype=bool)
     new[0] = True
     for _ in range(64):
@@ -228,7 +231,9 @@ def _busy_sums(r: np.ndarray, s: np.ndarray, new: np.ndarray) -> np.ndarray:
     n = len(r)
     d = r + s
     starts = np.flatnonzero(new)
-    lens = np.diff(starts, append=n)
+    lens = np.empty_like(starts)
+    np.subtract(starts[1:], starts[:-1], out=lens[:-1])
+    lens[-1] = n - starts[-1]
     multi = lens > 1
     if not multi.any():
         return d
@@ -241,12 +246,11 @@ def _busy_sums(r: np.ndarray, s: np.ndarray, new: np.ndarray) -> np.ndarray:
             d[j : j + m] = np.cumsum(seg)
         st, ln = st[~long], ln[~long]
     if len(st):
-        order = np.argsort(-ln, kind="stable")
-        st, ln = st[order], ln[order]
-        # going[j]: how many periods are longer than j (ln is descending).
-        going = np.searchsorted(-ln, -np.arange(int(ln[0])), side="left")
+        # Longest first (a radix sort on 16 bits); going[j]: how many are longer than j.
+        st = st[np.argsort((_COLUMN_ROW - ln).astype(np.int16), kind="stable")]
+        going = len(ln) - np.cumsum(np.bincount(ln))
         col = d[st]
-        for j, a in enumerate(going[1:].tolist(), start=1):
+        for j, a in enumerate(going[1:-1].tolist(), start=1):
             at = st[:a] + j
             col = col[:a] + s[at]
             d[at] = col
@@ -704,7 +708,9 @@ class FastSimulation:
         del by_station
         service = plan.service[ths]
         latency = plan.latency[ths]
-        out_ext = np.concatenate((np.full(m, np.inf), arrival[act]))
+        out_ext = np.empty(m + k)
+        out_ext[:m] = np.inf
+        out_ext[m:] = arrival[act]
         ready = np.full(m, np.inf)
         hend = np.full(m, np.inf)
         start = np.full(m, np.inf) if self.hop_log is not None else None
@@ -715,7 +721,7 @@ class FastSimulation:
                 start[at] = c_start
             del at
         carry = None
-        blocks = self._blocks(plan, th, sl, goff, inv, ths, pred, sb)
+        blocks = self._blocks(plan, ta, goff, inv, ths, pred, sb)
 
         def serve(x: int) -> None:
             a, b = sb[x], sb[x + 1]
@@ -833,24 +839,23 @@ class FastSimulation:
                 np.where(pin, out_ext[hk], np.inf), hend[hk], service[hk],
                 None if start is None else start[hk])
 
-    def _blocks(self, plan: _Plan, th: np.ndarray, sl: np.ndarray, goff: np.ndarray,
-                inv: np.ndarray, ths: np.ndarray, pred: np.ndarray, sb: np.ndarray) -> list:
+    def _blocks(self, plan: _Plan, ta: np.ndarray, goff: np.ndarray, inv: np.ndarray,
+                ths: np.ndarray, pred: np.ndarray, sb: np.ndarray) -> list:
         """Per level, the chunk's hops at each station there: (station, positions (a slice,
         or indices where the station serves several levels), their first predecessors'
         positions, joins or None). Joins are (join hops' places in the block, their starts in
         ``jp``, the positions ``jp`` of their further predecessors), for a ``reduceat``."""
         jh = jp = None
-        if plan.nx is not None:
-            hx = np.flatnonzero(plan.nx[th] > 0)
-            if len(hx):
-                nxh = plan.nx[th[hx]]
-                jh = np.repeat(hx, nxh)
-                jq = plan.xq[np.repeat(plan.xptr[th[hx]], nxh)
-                             + (np.arange(len(jh)) - np.repeat(np.cumsum(nxh) - nxh, nxh))]
-                jp = inv[goff[sl[jh]] + jq]
-                jh = inv[jh]
-                order = np.argsort(jh, kind="stable")
-                jh, jp = jh[order], jp[order]
+        cnt = plan.xcount[ta]
+        nj = int(cnt.sum())
+        if nj:
+            # Further predecessors of joins, sample by sample from each route's list.
+            first = np.cumsum(cnt) - cnt
+            e = np.repeat(plan.xstart[ta] - first, cnt) + np.arange(nj, dtype=np.int64)
+            base = np.repeat(goff, cnt)
+            jh, jp = inv[base + plan.xh[e]], inv[base + plan.xq[e]]
+            order = np.argsort(jh, kind="stable")
+            jh, jp = jh[order], jp[order]
         blocks: list[list] = [[] for _ in range(plan.levels)]
         for x in range(len(self._stations)):
             a, b = int(sb[x]), int(sb[x + 1])
@@ -861,7 +866,8 @@ class FastSimulation:
                 parts = [(q, slice(a, b), None)]
             else:  # a station visited at several levels
                 lv = plan.level[ths[a:b]]
-                parts = [(q, a + np.flatnonzero(lv == q), lv) for q in np.unique(lv).tolist()]
+                parts = [(q, a + np.flatnonzero(lv == q), lv)
+                         for q in np.flatnonzero(np.bincount(lv)).tolist()]
             for q, sel, lv in parts:
                 join = None
                 if jh is not None:
@@ -939,12 +945,12 @@ class _Plan:
         self.varying_any = bool(varying.any())
         # Predecessors: the first one per row (-1: the arrival), the others of joins aside.
         self.p1 = np.asarray(hops.p1, dtype=np.int64)
-        self.nx = self.xptr = self.xq = None
-        if hops.extra:
-            er = np.array(hops.extra, dtype=np.int64)  # rows ascending: a CSR of extra preds
-            self.nx = np.bincount(er[:, 0], minlength=len(table))
-            self.xptr = np.cumsum(self.nx) - self.nx
-            self.xq = er[:, 1]
+        # Further predecessors of joins: per route, (local hop, local predecessor) pairs.
+        er = np.array(hops.extra, dtype=np.int64).reshape(-1, 2)  # rows ascending
+        tof = np.searchsorted(self.tstart, er[:, 0], side="right") - 1
+        self.xcount = np.bincount(tof, minlength=len(templates))
+        self.xstart = np.cumsum(self.xcount) - self.xcount
+        self.xh, self.xq = er[:, 0] - self.tstart[tof], er[:, 1]
         width = max([1] + [len(t.final) for t in templates])
         self.tfinal = np.full((len(templates), width), -1, dtype=np.int64)
         for j, t in enumerate(templates):
