@@ -15,8 +15,10 @@ at once and writes the same :class:`~simulator.records.RecordBlock` as the SimPy
    requests are sorted by time (ties: earlier sample, then branch order) and served by the
    Lindley recursion: one server by exact per-busy-period running sums, c
    servers by a heap of server-free times. A station that a route visits twice (DDNN sends
-   scores, then features, over the same cell) is revisited until a whole pass changes nothing:
-   the result is then a fixed point of every station's FIFO recursion, i.e. the DES's timeline.
+   scores, then features, over the same cell) makes the levels from its first visit to its
+   last a range that is swept again until a whole sweep changes nothing: the result is then a
+   fixed point of every station's FIFO recursion, i.e. the DES's timeline (the levels after
+   such a range see final requests and are served once).
    SimPy grants equal-time requests in the order their requesting events were scheduled, which
    hangs on the whole history of releases and grants, not on sample order: a run in which
    requests of different samples reach a station at one instant and one of them must wait is
@@ -761,27 +763,29 @@ class FastSimulation:
                                            state[x])
 
         ties: dict[int, float | None] = {}
-        for _ in range(MAX_PASSES):
-            changed = False
-            for level in blocks:
-                hit = []
-                for x, sel, psel, join in level:
-                    new = out_ext[psel]
-                    if join is not None:
-                        pos, cutp, jp = join
-                        new[pos] = np.maximum(new[pos], np.maximum.reduceat(out_ext[jp], cutp))
-                    if np.array_equal(new, ready[sel]):
-                        continue
-                    ready[sel] = new
-                    hit.append(x)
-                if hit:
-                    changed = True
-                    for x in sorted(set(hit)):
-                        serve(x)
-            if not changed or plan.one_pass:
-                break
-        else:
-            raise FastEngineError(f"the timeline did not settle in {MAX_PASSES} passes")
+        for lo, hi in plan.sweeps:
+            for _ in range(MAX_PASSES):
+                changed = False
+                for level in blocks[lo : hi + 1]:
+                    hit = []
+                    for x, sel, psel, join in level:
+                        new = out_ext[psel]
+                        if join is not None:
+                            pos, cutp, jp = join
+                            new[pos] = np.maximum(new[pos],
+                                                  np.maximum.reduceat(out_ext[jp], cutp))
+                        if np.array_equal(new, ready[sel]):
+                            continue
+                        ready[sel] = new
+                        hit.append(x)
+                    if hit:
+                        changed = True
+                        for x in sorted(set(hit)):
+                            serve(x)
+                if not changed or lo == hi:
+                    break
+            else:
+                raise FastEngineError(f"the timeline did not settle in {MAX_PASSES} passes")
         for x, t in ties.items():
             if t is not None:
                 spec = self._stations[x]
@@ -882,7 +886,7 @@ class FastSimulation:
                             cutp = np.flatnonzero(np.concatenate(([True], pos[1:] != pos[:-1])))
                             join = (pos[cutp], cutp, bp)
                 blocks[q].append((x, sel, pred[sel], join))
-        return [level for level in blocks if level]
+        return blocks
 
     def _bytes_and_energy(self, rec: RecordBlock, templates, table: np.ndarray,
                           tid: np.ndarray) -> np.ndarray:
@@ -936,11 +940,27 @@ class _Plan:
         # requests all come from levels already final, so one pass is the fixed point.
         pairs = np.unique(self.station.astype(np.int64) * (1 << 16) + self.level)
         stations, count = np.unique(pairs >> 16, return_counts=True)
-        self.one_pass = len(stations) == len(pairs)
         # The level of each station that serves one level only.
         self.station_level = {int(x): int(pairs[(pairs >> 16) == x][0] & 0xFFFF)
                               for x in stations[count == 1].tolist()}
         self.levels = int(self.level.max()) + 1 if len(self.level) else 0
+        # Levels swept together until a sweep changes nothing: from the first to the last
+        # level of a station that serves several (overlapping spans merged). Any other level
+        # is final after one sweep, its requests all coming from levels already final.
+        spans = sorted((int(lv.min()), int(lv.max())) for lv in
+                       (pairs[(pairs >> 16) == x] & 0xFFFF for x in stations[count > 1]))
+        merged: list[list[int]] = []
+        for lo, hi in spans:
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        self.sweeps: list[tuple[int, int]] = []
+        q = 0
+        for lo, hi in merged:
+            self.sweeps += [(v, v) for v in range(q, lo)] + [(lo, hi)]
+            q = hi + 1
+        self.sweeps += [(v, v) for v in range(q, self.levels)]
         self.varying = varying
         self.varying_any = bool(varying.any())
         # Predecessors: the first one per row (-1: the arrival), the others of joins aside.
