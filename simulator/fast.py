@@ -483,9 +483,10 @@ class FastSimulation:
     def _hops_of(self, step) -> tuple[int, ...]:
         """The hop kinds (rows of :attr:`_kinds`) a step makes, cached by what they depend on
         (routes repeat the same steps with the same sizes)."""
-        if step.__class__ is Compute:
+        cls = step.__class__
+        if cls is Compute:
             key = (0, step.device, step.flops, step.seconds, step.label)
-        elif step.__class__ is Send:
+        elif cls is Send:
             key = (1, step.src, step.dst, step.nbytes, step.label)
         else:
             raise TypeError(f"unexpected step {step!r}")
@@ -520,20 +521,28 @@ class FastSimulation:
         kinds, p1, levels, extra = hops.kinds, hops.p1, hops.levels, hops.extra
         first = len(kinds)
 
+        hops_of = self._hops_of
+
         def chain(steps, front: tuple[int, ...], lv: int) -> tuple[tuple[int, ...], int]:
             for step in steps:
-                ids = self._hops_of(step)
-                if not ids:
+                ids = hops_of(step)
+                h = len(ids)
+                if not h:
                     continue
-                b, h = len(kinds) - first, len(ids)
+                b = len(kinds) - first
                 kinds.extend(ids)
                 # The step's first hop waits for all of front, each next one for the one before.
-                p1.append(front[0] if front else -1)
                 if len(front) > 1:
                     extra.extend([(first + b, q) for q in front[1:]])
-                p1.extend(range(b, b + h - 1))
-                levels.extend(range(lv + 1, lv + 1 + h))
-                lv += h
+                if h == 1:
+                    p1.append(front[0] if front else -1)
+                    lv += 1
+                    levels.append(lv)
+                else:
+                    p1.append(front[0] if front else -1)
+                    p1.extend(range(b, b + h - 1))
+                    levels.extend(range(lv + 1, lv + 1 + h))
+                    lv += h
                 front = (b + h - 1,)
             return front, lv
 
@@ -729,10 +738,11 @@ class FastSimulation:
             a, b = sb[x], sb[x + 1]
             r = ready[a:b]
             sel = None  # positions in request order (None: the slice a:b as it is)
-            ok = r < np.inf
-            if not ok.all():
-                sel = a + np.flatnonzero(ok)
-                r = ready[sel]
+            if x not in plan.station_level:  # a level not reached yet has no requests yet
+                ok = r < np.inf
+                if not ok.all():
+                    sel = a + np.flatnonzero(ok)
+                    r = ready[sel]
             # Stable sort: equal request times keep hop order (earlier sample, then branch).
             if len(r) > 1 and not (r[1:] >= r[:-1]).all():
                 order = np.argsort(r, kind="stable")
@@ -757,7 +767,7 @@ class FastSimulation:
             if start is not None:
                 start[sel] = st
             hend[sel] = end
-            out_ext[sel] = end + latency[sel]  # + 0.0 keeps a compute end as is
+            out_ext[sel] = end if spec[0] == "device" else end + latency[sel]
             # The last call per station sees its final requests: keep its verdict on ties.
             ties[x] = _order_dependent_tie(r, end, st if spec[2] > 1 else None, sls[sel],
                                            state[x])
@@ -816,7 +826,8 @@ class FastSimulation:
             fl = plan.tfinal[ta[di]]
             fin = np.where(fl >= 0, goff[di, None] + fl, m + di[:, None])
             rec.finish[act[di]] = out_ext[inv[fin]].max(axis=1)
-            hd = np.flatnonzero(done[sl])  # sample by sample, as the DES bills them
+            if plan.varying_any or self.hop_log is not None:
+                hd = np.flatnonzero(done[sl])  # sample by sample, as the DES bills them
             if plan.varying_any:
                 h = hd[plan.varying[th[hd]]]
                 # Hops whose airtime a bandwidth schedule set: billed one by one.
@@ -915,9 +926,9 @@ class FastSimulation:
         np.add.at(tkind[:, 1], t_of_row[fixed], txe)
         np.add.at(tenergy, (t_of_row[fixed], rcv[fixed]), rxe)
         np.add.at(tkind[:, 2], t_of_row[fixed], rxe)
-        rec.link_bytes[:] = tbytes[tid]
-        rec.energy[:] = tenergy[tid]
-        rec.kind[:] = tkind[tid]
+        np.take(tbytes, tid, axis=0, out=rec.link_bytes)
+        np.take(tenergy, tid, axis=0, out=rec.energy)
+        np.take(tkind, tid, axis=0, out=rec.kind)
         return varying
 
 
