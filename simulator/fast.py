@@ -381,12 +381,22 @@ class _Hops:
 
 @dataclass
 class _Template:
-    """One route: its hops are rows ``first .. first + count`` of the run's hop table."""
+    """One route's hops (shared by every sample routed through the same steps): rows
+    ``first .. first + count`` of the run's hop table."""
 
     first: int
     count: int
     final: tuple[int, ...]  # local hops whose ends the sample waits for (empty: arrival)
-    result: Done | Failed
+
+
+def _step_key(step) -> tuple:
+    """What a step's hops depend on (the same key, the same hops)."""
+    cls = step.__class__
+    if cls is Compute:
+        return (0, step.device, step.flops, step.seconds, step.label)
+    if cls is Send:
+        return (1, step.src, step.dst, step.nbytes, step.label)
+    raise TypeError(f"unexpected step {step!r}")
 
 
 #: Columns of the hop table: station, service s (NaN: depends on the start), wire bytes,
@@ -462,6 +472,8 @@ class FastSimulation:
         self._hop_cache: dict[tuple, tuple[int, ...]] = {}
         self._kinds: list[tuple] = []  # distinct hops: table rows without the level
         self._kind_labels: list[tuple] = []  # (where, label) of each
+        self._template_of: dict[tuple, int] = {}  # a route's step keys -> its template
+        self._template_list: list[_Template] = []
 
     # -- templates -----------------------------------------------------------------------------
 
@@ -480,16 +492,9 @@ class FastSimulation:
             self._paths[key] = hops
         return hops
 
-    def _hops_of(self, step) -> tuple[int, ...]:
-        """The hop kinds (rows of :attr:`_kinds`) a step makes, cached by what they depend on
-        (routes repeat the same steps with the same sizes)."""
-        cls = step.__class__
-        if cls is Compute:
-            key = (0, step.device, step.flops, step.seconds, step.label)
-        elif cls is Send:
-            key = (1, step.src, step.dst, step.nbytes, step.label)
-        else:
-            raise TypeError(f"unexpected step {step!r}")
+    def _hops_of(self, step, key: tuple) -> tuple[int, ...]:
+        """The hop kinds (rows of :attr:`_kinds`) a step makes, cached by its key (routes
+        repeat the same steps with the same sizes)."""
         got = self._hop_cache.get(key)
         if got is None:
             if step.__class__ is Compute:
@@ -514,40 +519,15 @@ class FastSimulation:
             self._hop_cache[key] = got
         return got
 
-    def _template(self, sample: Sample, sched: _Scheduled, hops: _Hops) -> _Template:
-        """Expand one route into hop rows (appended to ``hops``)."""
+    def _template(self, sample: Sample, sched: _Scheduled,
+                  hops: _Hops) -> tuple[int, Done | Failed]:
+        """Route one sample: (its template, the route's result). Routes through the same
+        steps (hops, sizes, joins) share a template, expanded into hop rows (appended to
+        ``hops``) the first time."""
         sched.now = sample.arrival
         gen = self.policy.route(sample, sched)
-        kinds, p1, levels, extra = hops.kinds, hops.p1, hops.levels, hops.extra
-        first = len(kinds)
-
-        hops_of = self._hops_of
-
-        def chain(steps, front: tuple[int, ...], lv: int) -> tuple[tuple[int, ...], int]:
-            for step in steps:
-                ids = hops_of(step)
-                h = len(ids)
-                if not h:
-                    continue
-                b = len(kinds) - first
-                kinds.extend(ids)
-                # The step's first hop waits for all of front, each next one for the one before.
-                if len(front) > 1:
-                    extra.extend([(first + b, q) for q in front[1:]])
-                if h == 1:
-                    p1.append(front[0] if front else -1)
-                    lv += 1
-                    levels.append(lv)
-                else:
-                    p1.append(front[0] if front else -1)
-                    p1.extend(range(b, b + h - 1))
-                    levels.extend(range(lv + 1, lv + 1 + h))
-                    lv += h
-                front = (b + h - 1,)
-            return front, lv
-
-        front: tuple[int, ...] = ()
-        lv = -1  # the deepest level in front
+        steps: list = []
+        shape: list[tuple] = []  # a step's key, or a Par's keys branch by branch
         result = None
         try:
             step = next(gen)
@@ -556,26 +536,64 @@ class FastSimulation:
                 if step.__class__ is Par:
                     if step.partial and self.aggregation_timeout is not None:
                         raise FastEngineError(_PARTIAL_TIMEOUT)
-                    ends: list[int] = []
-                    deepest = lv
-                    for branch in step.branches:
-                        f, bl = chain(branch, front, lv)
-                        ends.extend(f)
-                        deepest = max(deepest, bl)
-                    front, lv = tuple(dict.fromkeys(ends)), deepest
+                    shape.append(tuple(tuple(map(_step_key, b)) for b in step.branches))
                     sent = tuple(range(len(step.branches)))  # every branch arrives here
                 else:
-                    front, lv = chain((step,), front, lv)
+                    shape.append(_step_key(step))
+                steps.append(step)
                 step = gen.send(sent)
         except StopIteration as stop:
             result = stop.value
         if not isinstance(result, Done | Failed):
             raise TypeError(f"policy {self.policy.label!r} returned {result!r}, not Done")
-        return _Template(first, len(kinds) - first, front, result)
+        key = tuple(shape)
+        t = self._template_of.get(key)
+        if t is None:
+            t = self._template_of[key] = len(self._template_list)
+            self._template_list.append(self._expand(steps, shape, hops))
+        return t, result
+
+    def _expand(self, steps: list, shape: list, hops: _Hops) -> _Template:
+        """Expand one route's steps (keys ``shape``) into hop rows appended to ``hops``."""
+        kinds, p1, levels, extra = hops.kinds, hops.p1, hops.levels, hops.extra
+        first = len(kinds)
+
+        def chain(pairs, front: tuple[int, ...], lv: int) -> tuple[tuple[int, ...], int]:
+            for step, key in pairs:
+                ids = self._hops_of(step, key)
+                h = len(ids)
+                if not h:
+                    continue
+                b = len(kinds) - first
+                kinds.extend(ids)
+                # The step's first hop waits for all of front, each next one for the one before.
+                p1.append(front[0] if front else -1)
+                if len(front) > 1:
+                    extra.extend([(first + b, q) for q in front[1:]])
+                p1.extend(range(b, b + h - 1))
+                levels.extend(range(lv + 1, lv + 1 + h))
+                lv += h
+                front = (b + h - 1,)
+            return front, lv
+
+        front: tuple[int, ...] = ()
+        lv = -1  # the deepest level in front
+        for step, key in zip(steps, shape, strict=True):
+            if step.__class__ is Par:
+                ends: list[int] = []
+                deepest = lv
+                for branch, bkey in zip(step.branches, key, strict=True):
+                    f, bl = chain(zip(branch, bkey, strict=True), front, lv)
+                    ends.extend(f)
+                    deepest = max(deepest, bl)
+                front, lv = tuple(dict.fromkeys(ends)), deepest
+            else:
+                front, lv = chain(((step, key),), front, lv)
+        return _Template(first, len(kinds) - first, front)
 
     def _templates(self, arrival: np.ndarray, source: np.ndarray):
-        """Every distinct route: (templates, hop table, hops, template per sample, first
-        sample of each template)."""
+        """Every distinct route: (templates, hop table, hops, template per sample, first sample
+        of each distinct (row, source), which of those each sample is, their results)."""
         ends = self.topology.end_devices
         alive = frozenset(range(len(ends)))
         sched = _Scheduled(self.links)
@@ -597,17 +615,21 @@ class FastSimulation:
             keys = keys + epoch.reshape(-1).astype(np.int64) * (span * (len(ends) + 1))
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         hops = _Hops()
-        templates = []
+        tids, results = [], []
         for i in first.tolist():
             src = None if source[i] < 0 else ends[source[i]]
-            s = Sample(i, int(rows[i]), src, alive, float(arrival[i]))
-            templates.append(self._template(s, sched, hops))
+            t, res = self._template(Sample(i, int(rows[i]), src, alive, float(arrival[i])),
+                                    sched, hops)
+            tids.append(t)
+            results.append(res)
         kinds = np.asarray(hops.kinds, dtype=np.int64)
         table = np.empty((len(kinds), _COLS))
         if len(kinds):
             table[:, :-1] = np.asarray(self._kinds, dtype=float)[kinds]
             table[:, -1] = hops.levels
-        return templates, table, hops, inverse.reshape(-1), first
+        key_of = inverse.reshape(-1)
+        tid = np.asarray(tids, dtype=np.int64)[key_of]
+        return self._template_list, table, hops, tid, first, key_of, results
 
     # -- running -------------------------------------------------------------------------------
 
@@ -619,7 +641,8 @@ class FastSimulation:
         if len(arrival) < n:
             raise FastEngineError("fewer arrivals than samples")
         arrival, source = arrival[:n], source[:n]
-        templates, table, hops, tid, first = self._templates(arrival, source)
+        templates, table, hops, tid, first, key_of, results = self._templates(arrival,
+                                                                                source)
         labels = ([self._kind_labels[i] for i in hops.kinds] if self.hop_log is not None
                   else None)
         rec.arrival[:] = arrival
@@ -656,15 +679,14 @@ class FastSimulation:
         end = float(rec.finish.max()) if n else 0.0
         rec.set_idle([p.power_idle * Availability(p.down, p.processes, None).up_time(0.0, end)
                       for p in topo.devices.values()], end)
-        # Exits and statuses: set once per template through the block's setters, then copied.
-        for j, i in enumerate(first.tolist()):
-            res = templates[j].result
+        # Exits and statuses: once per distinct (row, source) through the setters, then copied.
+        for i, res in zip(first.tolist(), results, strict=True):
             if res.__class__ is Done:
                 rec.set_exit(i, res.exit, res.tier, res.pred, res.correct, res.split)
                 rec.set_status(i, "ok")
             else:
                 rec.set_status(i, res.reason)
-        src = first[tid]
+        src = first[key_of]
         for column in (rec.exit, rec.tier, rec.pred, rec.correct, rec.split, rec.status):
             column[:] = column[src]
         return rec
