@@ -10,7 +10,7 @@ at once and writes the same :class:`~simulator.records.RecordBlock` as the SimPy
 1. Arrival times and sources are drawn exactly as the arrival processes draw them.
 2. Each distinct (oracle row, source) is routed once through the policy; its steps become a
    template of hops (station, service time, latency, predecessors; a ``Par`` join is the max of
-   its branches' ends).
+   its branches' ends), one per distinct sequence of steps (most routes repeat a few).
 3. Hops are processed level by level (longest-path depth in their template). At each station the
    requests are sorted by time (ties: earlier sample, then branch order) and served by the
    Lindley recursion: one server by exact per-busy-period running sums, c
@@ -615,6 +615,7 @@ class FastSimulation:
             keys = keys + epoch.reshape(-1).astype(np.int64) * (span * (len(ends) + 1))
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         hops = _Hops()
+        self._template_of, self._template_list = {}, []  # rows of this run's table
         tids, results = [], []
         for i in first.tolist():
             src = None if source[i] < 0 else ends[source[i]]
