@@ -317,9 +317,12 @@ def fifo_many(r: np.ndarray, s: np.ndarray, c: int,
         e = r + s
         if n <= c or (np.maximum.accumulate(e[:-c]) <= r[c:]).all():
             return r.copy()
-        done_by = np.searchsorted(np.sort(e), r, side="right")
-        if np.all(np.arange(n) - done_by < c):
-            return r.copy()
+        # Counting the requests done by r[k] counts only predecessors of k when every request
+        # ends after it starts (a zero-duration one, done at its own request, would count).
+        if (e > r).all():
+            done_by = np.searchsorted(np.sort(e), r, side="right")
+            if np.all(np.arange(n) - done_by < c):
+                return r.copy()
     heap = [-np.inf] * c if free is None else list(free)
     heapq.heapify(heap)
     st = np.empty(n)
@@ -899,26 +902,29 @@ class FastSimulation:
             a, b = int(sb[x]), int(sb[x + 1])
             if a == b:
                 continue
+            # The station's join hops (offsets in its slice) and their further predecessors.
+            i, j = np.searchsorted(jh, (a, b)) if jh is not None else (0, 0)
+            xh, xp = (jh[i:j] - a, jp[i:j]) if i < j else (None, None)
             q = plan.station_level.get(x)
             if q is not None:
-                parts = [(q, slice(a, b), None)]
-            else:  # a station visited at several levels
+                parts = [(q, slice(a, b), xh, xp)]
+            else:  # a station visited at several levels: each level's hops and joins
                 lv = plan.level[ths[a:b]]
-                parts = [(q, a + np.flatnonzero(lv == q), lv)
-                         for q in np.flatnonzero(np.bincount(lv)).tolist()]
-            for q, sel, lv in parts:
+                parts = []
+                for q in np.flatnonzero(np.bincount(lv)).tolist():
+                    at = lv == q
+                    sel = a + np.flatnonzero(at)
+                    if xh is None:
+                        parts.append((q, sel, None, None))
+                        continue
+                    mine = at[xh]
+                    rank = np.cumsum(at) - 1  # place of each of the slice's hops in sel
+                    parts.append((q, sel, rank[xh[mine]], xp[mine]))
+            for q, sel, pos, bp in parts:
                 join = None
-                if jh is not None:
-                    i, j = np.searchsorted(jh, (a, b))
-                    if i < j:
-                        bh, bp = jh[i:j], jp[i:j]
-                        if lv is not None:
-                            mine = lv[bh - a] == q
-                            bh, bp = bh[mine], bp[mine]
-                        if len(bh):
-                            pos = bh - a if lv is None else np.searchsorted(sel, bh)
-                            cutp = np.flatnonzero(np.concatenate(([True], pos[1:] != pos[:-1])))
-                            join = (pos[cutp], cutp, bp)
+                if pos is not None and len(pos):
+                    cutp = np.flatnonzero(np.concatenate(([True], pos[1:] != pos[:-1])))
+                    join = (pos[cutp], cutp, bp)
                 blocks[q].append((x, sel, pred[sel], join))
         return blocks
 
