@@ -11,14 +11,21 @@ records, summary, plots) into a temporary directory and prints its wall time and
 Part 3 (``--tuning``) times ``threshold: auto`` at 60 and 600 end devices (ADA on a synthetic
 oracle): tuning (numpy over all thresholds, and the dry runs it replaces at 60) against the run.
 
+With ``--against TREE`` it only times this tree's fast engine against another checkout's
+(``simulator/fast.py`` of TREE on this tree's package), alternately in one process, and checks
+that their records are bit-identical.
+
     python bench/fast.py [--samples 100000] [--des-samples N] [--big 1000000]
                          [--skip-quickstart] [--skip-big]
+    python bench/fast.py --against /work/main [--reps 5]
     python bench/fast.py --tuning-only
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import resource
 import sys
 import tempfile
@@ -51,13 +58,19 @@ def same(a, b) -> bool:
     return ok and codes and np.array_equal(a.correct, b.correct)
 
 
+def load_average() -> str:
+    """The machine's 1/5/15-minute load averages (other processes share the cores)."""
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def compare(name: str, n: int, m: int) -> list[float]:
     """Fast on ``n`` samples against the DES on ``m`` (its cost per sample is flat in the
     number of samples); equality is checked on the DES's ``m``."""
     loaded = load(ROOT / "scenarios" / f"{name}.yaml", [f"samples={n}"])
     topo, bound = prepare(loaded, progress=False)
     scn = loaded.scenario
-    print(f"\n{name}: fast on {n}, DES on {m} samples per policy (CPU s; wall s in brackets)")
+    print(f"\n{name}: fast on {n}, DES on {m} samples per policy (CPU s; wall s in brackets; "
+          f"{load_average()})")
     print(f"{'policy':<12} {'DES s':>16} {'fast s':>14} {'DES /s':>9} {'fast /s':>10} "
           f"{'ratio':>7}  equal")
     ratios, rate_des, rate_fast = [], [], []
@@ -72,8 +85,49 @@ def compare(name: str, n: int, m: int) -> list[float]:
               f"{n / cf:10.0f} {ratios[-1]:7.1f}  {same(des, fast_m)}")
     hd = len(bound) / sum(1 / r for r in rate_des)
     hf = len(bound) / sum(1 / r for r in rate_fast)
-    print(f"{'all':<12} {'':25} {hd:9.0f} {hf:10.0f} {hf / hd:7.1f}")
+    print(f"{'all':<12} {'':25} {hd:9.0f} {hf:10.0f} {hf / hd:7.1f}  ({load_average()})")
     return ratios
+
+
+def identical(a, b) -> bool:
+    """Two record blocks equal in every column, bit for bit (NaN equal to NaN)."""
+    cols = ("arrival", "finish", "status", "exit", "tier", "correct", "pred", "split", "source",
+            "views", "link_bytes", "energy", "kind", "idle")
+    return (all(np.array_equal(getattr(a, k), getattr(b, k), equal_nan=getattr(a, k).dtype.kind
+                               == "f") for k in cols)
+            and (a.run_end, a.exits, a.statuses) == (b.run_end, b.exits, b.statuses))
+
+
+def against(tree: Path, names: list[str], n: int, reps: int) -> None:
+    """This tree's fast engine against ``tree``'s ``simulator/fast.py`` (loaded on top of this
+    tree's package), alternately on the same prepared inputs: samples/s of each (best of
+    ``reps`` CPU times, the order flipped every round) and whether the records are equal."""
+    spec = importlib.util.spec_from_file_location("other_fast", tree / "simulator" / "fast.py")
+    other = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # for dataclasses
+    spec.loader.exec_module(other)
+    for name in names:
+        loaded = load(ROOT / "scenarios" / f"{name}.yaml", [f"samples={n}"])
+        topo, bound = prepare(loaded, progress=False)
+        scn = loaded.scenario
+        print(f"\n{name}: fast engine of this tree against {tree}, {n} samples, best of {reps} "
+              f"(CPU s; {load_average()})")
+        print(f"{'policy':<12} {'this /s':>10} {'other /s':>10} {'speed-up':>9}  identical")
+        rates: dict[str, list[float]] = {"this": [], "other": []}
+        for policy, oracle in bound:
+            best = {"this": np.inf, "other": np.inf}
+            recs = {}
+            for r in range(reps):
+                pair = [("this", FastSimulation), ("other", other.FastSimulation)]
+                for who, cls in pair if r % 2 == 0 else pair[::-1]:
+                    recs[who], cpu, _ = timed(cls, topo, scn, policy, oracle, n)
+                    best[who] = min(best[who], cpu)
+            for who in rates:
+                rates[who].append(n / best[who])
+            print(f"{policy.label:<12} {n / best['this']:10.0f} {n / best['other']:10.0f} "
+                  f"{best['other'] / best['this']:9.2f}  {identical(recs['this'], recs['other'])}")
+        hm = {who: len(v) / sum(1 / x for x in v) for who, v in rates.items()}
+        print(f"{'all':<12} {hm['this']:10.0f} {hm['other']:10.0f} "
+              f"{hm['this'] / hm['other']:9.2f}  ({load_average()})")
 
 
 def big(n: int) -> None:
@@ -138,6 +192,9 @@ def main() -> None:
     ap.add_argument("--skip-quickstart", action="store_true")
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--tuning-only", action="store_true")
+    ap.add_argument("--against", type=Path, default=None, metavar="TREE",
+                    help="only compare this tree's fast engine with TREE's (e.g. /work/main)")
+    ap.add_argument("--reps", type=int, default=5, help="rounds of --against")
     args = ap.parse_args()
     if args.tuning_only:
         print()
@@ -145,6 +202,9 @@ def main() -> None:
         tuning(600)
         return
     names = ["synthetic_demo"] + ([] if args.skip_quickstart else ["quickstart"])
+    if args.against is not None:
+        against(args.against, names, args.samples, args.reps)
+        return
     for name in names:
         compare(name, args.samples, min(args.des_samples or args.samples, args.samples))
     if not args.skip_big:

@@ -10,13 +10,15 @@ at once and writes the same :class:`~simulator.records.RecordBlock` as the SimPy
 1. Arrival times and sources are drawn exactly as the arrival processes draw them.
 2. Each distinct (oracle row, source) is routed once through the policy; its steps become a
    template of hops (station, service time, latency, predecessors; a ``Par`` join is the max of
-   its branches' ends).
+   its branches' ends), one per distinct sequence of steps (most routes repeat a few).
 3. Hops are processed level by level (longest-path depth in their template). At each station the
    requests are sorted by time (ties: earlier sample, then branch order) and served by the
    Lindley recursion: one server by exact per-busy-period running sums, c
    servers by a heap of server-free times. A station that a route visits twice (DDNN sends
-   scores, then features, over the same cell) is revisited until a whole pass changes nothing:
-   the result is then a fixed point of every station's FIFO recursion, i.e. the DES's timeline.
+   scores, then features, over the same cell) makes the levels from its first visit to its
+   last a range that is swept again until a whole sweep changes nothing: the result is then a
+   fixed point of every station's FIFO recursion, i.e. the DES's timeline (the levels after
+   such a range see final requests and are served once).
    SimPy grants equal-time requests in the order their requesting events were scheduled, which
    hangs on the whole history of releases and grants, not on sample order: a run in which
    requests of different samples reach a station at one instant and one of them must wait is
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import simpy
@@ -204,8 +206,14 @@ def fifo_one(r: np.ndarray, s: np.ndarray, prev: float = -np.inf) -> np.ndarray:
     if prev > r[0]:
         r = r.copy()
         r[0] = prev  # max(r[0], prev): the first request waits for the server
+    d = r + s
+    if n == 1 or (r[1:] >= d[:-1]).all():  # nobody waits: every request is its own period
+        return d
     c = np.cumsum(s)
-    d = c + np.maximum.accumulate(r - (c - s))
+    d = c - s
+    np.subtract(r, d, out=d)
+    np.maximum.accumulate(d, out=d)
+    d += c  # the closed form c + max.accumulate(r - (c - s)), one buffer
     new = np.empty(n, dtype=bool)
     new[0] = True
     for _ in range(64):
@@ -225,7 +233,9 @@ def _busy_sums(r: np.ndarray, s: np.ndarray, new: np.ndarray) -> np.ndarray:
     n = len(r)
     d = r + s
     starts = np.flatnonzero(new)
-    lens = np.diff(starts, append=n)
+    lens = np.empty_like(starts)
+    np.subtract(starts[1:], starts[:-1], out=lens[:-1])
+    lens[-1] = n - starts[-1]
     multi = lens > 1
     if not multi.any():
         return d
@@ -238,12 +248,11 @@ def _busy_sums(r: np.ndarray, s: np.ndarray, new: np.ndarray) -> np.ndarray:
             d[j : j + m] = np.cumsum(seg)
         st, ln = st[~long], ln[~long]
     if len(st):
-        order = np.argsort(-ln, kind="stable")
-        st, ln = st[order], ln[order]
-        # going[j]: how many periods are longer than j (ln is descending).
-        going = np.searchsorted(-ln, -np.arange(int(ln[0])), side="left")
+        # Longest first (a radix sort on 16 bits); going[j]: how many are longer than j.
+        st = st[np.argsort((_COLUMN_ROW - ln).astype(np.int16), kind="stable")]
+        going = len(ln) - np.cumsum(np.bincount(ln))
         col = d[st]
-        for j, a in enumerate(going[1:].tolist(), start=1):
+        for j, a in enumerate(going[1:-1].tolist(), start=1):
             at = st[:a] + j
             col = col[:a] + s[at]
             d[at] = col
@@ -303,10 +312,17 @@ def fifo_many(r: np.ndarray, s: np.ndarray, c: int,
     if idle and c >= n:
         return r.copy()
     if idle:
-        # Without waiting, k's predecessors still in service at r[k] must be fewer than c.
-        done_by = np.searchsorted(np.sort(r + s), r, side="right")
-        if np.all(np.arange(n) - done_by < c):
+        # Without waiting, k's predecessors still in service at r[k] must be fewer than c:
+        # surely so when all but the last c - 1 of them are done (no sort needed).
+        e = r + s
+        if n <= c or (np.maximum.accumulate(e[:-c]) <= r[c:]).all():
             return r.copy()
+        # Counting the requests done by r[k] counts only predecessors of k when every request
+        # ends after it starts (a zero-duration one, done at its own request, would count).
+        if (e > r).all():
+            done_by = np.searchsorted(np.sort(e), r, side="right")
+            if np.all(np.arange(n) - done_by < c):
+                return r.copy()
     heap = [-np.inf] * c if free is None else list(free)
     heapq.heapify(heap)
     st = np.empty(n)
@@ -355,13 +371,35 @@ class _Scheduled:
 
 
 @dataclass
+class _Hops:
+    """The hop rows of every route as they are expanded: kind (row of the run's distinct
+    hops), first predecessor (route-local; -1: the arrival), level, and the further
+    predecessors of joins as (row, route-local hop)."""
+
+    kinds: list[int] = field(default_factory=list)
+    p1: list[int] = field(default_factory=list)
+    levels: list[int] = field(default_factory=list)
+    extra: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
 class _Template:
-    """One route: its hops are rows ``first .. first + count`` of the run's hop table."""
+    """One route's hops (shared by every sample routed through the same steps): rows
+    ``first .. first + count`` of the run's hop table."""
 
     first: int
     count: int
     final: tuple[int, ...]  # local hops whose ends the sample waits for (empty: arrival)
-    result: Done | Failed
+
+
+def _step_key(step) -> tuple:
+    """What a step's hops depend on (the same key, the same hops)."""
+    cls = step.__class__
+    if cls is Compute:
+        return (0, step.device, step.flops, step.seconds, step.label)
+    if cls is Send:
+        return (1, step.src, step.dst, step.nbytes, step.label)
+    raise TypeError(f"unexpected step {step!r}")
 
 
 #: Columns of the hop table: station, service s (NaN: depends on the start), wire bytes,
@@ -434,7 +472,11 @@ class FastSimulation:
                     self._medium_station[id(m)] = len(self._stations)
                     self._stations.append(("medium", lk.name, 1, m.bw))
         self._paths: dict[tuple, list] = {}
-        self._hop_cache: dict[tuple, list] = {}
+        self._hop_cache: dict[tuple, tuple[int, ...]] = {}
+        self._kinds: list[tuple] = []  # distinct hops: table rows without the level
+        self._kind_labels: list[tuple] = []  # (where, label) of each
+        self._template_of: dict[tuple, int] = {}  # a route's step keys -> its template
+        self._template_list: list[_Template] = []
 
     # -- templates -----------------------------------------------------------------------------
 
@@ -453,57 +495,42 @@ class FastSimulation:
             self._paths[key] = hops
         return hops
 
-    def _hops_of(self, step) -> list[tuple]:
-        """(table row without level, label) of each hop of a step, cached by what they
-        depend on (routes repeat the same steps with the same sizes)."""
-        if step.__class__ is Compute:
-            key = (0, step.device, step.flops, step.seconds, step.label)
-        elif step.__class__ is Send:
-            key = (1, step.src, step.dst, step.nbytes, step.label)
-        else:
-            raise TypeError(f"unexpected step {step!r}")
+    def _hops_of(self, step, key: tuple) -> tuple[int, ...]:
+        """The hop kinds (rows of :attr:`_kinds`) a step makes, cached by its key (routes
+        repeat the same steps with the same sizes)."""
         got = self._hop_cache.get(key)
         if got is None:
             if step.__class__ is Compute:
                 p = self.topology.devices[step.device]
                 col = self._dev_col[step.device]
                 work = p.work_time(step.flops, step.seconds)
-                got = [((col, p.compute_time(step.flops, step.seconds), 0.0, 0.0, 0, -1, col,
-                         -1, p.step_energy(work, p.call_overhead), 0.0),
-                        (step.device, step.label))]
+                made = [((col, p.compute_time(step.flops, step.seconds), 0.0, 0.0, 0, -1, col,
+                          -1, p.step_energy(work, p.call_overhead), 0.0),
+                         (step.device, step.label))]
             else:
-                got = []
+                made = []
                 for lp, station, bw, dcol, rcol, tx, rx in self._path(step.src, step.dst):
                     wire = float(lp.wire_bytes(step.nbytes)[0])
                     service = bw.time_to_send(0.0, wire) if type(bw) is Bandwidth else np.nan
-                    got.append(((station, service, wire, lp.latency, 1,
-                                 self._link_col[lp.name], dcol, rcol, tx, rx),
-                                (lp.name, step.label)))
+                    made.append(((station, service, wire, lp.latency, 1,
+                                  self._link_col[lp.name], dcol, rcol, tx, rx),
+                                 (lp.name, step.label)))
+            got = tuple(range(len(self._kinds), len(self._kinds) + len(made)))
+            for row, label in made:
+                self._kinds.append(row)
+                self._kind_labels.append(label)
             self._hop_cache[key] = got
         return got
 
-    def _template(self, sample: Sample, sched: _Scheduled, rows: list, preds: list,
-                  labels: list, levels: list) -> _Template:
-        """Expand one route into hop rows (appended to ``rows``, ``preds``, ``labels``,
-        ``levels``)."""
+    def _template(self, sample: Sample, sched: _Scheduled,
+                  hops: _Hops) -> tuple[int, Done | Failed]:
+        """Route one sample: (its template, the route's result). Routes through the same
+        steps (hops, sizes, joins) share a template, expanded into hop rows (appended to
+        ``hops``) the first time."""
         sched.now = sample.arrival
         gen = self.policy.route(sample, sched)
-        first = len(rows)
-        level: list[int] = []  # of this route's hops
-
-        def chain(steps, front: tuple[int, ...], lv: int) -> tuple[tuple[int, ...], int]:
-            for step in steps:
-                for row, label in self._hops_of(step):
-                    lv += 1
-                    rows.append(row)
-                    preds.append(front)
-                    labels.append(label)
-                    level.append(lv)
-                    front = (len(level) - 1,)
-            return front, lv
-
-        front: tuple[int, ...] = ()
-        lv = -1  # the deepest level in front
+        steps: list = []
+        shape: list[tuple] = []  # a step's key, or a Par's keys branch by branch
         result = None
         try:
             step = next(gen)
@@ -512,27 +539,64 @@ class FastSimulation:
                 if step.__class__ is Par:
                     if step.partial and self.aggregation_timeout is not None:
                         raise FastEngineError(_PARTIAL_TIMEOUT)
-                    ends: list[int] = []
-                    deepest = lv
-                    for branch in step.branches:
-                        f, bl = chain(branch, front, lv)
-                        ends.extend(f)
-                        deepest = max(deepest, bl)
-                    front, lv = tuple(dict.fromkeys(ends)), deepest
+                    shape.append(tuple(tuple(map(_step_key, b)) for b in step.branches))
                     sent = tuple(range(len(step.branches)))  # every branch arrives here
                 else:
-                    front, lv = chain((step,), front, lv)
+                    shape.append(_step_key(step))
+                steps.append(step)
                 step = gen.send(sent)
         except StopIteration as stop:
             result = stop.value
         if not isinstance(result, Done | Failed):
             raise TypeError(f"policy {self.policy.label!r} returned {result!r}, not Done")
-        levels.extend(level)
-        return _Template(first, len(rows) - first, front, result)
+        key = tuple(shape)
+        t = self._template_of.get(key)
+        if t is None:
+            t = self._template_of[key] = len(self._template_list)
+            self._template_list.append(self._expand(steps, shape, hops))
+        return t, result
+
+    def _expand(self, steps: list, shape: list, hops: _Hops) -> _Template:
+        """Expand one route's steps (keys ``shape``) into hop rows appended to ``hops``."""
+        kinds, p1, levels, extra = hops.kinds, hops.p1, hops.levels, hops.extra
+        first = len(kinds)
+
+        def chain(pairs, front: tuple[int, ...], lv: int) -> tuple[tuple[int, ...], int]:
+            for step, key in pairs:
+                ids = self._hops_of(step, key)
+                h = len(ids)
+                if not h:
+                    continue
+                b = len(kinds) - first
+                kinds.extend(ids)
+                # The step's first hop waits for all of front, each next one for the one before.
+                p1.append(front[0] if front else -1)
+                if len(front) > 1:
+                    extra.extend([(first + b, q) for q in front[1:]])
+                p1.extend(range(b, b + h - 1))
+                levels.extend(range(lv + 1, lv + 1 + h))
+                lv += h
+                front = (b + h - 1,)
+            return front, lv
+
+        front: tuple[int, ...] = ()
+        lv = -1  # the deepest level in front
+        for step, key in zip(steps, shape, strict=True):
+            if step.__class__ is Par:
+                ends: list[int] = []
+                deepest = lv
+                for branch, bkey in zip(step.branches, key, strict=True):
+                    f, bl = chain(zip(branch, bkey, strict=True), front, lv)
+                    ends.extend(f)
+                    deepest = max(deepest, bl)
+                front, lv = tuple(dict.fromkeys(ends)), deepest
+            else:
+                front, lv = chain(((step, key),), front, lv)
+        return _Template(first, len(kinds) - first, front)
 
     def _templates(self, arrival: np.ndarray, source: np.ndarray):
-        """Every distinct route: (templates, hop table, preds, labels, template per sample,
-        first sample of each template)."""
+        """Every distinct route: (templates, hop table, hops, template per sample, first sample
+        of each distinct (row, source), which of those each sample is, their results)."""
         ends = self.topology.end_devices
         alive = frozenset(range(len(ends)))
         sched = _Scheduled(self.links)
@@ -553,20 +617,23 @@ class FastSimulation:
             _, epoch = np.unique(rates, axis=0, return_inverse=True)
             keys = keys + epoch.reshape(-1).astype(np.int64) * (span * (len(ends) + 1))
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        table: list[tuple] = []
-        preds: list[tuple] = []
-        labels: list[tuple] = []
-        levels: list[int] = []
-        templates = []
+        hops = _Hops()
+        self._template_of, self._template_list = {}, []  # rows of this run's table
+        tids, results = [], []
         for i in first.tolist():
             src = None if source[i] < 0 else ends[source[i]]
-            s = Sample(i, int(rows[i]), src, alive, float(arrival[i]))
-            templates.append(self._template(s, sched, table, preds, labels, levels))
-        hops = np.empty((len(table), _COLS))
-        if table:
-            hops[:, :-1] = table
-            hops[:, -1] = levels
-        return templates, hops, preds, labels, inverse.reshape(-1), first
+            t, res = self._template(Sample(i, int(rows[i]), src, alive, float(arrival[i])),
+                                    sched, hops)
+            tids.append(t)
+            results.append(res)
+        kinds = np.asarray(hops.kinds, dtype=np.int64)
+        table = np.empty((len(kinds), _COLS))
+        if len(kinds):
+            table[:, :-1] = np.asarray(self._kinds, dtype=float)[kinds]
+            table[:, -1] = hops.levels
+        key_of = inverse.reshape(-1)
+        tid = np.asarray(tids, dtype=np.int64)[key_of]
+        return self._template_list, table, hops, tid, first, key_of, results
 
     # -- running -------------------------------------------------------------------------------
 
@@ -578,13 +645,17 @@ class FastSimulation:
         if len(arrival) < n:
             raise FastEngineError("fewer arrivals than samples")
         arrival, source = arrival[:n], source[:n]
-        templates, table, tpreds, labels, tid, first = self._templates(arrival, source)
+        templates, table, hops, tid, first, key_of, results = self._templates(arrival,
+                                                                                source)
+        labels = ([self._kind_labels[i] for i in hops.kinds] if self.hop_log is not None
+                  else None)
         rec.arrival[:] = arrival
         rec.source[:] = source
         rec.views[:] = len(topo.end_devices)  # every end device is up (no failures here)
         del source
         varying = self._bytes_and_energy(rec, templates, table, tid)
-        plan = _Plan(templates, table, tpreds, varying)
+        plan = _Plan(templates, table, hops, varying)
+        del hops
         # Samples per chunk: about ``chunk_hops`` hops each (routes differ in length).
         per_sample = float(plan.tcount[tid].mean()) if n else 1.0
         size = self.chunk or max(1, int(self.chunk_hops / max(per_sample, 1.0)))
@@ -612,15 +683,14 @@ class FastSimulation:
         end = float(rec.finish.max()) if n else 0.0
         rec.set_idle([p.power_idle * Availability(p.down, p.processes, None).up_time(0.0, end)
                       for p in topo.devices.values()], end)
-        # Exits and statuses: set once per template through the block's setters, then copied.
-        for j, i in enumerate(first.tolist()):
-            res = templates[j].result
+        # Exits and statuses: once per distinct (row, source) through the setters, then copied.
+        for i, res in zip(first.tolist(), results, strict=True):
             if res.__class__ is Done:
                 rec.set_exit(i, res.exit, res.tier, res.pred, res.correct, res.split)
                 rec.set_status(i, "ok")
             else:
                 rec.set_status(i, res.reason)
-        src = first[tid]
+        src = first[key_of]
         for column in (rec.exit, rec.tier, rec.pred, rec.correct, rec.split, rec.status):
             column[:] = column[src]
         return rec
@@ -635,7 +705,11 @@ class FastSimulation:
         ahead of it, at its station and on its route, was requested even earlier, and every
         later sample requests its hops at ``cut`` or after. Such hops are committed: each
         station's servers move past them (``state``) and a sample whose hops are all committed
-        is done. The others are timed again with the next chunk, ahead of its samples."""
+        is done. The others are timed again with the next chunk, ahead of its samples.
+
+        Hops are numbered sample by sample (index ``h``), then laid out station by station
+        (position ``inv[h]``; hop order kept within a station, hops committed by an earlier
+        chunk last), so that each station's requests are one contiguous slice."""
         ta = tid[act]
         per = plan.tcount[ta]
         k = len(act)
@@ -651,109 +725,103 @@ class FastSimulation:
         at = np.flatnonzero(p1 < 0)
         pred1[at] = m + sl[at]
         del p1, at
-        service = plan.service[th]
-        out_ext = np.concatenate((np.full(m, np.inf), arrival[act]))
-        ready = np.full(m, np.inf)
-        hend = np.full(m, np.inf)
-        start = np.full(m, np.inf) if self.hop_log is not None else None
-        pinned = np.zeros(m, dtype=bool)
+
+        nst = len(self._stations)
+        stq = plan.station[th]
+        mc = 0
         if carry is not None and len(carry[0]):
             _, c_pin, c_ready, c_out, c_end, c_service, c_start = carry
             mc = len(c_pin)
-            pinned[:mc] = c_pin
-            ready[:mc], out_ext[:mc], hend[:mc], service[:mc] = c_ready, c_out, c_end, c_service
-            if start is not None:
-                start[:mc] = c_start
-        carry = None
-
-        level = plan.level[th]
-        by_level = np.argsort(level, kind="stable")
-        lb = np.concatenate(([0], np.cumsum(np.bincount(level))))
-        joins: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        if plan.nx is not None:
-            hx = np.flatnonzero(plan.nx[th] > 0)
-            if len(hx):
-                nxh = plan.nx[th[hx]]
-                jh = np.repeat(hx, nxh)
-                jq = plan.xq[np.repeat(plan.xptr[th[hx]], nxh)
-                             + (np.arange(len(jh)) - np.repeat(np.cumsum(nxh) - nxh, nxh))]
-                jp = goff[sl[jh]] + jq
-                jl = level[jh]
-                # Position of each join hop inside its level's hop list.
-                rank = np.empty(m, dtype=np.int64)
-                rank[by_level] = np.arange(m, dtype=np.int64)
-                jpos = rank[jh] - lb[jl]
-                del rank
-                for q in np.unique(jl).tolist():
-                    sel = jl == q
-                    pos = jpos[sel]  # non-decreasing: hops are in order
-                    cutp = np.flatnonzero(np.diff(pos, prepend=-1))
-                    joins[q] = (pos[cutp], cutp, jp[sel])
-        levels = [by_level[lb[q] : lb[q + 1]] for q in range(len(lb) - 1)]
-        del by_level, level
-
-        nst = len(self._stations)
-        station = plan.station[th]
-        # Committed hops of earlier chunks are no station's requests any more.
-        stq = np.where(pinned, nst, station) if pinned.any() else station
+            stq[:mc][c_pin] = nst  # committed hops of earlier chunks: no station's requests
+        # Station by station, hop order kept within each: the layout of every per-hop array.
         by_station = np.argsort(stq, kind="stable")
         sb = np.concatenate(([0], np.cumsum(np.bincount(stq, minlength=nst + 1))))
-        st_hops = [by_station[sb[x] : sb[x + 1]] for x in range(nst)]
-        del by_station, stq
+        del stq
+        inv = np.empty(m + k, dtype=np.int64)
+        inv[by_station] = np.arange(m, dtype=np.int64)
+        inv[m:] = np.arange(m, m + k, dtype=np.int64)  # the arrivals, after the hops
+        ths, sls = th[by_station], sl[by_station]
+        pred = inv[pred1[by_station]]
+        del by_station
+        service = plan.service[ths]
+        latency = plan.latency[ths]
+        out_ext = np.empty(m + k)
+        out_ext[:m] = np.inf
+        out_ext[m:] = arrival[act]
+        ready = np.full(m, np.inf)
+        hend = np.full(m, np.inf)
+        start = np.full(m, np.inf) if self.hop_log is not None else None
+        if mc:
+            at = inv[:mc]
+            ready[at], out_ext[at], hend[at], service[at] = c_ready, c_out, c_end, c_service
+            if start is not None:
+                start[at] = c_start
+            del at
+        carry = None
+        blocks = self._blocks(plan, ta, goff, inv, ths, pred, sb)
 
         def serve(x: int) -> None:
-            hops = st_hops[x]
-            r = ready[hops]
-            ok = r < np.inf
-            if not ok.all():
-                hops, r = hops[ok], r[ok]
+            a, b = sb[x], sb[x + 1]
+            r = ready[a:b]
+            sel = None  # positions in request order (None: the slice a:b as it is)
+            if x not in plan.station_level:  # a level not reached yet has no requests yet
+                ok = r < np.inf
+                if not ok.all():
+                    sel = a + np.flatnonzero(ok)
+                    r = ready[sel]
             # Stable sort: equal request times keep hop order (earlier sample, then branch).
             if len(r) > 1 and not (r[1:] >= r[:-1]).all():
                 order = np.argsort(r, kind="stable")
-                hops, r = hops[order], r[order]
+                sel = a + order if sel is None else sel[order]
+                r = r[order]
+            if sel is None:
+                sel = slice(a, b)
             spec, prev = self._stations[x], state[x]
-            rows = th[hops]
             if spec[0] == "medium" and type(spec[3]) is not Bandwidth:
-                st, dt = fifo_trace(r, plan.wire[rows], spec[3],
+                st, dt = fifo_trace(r, plan.wire[ths[sel]], spec[3],
                                     -np.inf if prev is None else prev)
-                service[hops] = dt
+                service[sel] = dt
                 end = st + dt
             elif spec[2] == 1:
                 prev = -np.inf if prev is None else prev
-                end = fifo_one(r, service[hops], prev)
+                end = fifo_one(r, service[sel], prev)
                 if start is not None:
                     st = np.maximum(r, np.concatenate(([prev], end[:-1])))
             else:
-                st = fifo_many(r, service[hops], spec[2], prev)
-                end = st + service[hops]
+                st = fifo_many(r, service[sel], spec[2], prev)
+                end = st + service[sel]
             if start is not None:
-                start[hops] = st
-            hend[hops] = end
-            out_ext[hops] = end + plan.latency[rows]  # + 0.0 keeps a compute end as is
+                start[sel] = st
+            hend[sel] = end
+            out_ext[sel] = end if spec[0] == "device" else end + latency[sel]
             # The last call per station sees its final requests: keep its verdict on ties.
-            ties[x] = _order_dependent_tie(r, end, st if spec[2] > 1 else None, sl[hops],
+            ties[x] = _order_dependent_tie(r, end, st if spec[2] > 1 else None, sls[sel],
                                            state[x])
 
         ties: dict[int, float | None] = {}
-        for _ in range(MAX_PASSES):
-            changed = False
-            for q, hl in enumerate(levels):
-                new = out_ext[pred1[hl]]
-                if q in joins:
-                    pos, cutp, jp = joins[q]
-                    new[pos] = np.maximum(new[pos], np.maximum.reduceat(out_ext[jp], cutp))
-                diff = new != ready[hl]
-                if not diff.any():
-                    continue
-                changed = True
-                ready[hl] = new
-                hit = np.bincount(station[hl[diff]], minlength=nst)
-                for x in np.flatnonzero(hit).tolist():
-                    serve(x)
-            if not changed or plan.one_pass:
-                break
-        else:
-            raise FastEngineError(f"the timeline did not settle in {MAX_PASSES} passes")
+        for lo, hi in plan.sweeps:
+            for _ in range(MAX_PASSES):
+                changed = False
+                for level in blocks[lo : hi + 1]:
+                    hit = []
+                    for x, sel, psel, join in level:
+                        new = out_ext[psel]
+                        if join is not None:
+                            pos, cutp, jp = join
+                            new[pos] = np.maximum(new[pos],
+                                                  np.maximum.reduceat(out_ext[jp], cutp))
+                        if np.array_equal(new, ready[sel]):
+                            continue
+                        ready[sel] = new
+                        hit.append(x)
+                    if hit:
+                        changed = True
+                        for x in sorted(set(hit)):
+                            serve(x)
+                if not changed or lo == hi:
+                    break
+            else:
+                raise FastEngineError(f"the timeline did not settle in {MAX_PASSES} passes")
         for x, t in ties.items():
             if t is not None:
                 spec = self._stations[x]
@@ -761,14 +829,12 @@ class FastSimulation:
                     f"requests of different samples reach {spec[0]} {spec[1]!r} at the same "
                     f"instant ({t!r} s) and one of them waits: SimPy serves them in the order "
                     "of its event queue, which the fast engine does not reproduce")
-        del levels, joins, pred1
+        del blocks, pred
 
         # Commit every hop requested before the cut; move each station's servers past them.
         com = ready < cut
-        fresh = com & ~pinned
         for x in range(nst):
-            hops = st_hops[x]
-            ends = hend[hops[fresh[hops]]]
+            ends = hend[sb[x] : sb[x + 1]][com[sb[x] : sb[x + 1]]]
             if not len(ends):
                 continue
             c, prev = self._stations[x][2], state[x]
@@ -779,20 +845,20 @@ class FastSimulation:
                 pool = ends if prev is None else np.concatenate((prev, ends))
                 state[x] = np.sort(pool)[-c:].tolist() if len(pool) >= c else \
                     sorted(pool.tolist() + [-np.inf] * (c - len(pool)))
-        del fresh
-        open_ = np.bincount(sl[~com], minlength=k)
+        open_ = np.bincount(sls[~com], minlength=k)
         done = open_ == 0
         di = np.flatnonzero(done)
         if len(di):
             fl = plan.tfinal[ta[di]]
             fin = np.where(fl >= 0, goff[di, None] + fl, m + di[:, None])
-            rec.finish[act[di]] = out_ext[fin].max(axis=1)
-            hd = np.flatnonzero(done[sl])
+            rec.finish[act[di]] = out_ext[inv[fin]].max(axis=1)
+            if plan.varying_any or self.hop_log is not None:
+                hd = np.flatnonzero(done[sl])  # sample by sample, as the DES bills them
             if plan.varying_any:
                 h = hd[plan.varying[th[hd]]]
                 # Hops whose airtime a bandwidth schedule set: billed one by one.
-                rows, hs = th[h], act[sl[h]]
-                txe, rxe = plan.tx[rows] * service[h], plan.rx[rows] * service[h]
+                rows, hs, dt = th[h], act[sl[h]], service[inv[h]]
+                txe, rxe = plan.tx[rows] * dt, plan.rx[rows] * dt
                 np.add.at(rec.energy, (hs, plan.dev[rows]), txe)
                 np.add.at(rec.energy, (hs, plan.rcv[rows]), rxe)
                 np.add.at(rec.kind[:, 1], hs, txe)
@@ -800,18 +866,67 @@ class FastSimulation:
             if self.hop_log is not None:
                 for h in hd[act[sl[hd]] < self._log_below].tolist():
                     where, label = labels[th[h]]
+                    q = inv[h]
                     log.append(((int(act[sl[h]]), h - int(goff[sl[h]])),
                                 (int(act[sl[h]]), "compute" if plan.kind[th[h]] == 0 else
-                                 "send", where, label, float(start[h]), float(out_ext[h]),
-                                 float(ready[h]))))
+                                 "send", where, label, float(start[q]), float(out_ext[q]),
+                                 float(ready[q]))))
         keep = np.flatnonzero(~done)
         if not len(keep):
             return (keep, None, None, None, None, None, None)
-        hk = np.flatnonzero(~done[sl])
+        hk = inv[np.flatnonzero(~done[sl])]  # sample by sample, as the next chunk lays out
         pin = com[hk]
         return (act[keep], pin, np.where(pin, ready[hk], np.inf),
                 np.where(pin, out_ext[hk], np.inf), hend[hk], service[hk],
                 None if start is None else start[hk])
+
+    def _blocks(self, plan: _Plan, ta: np.ndarray, goff: np.ndarray, inv: np.ndarray,
+                ths: np.ndarray, pred: np.ndarray, sb: np.ndarray) -> list:
+        """Per level, the chunk's hops at each station there: (station, positions (a slice,
+        or indices where the station serves several levels), their first predecessors'
+        positions, joins or None). Joins are (join hops' places in the block, their starts in
+        ``jp``, the positions ``jp`` of their further predecessors), for a ``reduceat``."""
+        jh = jp = None
+        cnt = plan.xcount[ta]
+        nj = int(cnt.sum())
+        if nj:
+            # Further predecessors of joins, sample by sample from each route's list.
+            first = np.cumsum(cnt) - cnt
+            e = np.repeat(plan.xstart[ta] - first, cnt) + np.arange(nj, dtype=np.int64)
+            base = np.repeat(goff, cnt)
+            jh, jp = inv[base + plan.xh[e]], inv[base + plan.xq[e]]
+            order = np.argsort(jh, kind="stable")
+            jh, jp = jh[order], jp[order]
+        blocks: list[list] = [[] for _ in range(plan.levels)]
+        for x in range(len(self._stations)):
+            a, b = int(sb[x]), int(sb[x + 1])
+            if a == b:
+                continue
+            # The station's join hops (offsets in its slice) and their further predecessors.
+            i, j = np.searchsorted(jh, (a, b)) if jh is not None else (0, 0)
+            xh, xp = (jh[i:j] - a, jp[i:j]) if i < j else (None, None)
+            q = plan.station_level.get(x)
+            if q is not None:
+                parts = [(q, slice(a, b), xh, xp)]
+            else:  # a station visited at several levels: each level's hops and joins
+                lv = plan.level[ths[a:b]]
+                parts = []
+                for q in np.flatnonzero(np.bincount(lv)).tolist():
+                    at = lv == q
+                    sel = a + np.flatnonzero(at)
+                    if xh is None:
+                        parts.append((q, sel, None, None))
+                        continue
+                    mine = at[xh]
+                    rank = np.cumsum(at) - 1  # place of each of the slice's hops in sel
+                    parts.append((q, sel, rank[xh[mine]], xp[mine]))
+            for q, sel, pos, bp in parts:
+                join = None
+                if pos is not None and len(pos):
+                    cutp = np.flatnonzero(np.concatenate(([True], pos[1:] != pos[:-1])))
+                    join = (pos[cutp], cutp, bp)
+                blocks[q].append((x, sel, pred[sel], join))
+        return blocks
 
     def _bytes_and_energy(self, rec: RecordBlock, templates, table: np.ndarray,
                           tid: np.ndarray) -> np.ndarray:
@@ -840,9 +955,9 @@ class FastSimulation:
         np.add.at(tkind[:, 1], t_of_row[fixed], txe)
         np.add.at(tenergy, (t_of_row[fixed], rcv[fixed]), rxe)
         np.add.at(tkind[:, 2], t_of_row[fixed], rxe)
-        rec.link_bytes[:] = tbytes[tid]
-        rec.energy[:] = tenergy[tid]
-        rec.kind[:] = tkind[tid]
+        np.take(tbytes, tid, axis=0, out=rec.link_bytes)
+        np.take(tenergy, tid, axis=0, out=rec.energy)
+        np.take(tkind, tid, axis=0, out=rec.kind)
         return varying
 
 
@@ -850,7 +965,7 @@ class _Plan:
     """The hop table of a run's routes as one contiguous array per column, with each
     template's extent, each row's first and extra predecessors and each route's final hops."""
 
-    def __init__(self, templates: list[_Template], table: np.ndarray, tpreds: list,
+    def __init__(self, templates: list[_Template], table: np.ndarray, hops: _Hops,
                  varying: np.ndarray):
         self.tcount = np.array([t.count for t in templates], dtype=np.int64)
         self.tstart = np.array([t.first for t in templates], dtype=np.int64)
@@ -864,18 +979,38 @@ class _Plan:
         # Every station at one level of the routes: when a level is served, its stations'
         # requests all come from levels already final, so one pass is the fixed point.
         pairs = np.unique(self.station.astype(np.int64) * (1 << 16) + self.level)
-        self.one_pass = len(np.unique(pairs >> 16)) == len(pairs)
+        stations, count = np.unique(pairs >> 16, return_counts=True)
+        # The level of each station that serves one level only.
+        self.station_level = {int(x): int(pairs[(pairs >> 16) == x][0] & 0xFFFF)
+                              for x in stations[count == 1].tolist()}
+        self.levels = int(self.level.max()) + 1 if len(self.level) else 0
+        # Levels swept together until a sweep changes nothing: from the first to the last
+        # level of a station that serves several (overlapping spans merged). Any other level
+        # is final after one sweep, its requests all coming from levels already final.
+        spans = sorted((int(lv.min()), int(lv.max())) for lv in
+                       (pairs[(pairs >> 16) == x] & 0xFFFF for x in stations[count > 1]))
+        merged: list[list[int]] = []
+        for lo, hi in spans:
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        self.sweeps: list[tuple[int, int]] = []
+        q = 0
+        for lo, hi in merged:
+            self.sweeps += [(v, v) for v in range(q, lo)] + [(lo, hi)]
+            q = hi + 1
+        self.sweeps += [(v, v) for v in range(q, self.levels)]
         self.varying = varying
         self.varying_any = bool(varying.any())
         # Predecessors: the first one per row (-1: the arrival), the others of joins aside.
-        self.p1 = np.array([p[0] if p else -1 for p in tpreds], dtype=np.int64)
-        extra = [(r, q) for r, p in enumerate(tpreds) for q in p[1:]]
-        self.nx = self.xptr = self.xq = None
-        if extra:
-            er = np.array(extra, dtype=np.int64)  # rows ascending: a CSR of extra preds
-            self.nx = np.bincount(er[:, 0], minlength=len(table))
-            self.xptr = np.cumsum(self.nx) - self.nx
-            self.xq = er[:, 1]
+        self.p1 = np.asarray(hops.p1, dtype=np.int64)
+        # Further predecessors of joins: per route, (local hop, local predecessor) pairs.
+        er = np.array(hops.extra, dtype=np.int64).reshape(-1, 2)  # rows ascending
+        tof = np.searchsorted(self.tstart, er[:, 0], side="right") - 1
+        self.xcount = np.bincount(tof, minlength=len(templates))
+        self.xstart = np.cumsum(self.xcount) - self.xcount
+        self.xh, self.xq = er[:, 0] - self.tstart[tof], er[:, 1]
         width = max([1] + [len(t.final) for t in templates])
         self.tfinal = np.full((len(templates), width), -1, dtype=np.int64)
         for j, t in enumerate(templates):
