@@ -64,21 +64,22 @@ class RecordBlock:
     def filled(self) -> int:
         return int((self.status >= 0).sum())
 
-    def exit_code(self, exit: str) -> int:
-        """The code of exit ``exit`` in the ``exit`` column (a new name gets the next one)."""
-        code = self._exit_code.get(exit)
+    @staticmethod
+    def _code(codes: dict[str, int], names: list[str], name: str) -> int:
+        """The code of ``name`` in a coded column (a new name gets the next one)."""
+        code = codes.get(name)
         if code is None:
-            code = self._exit_code[exit] = len(self.exits)
-            self.exits.append(exit)
+            code = codes[name] = len(names)
+            names.append(name)
         return code
 
+    def exit_code(self, exit: str) -> int:
+        """The code of exit ``exit`` in the ``exit`` column."""
+        return self._code(self._exit_code, self.exits, exit)
+
     def status_code(self, status: str) -> int:
-        """The code of ``status`` in the ``status`` column (a new reason gets the next one)."""
-        code = self._status_code.get(status)
-        if code is None:
-            code = self._status_code[status] = len(self.statuses)
-            self.statuses.append(status)
-        return code
+        """The code of ``status`` in the ``status`` column."""
+        return self._code(self._status_code, self.statuses, status)
 
     def set_exit(self, i: int, exit: str, tier: str, pred: int, correct: bool,
                  split: int = -1) -> None:
