@@ -540,23 +540,11 @@ class Simulation:
                 held = to_send / rate
                 yield env.timeout(held)
                 res.release(req)
-                if acc.open:
-                    b = acc.bytes
-                    b[col] = b.get(col, 0.0) + to_send
-                    if tx_p or rx_p:
-                        energy, kind = acc.energy, acc.kind
-                        if tx_p:
-                            energy[scol] = energy.get(scol, 0.0) + tx_p * held
-                            kind[1] += tx_p * held
-                        if rx_p:
-                            energy[rcol] = energy.get(rcol, 0.0) + rx_p * held
-                            kind[2] += rx_p * held
-                else:
-                    self._bill_bytes(acc, i, col, to_send)
-                    if tx_p:
-                        self._bill(acc, i, scol, tx_p * held, 1)
-                    if rx_p:
-                        self._bill(acc, i, rcol, rx_p * held, 2)
+                self._bill_bytes(acc, i, col, to_send)
+                if tx_p:
+                    self._bill(acc, i, scol, tx_p * held, 1)
+                if rx_p:
+                    self._bill(acc, i, rcol, rx_p * held, 2)
                 if lp.latency:
                     yield env.timeout(lp.latency)
                 continue
