@@ -17,7 +17,7 @@ from simpy.events import Event
 from simulator.devices import Availability, Device, hop_radio_power
 from simulator.network import Bandwidth, FifoMedium, Link
 from simulator.policies.base import Compute, Done, Failed, Par, Policy, Sample, Send
-from simulator.records import TIERS, RecordBlock
+from simulator.records import RecordBlock
 from simulator.topology import Topology
 from simulator.util import stream
 from simulator.workload import Arrivals
@@ -147,7 +147,6 @@ class Simulation:
         self.records = RecordBlock(n_samples, list(topology.links), list(topology.devices),
                                    policy.exits,
                                    tiers=[p.tier for p in topology.devices.values()])
-        self._exit_codes: dict[tuple[str, str], tuple[int, int]] = {}  # (exit, tier) -> codes
         self._dev_col = {n: i for i, n in enumerate(topology.devices)}
         self._link_col = {n: i for i, n in enumerate(topology.links)}
         # Per path: tuple of hops (see _path), resolved once.
@@ -334,21 +333,8 @@ class Simulation:
         if status == "ok":
             if result.__class__ is not Done:
                 raise TypeError(f"policy {self.policy.label!r} returned {result!r}, not Done")
-            # RecordBlock.set_exit and set_status inlined, codes cached per (exit, tier).
-            key = (result.exit, result.tier)
-            codes = self._exit_codes.get(key)
-            if codes is None:
-                codes = self._exit_codes[key] = (rec.exit_code(result.exit),
-                                                 TIERS.index(result.tier))
-            rec.exit[i], rec.tier[i] = codes
-            rec.pred[i] = result.pred
-            if result.correct:
-                rec.correct[i] = True
-            if result.split != -1:
-                rec.split[i] = result.split
-            rec.status[i] = 0
-        else:
-            rec.status[i] = rec.status_code(status)
+            rec.set_exit(i, result.exit, result.tier, result.pred, result.correct, result.split)
+        rec.set_status(i, status)
         self._done += 1
         if self._progress is not None and not self._done & 1023:
             self._progress(1024)

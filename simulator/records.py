@@ -39,6 +39,7 @@ class RecordBlock:
         self._exit_code = {e: k for k, e in enumerate(self.exits)}
         self.statuses = ["ok"]
         self._status_code = {"ok": 0}
+        self._exit_tier: dict[tuple[str, str], tuple[int, int]] = {}  # -> (exit, tier) codes
         self.arrival = np.full(n, np.nan)
         self.finish = np.full(n, np.nan)
         self.status = np.full(n, -1, dtype=np.int16)
@@ -83,8 +84,10 @@ class RecordBlock:
 
     def set_exit(self, i: int, exit: str, tier: str, pred: int, correct: bool,
                  split: int = -1) -> None:
-        self.exit[i] = self.exit_code(exit)
-        self.tier[i] = TIERS.index(tier)
+        codes = self._exit_tier.get((exit, tier))
+        if codes is None:
+            codes = self._exit_tier[exit, tier] = (self.exit_code(exit), TIERS.index(tier))
+        self.exit[i], self.tier[i] = codes
         self.pred[i] = pred
         self.correct[i] = correct
         self.split[i] = split
