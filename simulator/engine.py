@@ -276,7 +276,7 @@ class Simulation:
                             yield from self._send(step, i, acc)
                         else:
                             # Constant-rate FIFO hops that cannot fail, inlined (the hot
-                            # path of _send, same arithmetic).
+                            # path of _send; to_send is LinkParams.wire_bytes without a call).
                             payload = step.nbytes
                             if payload.__class__ is not float:
                                 payload = float(payload)
@@ -516,10 +516,8 @@ class Simulation:
         for (link, col, sender, scol, receiver, rcol, tx_p, rx_p, medium, rate,
              watch) in self._path(step.src, step.dst):
             lp = link.p
+            to_send = lp.wire_bytes(payload)[0]
             if rate and not logged:
-                mtu = lp.mtu
-                packets = max(1, math.ceil(payload / mtu)) if mtu else 1
-                to_send = payload + lp.overhead + packets * lp.header
                 res = medium.resource
                 req = res.request()
                 yield req
@@ -535,7 +533,6 @@ class Simulation:
                     yield env.timeout(lp.latency)
                 continue
             sizes = lp.packet_bytes(payload) if lp.loss else None
-            to_send = lp.wire_bytes(payload)[0]
             asked = start = env.now
             attempt = 0
             while True:
