@@ -639,16 +639,6 @@ def _legend(ax, **kw) -> None:
         ax.legend(**kw)
 
 
-def _legend_all(ax, axes, **kw) -> None:
-    """One legend in ``ax`` naming every policy drawn in any of ``axes``."""
-    seen: dict = {}
-    for a in axes:
-        for h, label in zip(*a.get_legend_handles_labels(), strict=True):
-            seen.setdefault(label, h)
-    if seen:
-        ax.legend(list(seen.values()), list(seen), **kw)
-
-
 def _colours(rows: pd.DataFrame) -> dict:
     """One colour per policy, the same in every panel of a figure."""
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
