@@ -281,6 +281,17 @@ def _arrow(frame: pd.DataFrame) -> pa.Table:
     return table.replace_schema_metadata(None)
 
 
+def _engine(cls, loaded: Loaded, topo, policy, n_rows: int, times, hop_log, advance, order):
+    """Engine ``cls`` set up to time ``policy`` on fresh arrivals. The fast engine reports no
+    progress while it runs (the caller counts its samples once it is done): it may still hand
+    the policy to the DES, which then counts every sample."""
+    scn = loaded.scenario
+    arrivals = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices, scn.seed, times)
+    return cls(topo, arrivals, policy, scn.samples, scn.seed, n_rows, hop_log=hop_log,
+               progress=advance if cls is Simulation else None,
+               aggregation_timeout=scn.aggregation_timeout, order=order)
+
+
 def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None = None,
             keep_records: bool | None = None, hop_log: bool | int | None = None,
             plots: bool | None = None,
@@ -313,43 +324,33 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
     orders = {n: sample_order(loaded, n) for n in {o.n_samples for _, o in bound}}
     try:
         for policy, oracle in bound:
-            arrivals = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices,
-                                          scn.seed, times)
             advance = progress(policy.label, scn.samples) if progress else None
             t1 = time.perf_counter()
             engine, why = choose_engine(loaded, topo, policy)
             engines[policy.label] = {"engine": engine, "why": why}
             order = orders[oracle.n_samples]
+            args = (loaded, topo, policy, oracle.n_samples, times, hop_log, advance, order)
             if engine == "fast":
-                from simulator.fast import FastSimulation
+                from simulator.fast import FastEngineError, FastSimulation
 
-                sim = FastSimulation(topo, arrivals, policy, scn.samples, scn.seed,
-                                     oracle.n_samples, hop_log=hop_log, progress=advance,
-                                     aggregation_timeout=scn.aggregation_timeout, order=order)
+                try:
+                    sim = _engine(FastSimulation, *args)
+                    rec = sim.run()
+                    if advance is not None:
+                        advance(scn.samples)
+                except FastEngineError as exc:
+                    if scn.engine == "fast":
+                        raise ScenarioError([loaded.problem(("engine",), "engine 'fast' cannot "
+                                            f"time this exactly: {exc.feature} (use engine: "
+                                            "auto or des)")]) from None
+                    # Found while timing (e.g. equal-time requests whose order SimPy decides):
+                    # the DES times this policy instead, and the manifest says why.
+                    engines[policy.label] = {"engine": "des", "why": "the fast engine is not "
+                                             f"exact here (found while timing): {exc.feature}"}
+                    sim = _engine(Simulation, *args)
+                    rec = sim.run()
             else:
-                sim = Simulation(topo, arrivals, policy, scn.samples, scn.seed,
-                                 oracle.n_samples, hop_log=hop_log, progress=advance,
-                                 aggregation_timeout=scn.aggregation_timeout, order=order)
-            try:
-                rec = sim.run()
-            except Exception as exc:
-                from simulator.fast import FastEngineError
-
-                if engine != "fast" or not isinstance(exc, FastEngineError):
-                    raise
-                if scn.engine == "fast":
-                    raise ScenarioError([loaded.problem(("engine",), "engine 'fast' cannot "
-                                        f"time this exactly: {exc.feature} (use engine: auto "
-                                        "or des)")]) from None
-                # Found while timing (e.g. equal-time requests whose order SimPy decides):
-                # the DES times this policy instead, and the manifest says why.
-                engines[policy.label] = {"engine": "des", "why": "the fast engine is not exact "
-                                         f"here (found while timing): {exc.feature}"}
-                arrivals = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices,
-                                              scn.seed, times)
-                sim = Simulation(topo, arrivals, policy, scn.samples, scn.seed,
-                                 oracle.n_samples, hop_log=hop_log, progress=advance,
-                                 aggregation_timeout=scn.aggregation_timeout, order=order)
+                sim = _engine(Simulation, *args)
                 rec = sim.run()
             wall = time.perf_counter() - t1
             # Tables and parquet load once the first policy has simulated (start-up, issue 13).

@@ -461,9 +461,18 @@ def test_auto_falls_back_to_the_des_on_ties_found_while_timing(tmp_path):
     loaded = load_data(copy.deepcopy(data))
     topo, [(policy, _)] = prepare(loaded, progress=False)
     assert choose_engine(loaded, topo, policy)[0] == "fast"
-    res = execute(loaded, None, make_progress=False)
+    counted: dict[str, int] = {}
+
+    def progress(label, total):
+        def advance(n):
+            counted[label] = counted.get(label, 0) + n
+        return advance
+
+    res = execute(loaded, None, make_progress=False, progress=progress)
     eng = res.manifest["engine"]["policies"]["tiered"]
     assert eng["engine"] == "des" and "found while timing" in eng["why"], eng
+    # Each sample counted at most once though two engines ran (the DES reports every 1024).
+    assert counted.get("tiered", 0) <= 31
     des = execute(load_data(dict(copy.deepcopy(data), engine="des")), None,
                   make_progress=False)
     for col in ("finish_s", "arrival_s"):
@@ -651,3 +660,20 @@ def test_order_maps_samples_to_rows():
         np.testing.assert_array_equal(rev.pred, base.pred[::-1], policy.label)
         np.testing.assert_array_equal(rev.exit, base.exit[::-1], policy.label)
         assert (const.pred == base.pred[7]).all(), policy.label
+
+
+def test_fast_runs_count_every_sample_once():
+    """`execute`'s progress callbacks see each sample of a fast-engine policy exactly once."""
+    loaded = load(SCENARIOS / "synthetic_demo.yaml", ["samples=300", "output.plots=false"])
+    counted: dict[str, int] = {}
+
+    def progress(label, total):
+        assert total == 300
+
+        def advance(n):
+            counted[label] = counted.get(label, 0) + n
+        return advance
+
+    res = execute(loaded, None, make_progress=False, progress=progress)
+    fast = [p for p, e in res.manifest["engine"]["policies"].items() if e["engine"] == "fast"]
+    assert fast and all(counted[p] == 300 for p in fast), counted
