@@ -37,11 +37,11 @@ from models.specs import (  # noqa: F401  (re-exported: torch-free home)
     CIFAR_TRAIN_FILES,
     DATASETS,
     DataError,
+    ViewLayout,
     ViewSpec,
-    _Layout,
-    _layout,
     cifar_fingerprint,
     default_grid,
+    view_layout,
     view_shape_for,
 )
 
@@ -72,12 +72,12 @@ class MultiViewData:
     splits: dict[str, torch.Tensor]
     spec: ViewSpec
     seed: int = 0
-    _layout: _Layout = field(init=False, repr=False)
+    _layout: ViewLayout = field(init=False, repr=False)
     _cache: dict[str, torch.Tensor] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         _, _, h, w = self.images.shape
-        self._layout = _layout(self.spec, h, w)
+        self._layout = view_layout(self.spec, h, w)
         noise = self.spec.noise_std()
         if len(noise) != self.spec.n_devices or any(s < 0 for s in noise):
             raise DataError(

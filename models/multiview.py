@@ -62,10 +62,7 @@ from models.blocks import (
     residual_stack,
 )
 from models.registry import ArchInfo, Registry
-from models.specs import (  # noqa: F401  (re-exported: torch-free home)
-    _CHOICES,
-    _COMMON,
-    _INT_OPTIONS,
+from models.specs import (
     ARCH_DEFAULTS,
     option_problems,
 )

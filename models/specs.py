@@ -292,13 +292,16 @@ class ViewSpec:
 
 
 @dataclass(frozen=True)
-class _Layout:
+class ViewLayout:
+    """Where each device's view lies in the (padded) image."""
+
     pad: tuple[int, int, int, int]  # top, bottom, left, right (zeros around the image)
     boxes: tuple[tuple[int, int, int, int], ...]  # in padded coordinates: top, left, h, w
     real_pixels: tuple[int, ...]  # image pixels (not padding) inside each view
 
 
-def _layout(spec: ViewSpec, height: int, width: int) -> _Layout:
+def view_layout(spec: ViewSpec, height: int, width: int) -> ViewLayout:
+    """The views of ``spec`` on a ``height`` x ``width`` image; DataError if they do not fit."""
     n = spec.n_devices
     if n < 1:
         raise DataError(f"views: need at least one device, got {n}")
@@ -316,7 +319,7 @@ def _layout(spec: ViewSpec, height: int, width: int) -> _Layout:
                     f"{height}x{width} image"
                 )
         boxes = tuple(crops)
-        return _Layout((0, 0, 0, 0), boxes, tuple(h * w for _, _, h, w in boxes))
+        return ViewLayout((0, 0, 0, 0), boxes, tuple(h * w for _, _, h, w in boxes))
     cols, rows = spec.grid or default_grid(n)
     if cols * rows != n:
         raise DataError(f"views.grid: {cols}x{rows} tiles for {n} devices")
@@ -332,14 +335,14 @@ def _layout(spec: ViewSpec, height: int, width: int) -> _Layout:
     mask = np.zeros((height + pad[0] + pad[1], width + pad[2] + pad[3]), dtype=np.int64)
     mask[pad[0] : pad[0] + height, pad[2] : pad[2] + width] = 1
     real = tuple(int(mask[t : t + h, le : le + w].sum()) for t, le, h, w in boxes)
-    return _Layout(pad, boxes, real)
+    return ViewLayout(pad, boxes, real)
 
 
 def view_shape_for(spec: ViewSpec, image_shape: Sequence[int]) -> tuple[int, int, int]:
     """(C, h, w) of one device's view of ``image_shape`` (C, H, W) images; DataError if the
     layout does not fit."""
     c, h, w = (int(v) for v in image_shape)
-    _, _, vh, vw = _layout(spec, h, w).boxes[0]
+    _, _, vh, vw = view_layout(spec, h, w).boxes[0]
     return (c, vh, vw)
 
 

@@ -7,6 +7,7 @@ import ast
 from pathlib import Path
 
 import networkx as nx
+import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "simulator"
 
@@ -38,13 +39,14 @@ def room(module: str) -> str:
     return ".".join(parts[:2]) if len(parts) > 2 else module
 
 
-def edges():
-    """(importer, imported module, names, line) for every import of a simulator module,
+def edges(pkg: Path = PKG):
+    """(importer, imported module, names, line) for every import of a module of ``pkg``
+    (``simulator`` unless named) by one of its own modules,
     module-level or inside functions. Imports inside a module ``__getattr__`` are lazy
     compatibility aliases for old import paths (``config.load``) and the package's lazy
     API exports; they are not dependencies and are left out."""
-    modules = {module_of(p) for p in PKG.rglob("*.py")}
-    for path in PKG.rglob("*.py"):
+    modules = {module_of(p) for p in pkg.rglob("*.py")}
+    for path in pkg.rglob("*.py"):
         me = module_of(path)
         tree = ast.parse(path.read_text(encoding="utf-8"))
         skip = {id(n) for f in tree.body if isinstance(f, ast.FunctionDef)
@@ -52,7 +54,7 @@ def edges():
         for node in ast.walk(tree):
             if id(node) in skip:
                 continue
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("simulator"):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(pkg.name):
                 for alias in node.names:
                     sub = f"{node.module}.{alias.name}"
                     target = sub if sub in modules else node.module
@@ -60,7 +62,7 @@ def edges():
                     yield me, target, names, node.lineno
             elif isinstance(node, ast.Import):
                 for alias in node.names:
-                    if alias.name.startswith("simulator"):
+                    if alias.name.startswith(pkg.name):
                         yield me, alias.name, [], node.lineno
 
 
@@ -84,8 +86,9 @@ def test_lower_rooms_never_import_higher_ones():
     assert not wrong, "\n".join(wrong)
 
 
-def test_no_private_names_across_modules():
-    taken = [f"{me}:{line} takes {target}.{n}" for me, target, names, line in edges()
+@pytest.mark.parametrize("pkg", [PKG, PKG.parent / "models"], ids=lambda p: p.name)
+def test_no_private_names_across_modules(pkg):
+    taken = [f"{me}:{line} takes {target}.{n}" for me, target, names, line in edges(pkg)
              for n in names if n.startswith("_") and n != "__version__" and target != me]
     assert not taken, "\n".join(taken)
 
