@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.collections import PolyCollection
 from matplotlib.layout_engine import TightLayoutEngine
 
 from simulator import tables, units
@@ -767,39 +768,53 @@ def _file(name: str) -> str:
 
 @_styled
 def gantt(hops: pd.DataFrame, path: Path, samples: int = 6, policies: int = 6) -> Path:
-    """Stages of the first ``samples`` samples of each policy: one row per device or link
-    (end, links, edge, cloud from top to bottom), one colour per sample; thin bars show the
-    time a sample waited for a busy core or medium."""
+    """Stages of the first ``samples`` samples of each policy on one time axis (every policy
+    sees the same arrivals): a band of lanes per policy, one lane per device or link (end,
+    links, edge, cloud from top to bottom), one colour per sample; thin bars show the time a
+    sample waited for a busy core or medium.
+
+    All bars of a kind are one collection built from arrays, and all policies share one axes:
+    an artist per hop, or a panel per policy, cost as much as the simulation shown.
+    """
     labels = list(dict.fromkeys(hops["policy"]))[:policies]
-    fig, axes = plt.subplots(len(labels), 1, figsize=(8.0, 1.2 + 1.9 * len(labels)),
-                             squeeze=False)
-    colours = plt.get_cmap("tab10")
-    for ax, label in zip(axes[:, 0], labels, strict=True):
-        h = hops[(hops["policy"] == label) & (hops["sample_id"] < samples)]
-        rows = _gantt_rows(h)
-        # One call per lane and bar kind, with arrays (a call per hop cost as much as the
-        # simulation it shows).
-        for y, (_, lane) in enumerate(sorted(h.groupby("where", sort=False),
-                                             key=lambda kv: rows.index(kv[0]))):
-            req, start = lane["requested_s"].to_numpy(), lane["start_s"].to_numpy()
-            end = lane["end_s"].to_numpy()
-            c = [colours(int(i) % 10) for i in lane["sample_id"]]
-            waited = start > req
-            spans = [(np.column_stack([req, start - req])[waited] * 1e3, (y - 0.075, 0.15),
-                      {"facecolors": np.array(c)[waited], "alpha": 0.5}),
-                     (np.column_stack([start, np.maximum(end - start, 1e-6)]) * 1e3,
-                      (y - 0.3, 0.6), {"facecolors": c, "edgecolor": "black", "linewidth": 0.3})]
-            for xranges, yrange, style in spans:
-                if len(xranges):
-                    bars = ax.broken_barh(xranges, yrange, **style)
-                    bars.sticky_edges.x.extend(xranges[:, 0])  # as barh: no margin before
-        ax.set_yticks(range(len(rows)), rows, fontsize=7)
-        ax.invert_yaxis()
-        ax.set_title(f"{label}: first {samples} samples", fontsize=9)
-        ax.grid(True, axis="x", alpha=0.3)
-    axes[-1, 0].set_xlabel("simulated time [ms] (bar colour = sample)")
-    _tight_layout(fig)
-    return _save(fig, path)
+    h = hops[hops["sample_id"] < samples]
+    lanes: dict[tuple[str, str], int] = {}  # (policy, where) -> row; a header row per policy
+    heads = []
+    for label in labels:
+        heads.append((len(lanes) + len(heads), label))
+        for where in _gantt_rows(h[h["policy"] == label]):
+            lanes[(label, where)] = len(lanes) + len(heads)
+    h = h[h["policy"].isin(labels)]
+    y = np.array([lanes[k] for k in zip(h["policy"], h["where"], strict=True)], dtype=float)
+    req, start = h["requested_s"].to_numpy() * 1e3, h["start_s"].to_numpy() * 1e3
+    end = h["end_s"].to_numpy() * 1e3
+    colours = np.array(plt.get_cmap("tab10").colors)[h["sample_id"].to_numpy() % 10]
+    rows = len(lanes) + len(heads)
+    fig, ax = plt.subplots(figsize=(8.0, 1.0 + 0.2 * rows))
+    waited = start > req
+    for x0, x1, yy, half, style in (
+            (req[waited], start[waited], y[waited], 0.075,
+             {"facecolors": colours[waited], "alpha": 0.5, "linewidths": 0}),
+            (start, np.maximum(end, start + 1e-3), y, 0.3,
+             {"facecolors": colours, "edgecolors": "black", "linewidths": 0.3})):
+        if len(x0):
+            box = np.stack([np.column_stack([x0, yy - half]), np.column_stack([x0, yy + half]),
+                            np.column_stack([x1, yy + half]), np.column_stack([x1, yy - half])],
+                           axis=1)
+            bars = ax.add_collection(PolyCollection(box, **style))
+            bars.sticky_edges.x.append(float(x0.min()))  # as barh: no margin before the first
+    ax.autoscale_view()
+    ax.set_ylim(rows - 0.5, -0.5)
+    ax.set_yticks(list(lanes.values()), [where for _, where in lanes], fontsize=7)
+    for row, label in heads:
+        ax.text(0.005, row, f"{label}: first {samples} samples",
+                transform=ax.get_yaxis_transform(), fontsize=8, fontweight="bold",
+                va="center", ha="left")
+        if row:
+            ax.axhline(row - 0.5, color="0.6", linewidth=0.5)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_xlabel("simulated time [ms] (bar colour = sample)")
+    return _save(fig, path)  # one axes: the tight box _save crops to is all the layout it needs
 
 
 def _gantt_rows(h: pd.DataFrame) -> list[str]:

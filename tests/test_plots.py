@@ -426,19 +426,29 @@ def test_large_cdf_draws_quantiles_not_samples(tmp_path, monkeypatch):
     assert line.get_xdata().max() == pytest.approx(rec["latency_s"].max() * 1e3)
 
 
-def test_gantt_draws_one_collection_per_lane_and_kind(tmp_path, monkeypatch):
+def test_gantt_draws_every_policy_on_one_axes_with_two_collections(tmp_path, monkeypatch):
     h = hops()
     h.loc[h["where"] != "cell", "requested_s"] = h["start_s"]  # only the cell made them wait
     figures = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
     plots.gantt(h, tmp_path / "a.png", samples=3)
-    for ax, policy in zip(figures[0].axes, POLICIES[:2], strict=True):
-        assert not ax.patches  # no artist per hop
-        assert len(ax.collections) == 3 + 1  # service bars per lane, waits on the cell
-        mine = h[(h["policy"] == policy)]
-        drawn = sum(len(c.get_paths()) for c in ax.collections)
-        assert drawn == len(mine) + (mine["where"] == "cell").sum()
-        assert ax.get_xlim()[0] == pytest.approx(mine["requested_s"].min() * 1e3)
+    (ax,) = figures[0].axes
+    assert not ax.patches  # no artist per hop
+    waits, service = ax.collections  # waits under the service bars
+    assert len(service.get_paths()) == len(h)
+    assert len(waits.get_paths()) == (h["where"] == "cell").sum()
+    # A band per policy: its header row, then its lanes from end to cloud.
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["cam0", "cell", "cloud"] * 2
+    assert list(ax.get_yticks()) == [1, 2, 3, 5, 6, 7]
+    assert [t.get_text() for t in ax.texts] == [f"{p}: first 3 samples" for p in POLICIES[:2]]
+    # Each bar sits in its own policy's lane, over [start, end] of its hop.
+    lane = {(p, w): y for p, y0 in zip(POLICIES[:2], (1, 5), strict=True)
+            for w, y in zip(("cam0", "cell", "cloud"), range(y0, y0 + 3), strict=True)}
+    for path, hop in zip(service.get_paths(), h.itertuples(), strict=True):
+        (x0, y0), (x1, y1) = path.vertices.min(axis=0), path.vertices.max(axis=0)
+        assert (y0 + y1) / 2 == pytest.approx(lane[(hop.policy, hop.where)])
+        assert (x0, x1) == pytest.approx((hop.start_s * 1e3, hop.end_s * 1e3))
+    assert ax.get_xlim()[0] == pytest.approx(h["requested_s"].min() * 1e3)
 
 
 @_covers
