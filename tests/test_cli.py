@@ -239,3 +239,22 @@ def test_plot_of_a_damaged_results_directory(demo_run, tmp_path, name, content, 
     assert res.exit_code == 2, res.output
     assert res.stderr.startswith(f"{run_dir / name}: {expected}")
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_read_records_gives_strings_as_categoricals_across_row_groups(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from simulator.run import read_records
+
+    table = pa.table({"policy": ["a", "a", "b", "c"], "status": ["ok", None, "ok", "lost"],
+                      "latency_s": [0.1, 0.2, 0.3, 0.4], "sample_id": [0, 1, 0, 1]})
+    path = tmp_path / "records.parquet"
+    pq.write_table(table, path, row_group_size=2)  # "c" and "lost" only in the second group
+    frame = read_records(path)
+    expected = table.to_pandas().astype({"policy": "category", "status": "category"})
+    assert_frame_equal(frame, expected, check_categorical=False)
+    assert list(frame["policy"].cat.categories) == ["a", "b", "c"]
+    part = read_records(path, ["policy", "latency_s"])
+    assert list(part.columns) == ["policy", "latency_s"]
+    assert isinstance(part["policy"].dtype, pd.CategoricalDtype)
