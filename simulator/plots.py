@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib import cbook
 from matplotlib.collections import PolyCollection
 from matplotlib.layout_engine import TightLayoutEngine
 
@@ -249,7 +250,10 @@ def bytes_per_sample(records: pd.DataFrame, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     groups = [(str(p), g["bytes_total"].to_numpy())
               for p, g in records.groupby("policy", observed=True, sort=False)]
-    ax.boxplot([np.maximum(v, 1.0) for _, v in groups], showmeans=True)
+    stats = cbook.boxplot_stats([np.maximum(v, 1.0) for _, v in groups])
+    for st in stats:  # byte counts repeat: each distinct outlier is drawn once, not once a sample
+        st["fliers"] = np.unique(st["fliers"])
+    ax.bxp(stats, showmeans=True)
     ax.set_xticks(range(1, len(groups) + 1), [p for p, _ in groups], rotation=20)
     if _wide(np.concatenate([v for _, v in groups]) if groups else []):
         ax.set_yscale("log")
