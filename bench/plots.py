@@ -1,15 +1,16 @@
 """Plot time against the simulation they show: the synthetic demo (five policies) at each size.
 
-Each size runs in a fresh process, as one ``ddnnsim run`` does (``engine: auto``, records
-streamed to parquet) but without plots; then the standard figures (latency CDF, bytes per
-sample, exit rates, Gantt chart) are drawn from what the run wrote, in the formats the scenario
+Each size runs in a fresh process, as one ``ddnnsim run`` does (``engine: auto`` unless
+``--engine`` says otherwise; records streamed to parquet) but without plots; then the standard
+figures (latency CDF, bytes per sample, exit rates, Gantt chart) are drawn from what the run
+wrote, in the formats the scenario
 asks (``output.formats``: PNG by default) or those of ``--formats``, as ``ddnnsim run`` draws
 them, and timed separately, in wall and CPU seconds (CPU is less sensitive to other load on the
 machine). Matplotlib is imported before timing (its one-off import is start-up); everything
 else the first figure pays once (the PDF backend and fontTools, font files, glyph caches) is
 timed, as ``ddnnsim run`` pays it.
 
-    python bench/plots.py [--samples 10000 1000000] [--formats png pdf]
+    python bench/plots.py [--samples 10000 1000000] [--formats png pdf] [--engine des]
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ HEADER = (f"{'samples':>9} {'policies':>8} {'simulate s':>10} {'plots s':>8} {'p
           f"{'CPU: sim s':>10} {'plots s':>8} {'plots/sim':>9}  engines  formats")
 
 
-def one(n: int, scenario: str, formats: list[str] | None) -> str:
+def one(n: int, scenario: str, formats: list[str] | None, engine: str = "auto") -> str:
     """Run ``n`` samples and draw their figures in this process; the result line."""
     import pandas as pd
 
     from simulator import checks, plots
     from simulator.run import PLOT_COLUMNS, execute, read_records
 
-    loaded = checks.load(Path(scenario), [f"samples={n}", "engine=auto"])
+    loaded = checks.load(Path(scenario), [f"samples={n}", f"engine={engine}"])
     formats = plots.formats_of(formats if formats else loaded.scenario.output.formats)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
@@ -60,17 +61,20 @@ def main() -> None:
     ap.add_argument("--scenario", default=str(ROOT / "scenarios" / "synthetic_demo.yaml"))
     ap.add_argument("--formats", nargs="+", default=None,
                     help="figure formats (default: the scenario's output.formats)")
+    ap.add_argument("--engine", choices=["auto", "des", "fast"], default="auto",
+                    help="engine of the simulation the plots show (default: auto, as a run)")
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:  # a single size, in the fresh process main() started
         import matplotlib.pyplot  # noqa: F401  (start-up, not plot time)
 
-        print(one(args.samples[0], args.scenario, args.formats), flush=True)
+        print(one(args.samples[0], args.scenario, args.formats, args.engine), flush=True)
         return
     print(HEADER, flush=True)
     for n in args.samples:
         cmd = [sys.executable, __file__, "--one", "--samples", str(n), "--scenario",
-               args.scenario, *(["--formats", *args.formats] if args.formats else [])]
+               args.scenario, "--engine", args.engine,
+               *(["--formats", *args.formats] if args.formats else [])]
         subprocess.run(cmd, check=True)
 
 
