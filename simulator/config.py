@@ -611,25 +611,58 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int], list[Proble
         if budget[0] < 0:  # aliases can expand a short file exponentially
             raise ScenarioError([Problem(file, n.start_mark.line + 1, "", f"the file expands "
                                          f"to more than {MAX_VALUES} values (YAML aliases?)")])
+        if len(path) > MAX_DEPTH:  # aliases nest too: an anchor that contains its own alias
+            raise ScenarioError([Problem(file, n.start_mark.line + 1, "", f"nested more than "
+                                         f"{MAX_DEPTH} levels deep (a YAML alias inside its own "
+                                         "anchor?)")])
         lines.setdefault(path, n.start_mark.line + 1)
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
-            for k_node, v_node in n.value:
+            own: set = set()  # keys written in this mapping (merged ones may be overridden)
+            pairs = [(k, v, False) for k, v in merged(n, path, set())]
+            for k_node, v_node, mine in pairs + [(k, v, True) for k, v in n.value
+                                                 if not _is_merge(k)]:
                 key = construct(k_node)
                 if not isinstance(key, typing.Hashable) or isinstance(key, (list, dict)):
                     problems.append(Problem(file, k_node.start_mark.line + 1,
                                             ".".join(map(str, path)),
                                             "a key must be a plain name, not a list or mapping"))
                     continue
-                if key in out:
+                if mine and key in own:
                     problems.append(Problem(file, k_node.start_mark.line + 1,
                                             ".".join(map(str, (*path, key))), "duplicate key"))
+                if mine:
+                    own.add(key)
                 lines[(*path, key)] = k_node.start_mark.line + 1
                 out[key] = build(v_node, (*path, key))
             return out
         if isinstance(n, yaml.SequenceNode):
             return [build(v, (*path, i)) for i, v in enumerate(n.value)]
         return construct(n)
+
+    def merged(n: yaml.MappingNode, path: tuple, seen: set) -> list:
+        """The pairs ``n`` takes from its YAML merge keys (``<<: *base``), lowest precedence
+        first: later pairs override earlier ones, the mapping's own keys override them all."""
+        out: list = []
+        seen = seen | {id(n)}
+        for k_node, v_node in n.value:
+            if not _is_merge(k_node):
+                continue
+            sources = v_node.value if isinstance(v_node, yaml.SequenceNode) else [v_node]
+            for src in reversed(sources):  # the first mapping listed takes precedence
+                if not isinstance(src, yaml.MappingNode) or id(src) in seen:
+                    why = ("takes a mapping or a list of mappings" if id(src) not in seen
+                           else "cannot merge a mapping that contains it")
+                    raise ScenarioError([Problem(file, src.start_mark.line + 1,
+                                                 ".".join(map(str, path)),
+                                                 f"a merge key '<<' {why}")])
+                out += merged(src, path, seen)
+                out += [kv for kv in src.value if not _is_merge(kv[0])]
+                if len(out) > budget[0]:
+                    raise ScenarioError([Problem(file, src.start_mark.line + 1, "", f"the file "
+                                                 f"expands to more than {MAX_VALUES} values "
+                                                 "(YAML aliases?)")])
+        return out
 
     def construct(n: yaml.Node) -> Any:
         try:
@@ -642,6 +675,10 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int], list[Proble
 
     data = build(node, ())
     return data, lines, problems
+
+
+def _is_merge(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:merge"
 
 
 def locate(file: str, lines: Mapping[tuple, int], overridden: Sequence[tuple], loc: tuple,
