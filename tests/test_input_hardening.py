@@ -3,14 +3,18 @@ error and exit code 2 (never a traceback or a hang); each valid one runs."""
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 from typer.testing import CliRunner
 
-from simulator import config
+from simulator import config, topology
+from simulator.checks import load_data
 from simulator.cli import app
+from simulator.run import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "scenarios" / "synthetic_demo.yaml"
@@ -77,3 +81,30 @@ def test_an_alias_inside_its_own_anchor_is_refused(tmp_path):
         assert "Traceback" not in result.output
     data = yaml.safe_load(base)
     assert data["seed"] == 7  # the file itself is fine
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def test_a_huge_lossy_message_is_not_an_array_of_packets():
+    """A 1 TB message on a lossy link drew its losses packet by packet (6.8e8 of them): gigabytes
+    of memory and no end. Grouped by size, the losses are binomial draws: the same
+    distribution, so the bytes billed are the wire bytes / (1 - loss), to 1e-3."""
+    data = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    data.update(samples=2, policies=[{"policy": "cloud_only"}], output={"hops": 0})
+    data["models"]["synth"].update(devices=1, message_bytes={"raw": "1 TB"})
+    data["topology"]["devices"]["cam"]["count"] = 1
+    data["topology"]["links"][0].update(bandwidth="1 Tbit/s", loss=0.01, mtu="1460 B")
+    loaded = load_data(copy.deepcopy(data), "<test>")
+    t0 = time.perf_counter()
+    res = execute(loaded, None, plots=False, make_progress=False, hop_log=0)
+    assert time.perf_counter() - t0 < 20
+    rec = res.records
+    assert (rec["status"] == "ok").all()
+    link = topology.build(loaded)[0].links["cell"]
+    wire = link.wire_bytes(1e12)[0]
+    assert np.allclose(rec["bytes.cell"], wire / (1 - 0.01), rtol=1e-3)
+    sizes, counts = link.packet_groups(1e12)
+    assert counts is not None and sizes @ counts == wire
+    small, none = link.packet_groups(1e5)
+    assert none is None and small.sum() == link.wire_bytes(1e5)[0]
