@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import difflib
 import os
+import re
 import stat
 import types
 import typing
@@ -670,11 +671,24 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int], list[Proble
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
             # e.g. an unknown !!tag, or a date such as 2001-13-45
             mark = getattr(exc, "problem_mark", None) or n.start_mark
-            raise ScenarioError([Problem(file, mark.line + 1, "", f"not valid YAML: "
-                                         f"{getattr(exc, 'problem', None) or exc}")]) from None
+            raise ScenarioError([Problem(file, mark.line + 1, "", "not valid YAML: "
+                                         f"{_yaml_error(exc)}")]) from None
 
     data = build(node, ())
     return data, lines, problems
+
+
+def _yaml_error(exc: Exception) -> str:
+    """What a YAML reader's error says, in the user's terms."""
+    text = str(getattr(exc, "problem", None) or exc)
+    if "integer string conversion" in text:  # Python refuses ints of more than 4300 digits
+        return "an integer with thousands of digits"
+    return text
+
+
+def _index_part(part: str) -> int | str:
+    """A ``--set`` path part: a list index when it is a (signed) decimal number, else a name."""
+    return int(part) if re.fullmatch(r"-?[0-9]{1,18}", part) else part
 
 
 def _is_merge(node: yaml.Node) -> bool:
@@ -859,7 +873,7 @@ def apply_override(data: dict, assignment: str) -> tuple[tuple, Any]:
     if "=" not in assignment:
         raise ScenarioError([Problem("--set", None, assignment, "expected key.path=value")])
     path_s, value_s = assignment.split("=", 1)
-    path: list[Any] = [int(p) if p.lstrip("-").isdigit() else p for p in path_s.strip().split(".")]
+    path: list[Any] = [_index_part(p) for p in path_s.strip().split(".")]
     if "" in path:
         raise ScenarioError([Problem("--set", None, assignment, "expected key.path=value")])
     try:
@@ -868,9 +882,9 @@ def apply_override(data: dict, assignment: str) -> tuple[tuple, Any]:
                                          "allowed in --set values")])
         _check_shape(value_s, "--set")
         value = yaml.safe_load(value_s) if value_s.strip() else ""
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
         raise ScenarioError([Problem("--set", None, path_s, "value is not valid YAML: "
-                                     f"{getattr(exc, 'problem', None) or exc}")]) from None
+                                     f"{_yaml_error(exc)}")]) from None
     cur: Any = data
     for i, part in enumerate(path[:-1]):
         if isinstance(cur, list):
@@ -897,7 +911,7 @@ def resolve_key(data: Any, key: str) -> str:
     for i, part in enumerate(parts):
         if isinstance(cur, list):
             try:
-                parts[i] = _item_index(cur, int(part) if part.lstrip("-").isdigit() else part, key)
+                parts[i] = _item_index(cur, _index_part(part), key)
             except ScenarioError:
                 break
             cur = cur[parts[i]]

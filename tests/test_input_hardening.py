@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -108,3 +109,31 @@ def test_a_huge_lossy_message_is_not_an_array_of_packets():
     assert counts is not None and sizes @ counts == wire
     small, none = link.packet_groups(1e5)
     assert none is None and small.sum() == link.wire_bytes(1e5)[0]
+
+
+# ----------------------------------------------------------------------------- --set
+
+
+@pytest.mark.parametrize("assignment, words", [
+    ("seed=" + "9" * 5000, "--set: seed: value is not valid YAML: an integer with thousands"),
+    ("seed=2001-13-45", "--set: seed: value is not valid YAML: month must be in 1..12"),
+    ("seed=!!binary x", "--set: seed: value is not valid YAML: failed to decode base64"),
+    ("policies.--5.threshold=0.5", "--set: policies.--5: no list item named '--5'"),
+    ("policies.².threshold=0.5", "--set: policies.²: no list item named '²'"),
+    ("policies." + "9" * 5000 + ".threshold=0.5", "no list item named '999"),
+])
+def test_set_values_and_paths_python_cannot_read(assignment, words):
+    """Each raised ValueError from int() or the YAML constructor: a traceback."""
+    result = _invoke("validate", DEMO, "--set", assignment)
+    assert result.exit_code == 2 and words in result.output, result.output
+    assert result.output.startswith("--set: policies." if "policies" in words else "--set: seed")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_an_integer_of_thousands_of_digits_in_a_file(tmp_path):
+    text = DEMO.read_text(encoding="utf-8").replace("seed: 7", "seed: " + "9" * 5000)
+    path = _write(tmp_path, text)
+    result = _invoke("validate", path)
+    assert result.exit_code == 2
+    assert result.output == (f"{path}:5: <top>: not valid YAML: an integer with thousands of "
+                             "digits\n")
