@@ -70,6 +70,13 @@ def _user_errors():
     except KeyboardInterrupt:
         err.print("interrupted: no partial results were written (files appear only when whole)")
         raise typer.Exit(130) from None
+    except OSError as exc:
+        # A file the user's paths put in the way of the results or the cache (a directory
+        # named summary.csv, a file named plots): name it, as a one-line error.
+        where = exc.filename2 if exc.filename2 is not None else exc.filename
+        if where is None:
+            raise
+        _fail([f"{where}: {exc.strerror or exc}"])
     except Exception as exc:  # errors from the models package that name a user mistake
         if type(exc).__name__ in ("DataError", "ModelSpecError", "CheckpointError"):
             _fail([str(exc)])
@@ -88,6 +95,10 @@ def _output_problem(path: Path) -> str | None:
         return f"{path}: cannot write results there: {'it' if probe == path else probe} is a file"
     if not os.access(probe, os.W_OK | os.X_OK):
         return f"{path}: cannot write results there: no write permission on {probe}"
+    try:  # what access() cannot tell (/proc, a read-only mount): make it now
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"{path}: cannot write results there: {exc.strerror or exc}"
     return None
 
 

@@ -137,3 +137,26 @@ def test_an_integer_of_thousands_of_digits_in_a_file(tmp_path):
     assert result.exit_code == 2
     assert result.output == (f"{path}:5: <top>: not valid YAML: an integer with thousands of "
                              "digits\n")
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@pytest.mark.parametrize("in_the_way", ["plots", "summary.csv", "records.parquet"])
+def test_a_results_folder_with_something_in_the_way(tmp_path, in_the_way):
+    """A file named plots, or a folder named summary.csv, raised OSError: a traceback."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / in_the_way).mkdir() if in_the_way != "plots" else (out / in_the_way).touch()
+    result = _invoke("run", DEMO, "--no-progress", "-o", out, "--set", "samples=20",
+                     "--set", "policies=[{policy: cloud_only}]", limit=60)
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1].startswith(f"{out / in_the_way}: "), result.output
+
+
+def test_an_output_folder_that_cannot_be_made(tmp_path):
+    """os.access says yes under /proc (as root); the folder is made before anything runs."""
+    result = _invoke("run", DEMO, "--no-progress", "-o", "/proc/ddnnsim-out",
+                     "--set", "samples=20")
+    assert result.exit_code == 2
+    assert result.output.startswith("--output: /proc/ddnnsim-out: cannot write results there")
