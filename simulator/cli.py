@@ -298,8 +298,11 @@ def list_models() -> None:
 HOP_COLUMNS = ["policy", "sample_id", "where", "requested_s", "start_s", "end_s"]
 
 
-def _read_result(path: Path, reader, columns=()):
-    """``reader(path)``, or a one-line error naming the damaged or foreign results file."""
+def _read_result(path: Path, reader, columns=(), numeric=()):
+    """``reader(path)``, or a one-line error naming the damaged or foreign results file (a
+    column missing, or one of ``numeric`` that does not hold numbers)."""
+    import pandas as pd
+
     try:
         table = reader(path)
     except Exception as exc:  # any reader failure: the file is damaged or not ours
@@ -308,6 +311,10 @@ def _read_result(path: Path, reader, columns=()):
     missing = [c for c in columns if c not in table]
     if missing:
         _fail([f"{path}: not a ddnnsim results file: no column {', '.join(missing)}"])
+    numeric = numeric(table) if callable(numeric) else numeric  # columns, or table -> columns
+    wrong = [c for c in numeric if not pd.api.types.is_numeric_dtype(table[c])]
+    if wrong:
+        _fail([f"{path}: not a ddnnsim results file: column {wrong[0]} does not hold numbers"])
     return table
 
 
@@ -335,8 +342,9 @@ def plot(run_dir: Path, format_: Annotated[list[str] | None, typer.Option(
         spec = _read_result(run_dir / "study.json", lambda f: StudySpec.model_validate(
             json.loads(f.read_text())["spec"]))
         summary = _read_result(summ, pd.read_csv)
-        for p in plots.study_plots(summary, spec, run_dir / "plots", format_):
-            out.print(str(p), highlight=False)
+        with _user_errors():  # a file named plots, say
+            for p in plots.study_plots(summary, spec, run_dir / "plots", format_):
+                out.print(str(p), highlight=False)
         return
     rec = run_dir / "records.parquet"
     missing = [str(p) for p in (rec, summ) if not p.is_file()]
@@ -346,12 +354,16 @@ def plot(run_dir: Path, format_: Annotated[list[str] | None, typer.Option(
 
     if format_ is None:  # as the run was asked to write them
         format_ = _run_formats(run_dir / "config.yaml")
-    records = _read_result(rec, lambda f: read_records(f, PLOT_COLUMNS))
-    summary = _read_result(summ, pd.read_csv, ["policy"])
+    records = _read_result(rec, lambda f: read_records(f, PLOT_COLUMNS),
+                           numeric=["latency_s", "bytes_total"])
+    summary = _read_result(summ, pd.read_csv, ["policy"], numeric=lambda t: [
+        c for c in t.columns if c != "policy" and not t[c].isna().all()])
     hops = run_dir / "hops.parquet"
-    hops = (_read_result(hops, pd.read_parquet, HOP_COLUMNS) if hops.is_file() else None)
-    for p in plots.run_plots(records, summary, run_dir / "plots", hops, format_):
-        out.print(str(p), highlight=False)
+    hops = (_read_result(hops, pd.read_parquet, HOP_COLUMNS, HOP_COLUMNS[3:])
+            if hops.is_file() else None)
+    with _user_errors():  # a file named plots, say
+        for p in plots.run_plots(records, summary, run_dir / "plots", hops, format_):
+            out.print(str(p), highlight=False)
 
 
 def _run_formats(config_file: Path) -> list[str] | None:
@@ -359,11 +371,13 @@ def _run_formats(config_file: Path) -> list[str] | None:
     import yaml
 
     from simulator import plots
+    from simulator.config import YAML_LIMIT, read_user_text
 
-    try:
-        fmts = (yaml.safe_load(config_file.read_text()) or {}).get("output", {}).get("formats")
+    try:  # bounded, regular files only; a nesting too deep for the parser is no format list
+        text = read_user_text(config_file, YAML_LIMIT)
+        fmts = (yaml.safe_load(text) or {}).get("output", {}).get("formats")
         return list(plots.formats_of(fmts)) if isinstance(fmts, list) else None
-    except (OSError, yaml.YAMLError, AttributeError, ValueError):
+    except (OSError, yaml.YAMLError, AttributeError, ValueError, RecursionError):
         return None
 
 

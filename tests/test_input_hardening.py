@@ -160,3 +160,54 @@ def test_an_output_folder_that_cannot_be_made(tmp_path):
                      "--set", "samples=20")
     assert result.exit_code == 2
     assert result.output.startswith("--output: /proc/ddnnsim-out: cannot write results there")
+
+
+# ----------------------------------------------------------------------------- plot
+
+
+@pytest.fixture(scope="module")
+def a_run(tmp_path_factory):
+    data = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    data.update(samples=20, policies=[{"policy": "cloud_only"}], output={"hops": 3})
+    out = tmp_path_factory.mktemp("run") / "r"
+    execute(load_data(data, "<test>"), out, plots=False, make_progress=False)
+    return out
+
+
+def _copy_run(a_run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(a_run, tmp_path / "r"))
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("records", "records.parquet: not a ddnnsim results file: column latency_s does not "
+                "hold numbers"),
+    ("hops", "hops.parquet: not a ddnnsim results file: column start_s does not hold numbers"),
+    ("plots", "plots: File exists"),
+])
+def test_plot_of_damaged_results(a_run, tmp_path, damage, words):
+    """Columns of text where numbers belong (TypeError in the plots) and a file named plots
+    (FileExistsError) were tracebacks."""
+    import pandas as pd
+
+    run_dir = _copy_run(a_run, tmp_path)
+    if damage == "plots":
+        (run_dir / "plots").write_text("not a folder")
+    else:
+        f = run_dir / f"{damage}.parquet"
+        table = pd.read_parquet(f)
+        table["latency_s" if damage == "records" else "start_s"] = "soon"
+        table.to_parquet(f)
+    result = _invoke("plot", run_dir, limit=60)
+    assert result.exit_code == 2 and result.output == f"{run_dir}/{words}\n", result.output
+
+
+def test_plot_with_a_config_nested_too_deep(a_run, tmp_path):
+    """config.yaml is read only for its output.formats; a RecursionError reading it was a
+    traceback. Unreadable, it is ignored: the figures are drawn as PNG."""
+    run_dir = _copy_run(a_run, tmp_path)
+    (run_dir / "config.yaml").write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    result = _invoke("plot", run_dir, limit=120)
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "plots" / "latency_cdf.png").is_file()
