@@ -32,6 +32,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -90,8 +91,14 @@ class PlotSpec(Strict):
         return self
 
 
+#: Most points a study may expand to (grid product x zip rows x seeds); each is validated
+#: when the study loads (milliseconds each), so ten thousand already take about a minute.
+MAX_POINTS = 10_000
+
+
 class StudySpec(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    # As a scenario's name: the study's folder under results/, never '..' or a long name.
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
     description: str = ""
     base: str | None = None
     scenario: dict[str, Any] | None = None
@@ -109,9 +116,18 @@ class StudySpec(Strict):
         for key, values in {**self.grid, **self.zip}.items():
             if not values:
                 raise ValueError(f"{key}: needs at least one value")
+        for section, table in (("grid", self.grid), ("zip", self.zip)):
+            for key in table:
+                if "=" in key or "" in key.split("."):
+                    raise ValueError(f"@{section}: {key!r} is not a dotted key path such as "
+                                     "workload.rate or policies.ddnn.threshold")
         lengths = {len(v) for v in self.zip.values()}
         if len(lengths) > 1:
             raise ValueError(f"all 'zip' lists must have the same length; got {sorted(lengths)}")
+        n = math.prod(len(v) for v in self.grid.values()) * max(lengths or {1}) * self.seeds
+        if n > MAX_POINTS:
+            raise ValueError(f"the study expands to {n:.3g} points (grid x zip x seeds); at "
+                             f"most {MAX_POINTS} are run")
         overlap = set(self.grid) & set(self.zip)
         if overlap:
             raise ValueError(f"{sorted(overlap)[0]}: a key cannot be in both grid and zip")
@@ -211,7 +227,7 @@ def expand(spec: StudySpec, base_seed: int) -> list[Point]:
 
 def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
     """Read and validate a study and every point's scenario; raise ScenarioError."""
-    from simulator.config import apply_override
+    from simulator.config import apply_override, resolve_key
 
     path = Path(path)
     data, lines = load_yaml(read_yaml_text(path, "study"), str(path))
@@ -255,8 +271,12 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
         except ScenarioError as exc:
             for p in exc.problems:
                 key = p.key
-                src = next((k for k in point.params if key == k or key.startswith(k + ".")),
-                           None)
+                src = next((k for k in point.params for form in (k, resolve_key(base_data, k))
+                            if key == form or key.startswith(form + ".")), None)
+                parts = tuple(int(q) if q.isdecimal() else q for q in key.split("."))
+                if src is None and parts not in base_lines:
+                    # a key only the study's override made (a misspelt grid key's first part)
+                    src = next((k for k in point.params if k.startswith(key + ".")), None)
                 if src is not None:  # blame the study line that set the value
                     section = "grid" if src in spec.grid else "zip"
                     p = Problem(str(path), line_of(lines, (section, src)), key,

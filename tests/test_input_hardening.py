@@ -211,3 +211,48 @@ def test_plot_with_a_config_nested_too_deep(a_run, tmp_path):
     result = _invoke("plot", run_dir, limit=120)
     assert result.exit_code == 0, result.output
     assert (run_dir / "plots" / "latency_cdf.png").is_file()
+
+
+# ----------------------------------------------------------------------------- studies
+
+
+def _study(tmp_path: Path, **changes) -> Path:
+    data = yaml.safe_load((ROOT / "scenarios" / "partition_demo.study.yaml").read_text())
+    data.pop("plots")
+    data["base"] = str(ROOT / "scenarios" / "partition_demo.yaml")
+    data.update(changes)
+    path = tmp_path / "s.study.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_a_study_that_expands_to_millions_of_points(tmp_path):
+    """Seven grid keys of ten values each: 10^7 points, expanded and validated one by one
+    (it ran for hours); refused up front."""
+    grid = {f"models.chain.layers.{i}.flops": [f"{j} MFLOP" for j in range(1, 11)]
+            for i in range(7)}
+    result = _invoke("validate", _study(tmp_path, grid=grid))
+    assert result.exit_code == 2
+    assert "the study expands to 1e+07 points (grid x zip x seeds); at most 10000" in (
+        result.output)
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a" * 300])
+def test_a_study_name_stays_a_folder_under_results(tmp_path, name):
+    """'..' made the study's folder results/.. (the working directory)."""
+    result = _invoke("validate", _study(tmp_path, name=name))
+    assert result.exit_code == 2 and ": name: String should match pattern" in result.output
+
+
+@pytest.mark.parametrize("key, words", [
+    ("", "s.study.yaml:3: grid: '' is not a dotted key path"),
+    ("a..b", "s.study.yaml:3: grid: 'a..b' is not a dotted key path"),
+    ("samples=5", "s.study.yaml:3: grid: 'samples=5' is not a dotted key path"),
+    ("nope.x", "s.study.yaml:4: nope: unknown key"),
+    ("policies.dads.method", "s.study.yaml:4: policies.3.method: Input should be"),
+])
+def test_study_key_problems_name_the_study(tmp_path, key, words):
+    """Were '--set: =1: expected key.path=value', or blamed on a line of the base scenario."""
+    result = _invoke("validate", _study(tmp_path, grid={key: ["nope"]}))
+    assert result.exit_code == 2 and words in result.output, result.output
+    assert result.output.startswith(str(tmp_path / "s.study.yaml"))
