@@ -387,7 +387,8 @@ def sweep(
     output: Annotated[Path | None, typer.Option("-o", "--output",
                                                 help="Study directory (resumed if it exists).")
                       ] = None,
-    workers: Annotated[int, typer.Option(help="Local dask workers (processes).", min=1)] = 2,
+    workers: Annotated[int, typer.Option(help="Local dask workers (processes; at most one "
+                                         "per point).", min=1, max=256)] = 2,
     scheduler: Annotated[str | None, typer.Option(
         help="Address of a running dask scheduler, e.g. tcp://10.0.0.5:8786.")] = None,
     set_: SetOpt = None,

@@ -603,6 +603,7 @@ def _run_points(study: Study, out: Path, todo: list[Point], workers: int, remote
         client = remote
     else:
         _quiet_dask()
+        workers = max(1, min(workers, len(todo)))  # no idle processes: one per point at most
         # Without a dashboard the scheduler still serves health checks over HTTP: on a free
         # port (":0"), not on 8787, which another cluster may hold.
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,

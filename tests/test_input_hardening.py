@@ -256,3 +256,25 @@ def test_study_key_problems_name_the_study(tmp_path, key, words):
     result = _invoke("validate", _study(tmp_path, grid={key: ["nope"]}))
     assert result.exit_code == 2 and words in result.output, result.output
     assert result.output.startswith(str(tmp_path / "s.study.yaml"))
+
+
+def test_sweep_starts_no_more_local_workers_than_points(tmp_path, monkeypatch):
+    """--workers 200 on a two-point study started 200 worker processes."""
+    import dask.distributed
+
+    from simulator.study import load_study, run_study
+
+    started = []
+    real = dask.distributed.LocalCluster
+
+    def cluster(*args, **kwargs):
+        started.append(kwargs["n_workers"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dask.distributed, "LocalCluster", cluster)
+    path = _study(tmp_path, grid={"samples": [10, 20]}, records=False)
+    summary = run_study(load_study(path), tmp_path / "out", workers=200, processes=False,
+                        log=lambda m: None)
+    assert started == [2] and len(summary) == 12
+    result = _invoke("sweep", path, "--workers", "100000")
+    assert result.exit_code == 2 and "--workers" in result.output
