@@ -403,6 +403,13 @@ def sweep(
     from simulator import plots
     from simulator.study import load_study, run_study
 
+    if dashboard is not None:
+        import re
+
+        m = re.fullmatch(r"[^\s:/]*:([0-9]{1,5})", dashboard)
+        if m is None or int(m.group(1)) > 65535:
+            _fail([f"--dashboard: {dashboard!r} is not an address such as :8787 or "
+                   "127.0.0.1:8787"])
     with _user_errors():
         study = load_study(study_file, set_ or [])
     out_dir = output or Path("results") / study.spec.name

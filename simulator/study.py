@@ -606,12 +606,19 @@ def _run_points(study: Study, out: Path, todo: list[Point], workers: int, remote
         workers = max(1, min(workers, len(todo)))  # no idle processes: one per point at most
         # Without a dashboard the scheduler still serves health checks over HTTP: on a free
         # port (":0"), not on 8787, which another cluster may hold.
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                               host="127.0.0.1" if processes else None,
-                               dashboard_address=dashboard,
-                               silence_logs=logging.CRITICAL,
-                               scheduler_kwargs=None if dashboard else {
-                                   "dashboard": False, "dashboard_address": ":0"})
+        try:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                   processes=processes,
+                                   host="127.0.0.1" if processes else None,
+                                   dashboard_address=dashboard,
+                                   silence_logs=logging.CRITICAL,
+                                   scheduler_kwargs=None if dashboard else {
+                                       "dashboard": False, "dashboard_address": ":0"})
+        except (RuntimeError, OSError) as exc:
+            if not dashboard:
+                raise
+            raise ScenarioError([f"--dashboard: {dashboard}: cannot serve the dashboard "
+                                 f"there: {exc}"]) from None
         client = Client(cluster)
     try:
         args = [(point_data(study, p), study.base_file, str(study.base_dir),

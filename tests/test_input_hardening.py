@@ -278,3 +278,19 @@ def test_sweep_starts_no_more_local_workers_than_points(tmp_path, monkeypatch):
     assert started == [2] and len(summary) == 12
     result = _invoke("sweep", path, "--workers", "100000")
     assert result.exit_code == 2 and "--workers" in result.output
+
+
+def test_sweep_dashboard_addresses(tmp_path):
+    """'--dashboard garbage' failed inside dask: RuntimeError('Cluster failed to start')."""
+    from simulator.config import ScenarioError
+    from simulator.study import load_study, run_study
+
+    path = _study(tmp_path, grid={"samples": [10]}, records=False)
+    for bad in ("garbage", ":99999999", "http://x:1"):
+        result = _invoke("sweep", path, "--dashboard", bad)
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith(f"--dashboard: {bad!r} is not an address such as")
+    with pytest.raises(ScenarioError, match=r"--dashboard: nosuchhost\.invalid:8787: cannot "
+                       "serve the dashboard there"):
+        run_study(load_study(path), tmp_path / "out", workers=1, processes=False,
+                  dashboard="nosuchhost.invalid:8787", log=lambda m: None)
