@@ -410,9 +410,9 @@ class TorchModel(Strict):
     mu: Float | None = Field(None, ge=0, le=1)
     train: dict[str, Any] = Field(default_factory=dict)
     encoding: Literal["float32", "float16", "int8", "bit"] = "float32"
-    seed: Int = Field(0, ge=0, description="model seed: initial weights, training batches and "
-                      "the data split; apart from the scenario's seed, so repeating a run with "
-                      "other seeds reuses the same trained network")
+    seed: Int = Field(0, ge=0, le=SEED_MAX, description="model seed: initial weights, "
+                      "training batches and the data split; apart from the scenario's seed, "
+                      "so repeating a run with other seeds reuses the same trained network")
 
     @model_validator(mode="after")
     def _one_network(self):

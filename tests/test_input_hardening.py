@@ -294,3 +294,13 @@ def test_sweep_dashboard_addresses(tmp_path):
                        "serve the dashboard there"):
         run_study(load_study(path), tmp_path / "out", workers=1, processes=False,
                   dashboard="nosuchhost.invalid:8787", log=lambda m: None)
+
+
+def test_a_model_seed_torch_cannot_take(tmp_path):
+    """A torch model's seed had no upper bound: 2^70 validated, then training raised
+    'Overflow when unpacking long long'. It is bounded like the scenario's seed."""
+    result = _invoke("validate", ROOT / "scenarios" / "quickstart.yaml",
+                     "--set", f"models.ddnn.seed={2**70}")
+    assert result.exit_code == 2
+    assert result.output.startswith("--set: models.ddnn.seed: Input should be less than or "
+                                    "equal to 4294967295"), result.output
