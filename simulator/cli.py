@@ -191,6 +191,8 @@ def run(
             result = execute(loaded, out_dir, overrides=tuple(set_ or ()),
                              make_progress=progress)
     print_summary(result.summary)
+    for warning in result.manifest.get("warnings", []):
+        err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"results: {out_dir}", highlight=False)
 
 

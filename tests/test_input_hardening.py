@@ -304,3 +304,22 @@ def test_a_model_seed_torch_cannot_take(tmp_path):
     assert result.exit_code == 2
     assert result.output.startswith("--set: models.ddnn.seed: Input should be less than or "
                                     "equal to 4294967295"), result.output
+
+
+def test_a_run_past_the_horizon_says_so(tmp_path):
+    """Every value within its bounds, but a 1 FLOP/s camera needs 5e6 s per sample: simulated
+    time runs far past 2^23 s, where float64 no longer resolves nanoseconds. The run still
+    ends; the manifest and the command say how far apart times have become."""
+    result = _invoke("run", DEMO, "--no-progress", "-o", tmp_path / "slow", "--set",
+                     "samples=5", "--set", "policies=[{policy: device_only}]", "--set",
+                     "topology.devices.cam.flops_per_s=1 FLOP/s", "--set", "output.plots=false",
+                     limit=60)
+    assert result.exit_code == 0, result.output
+    assert "warning: policy device_only: simulated time reached 2.5e+07 s, beyond the " \
+           "8388608 s" in result.output
+    manifest = yaml.safe_load((tmp_path / "slow" / "manifest.json").read_text())
+    assert len(manifest["warnings"]) == 1
+    result = _invoke("run", DEMO, "--no-progress", "-o", tmp_path / "ok", "--set", "samples=5",
+                     "--set", "policies=[{policy: device_only}]", "--set", "output.plots=false")
+    assert result.exit_code == 0 and "warning" not in result.output
+    assert yaml.safe_load((tmp_path / "ok" / "manifest.json").read_text())["warnings"] == []
