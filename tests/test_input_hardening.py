@@ -323,3 +323,19 @@ def test_a_run_past_the_horizon_says_so(tmp_path):
                      "--set", "policies=[{policy: device_only}]", "--set", "output.plots=false")
     assert result.exit_code == 0 and "warning" not in result.output
     assert yaml.safe_load((tmp_path / "ok" / "manifest.json").read_text())["warnings"] == []
+
+
+@pytest.mark.parametrize("assignment, words", [
+    ("policies.0.shares=[1e308, 1e308, 1, 1]", None),  # their sum overflowed: a traceback
+    ("policies.0.shares=[.inf, 1, 1, 1]", "policies.0.shares"),
+    ("policies.0.input=[-3, 227, 227]", "policies.0.input.0: Input should be greater than or "
+                                        "equal to 1"),  # was accepted
+])
+def test_parallel_policy_parameters(assignment, words):
+    result = _invoke("validate", ROOT / "scenarios" / "kpm_wpm.yaml", "--set",
+                     "policies=[{policy: parallel, method: wpm, arch: alexnet, devices: pc, "
+                     "hub: ap}]", "--set", assignment)
+    if words is None:
+        assert result.exit_code == 0, result.output
+    else:
+        assert result.exit_code == 2 and f"--set: {words}" in result.output, result.output
