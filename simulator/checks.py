@@ -65,6 +65,16 @@ def check_scenario(loaded: Loaded, complete: bool = True) -> list[Problem]:
                                            f"{', '.join(topo.links)}"))
         if f.end is not None and f.end <= f.start:
             problems.append(loaded.problem(("failures", k, "end"), "must be after 'start'"))
+        span = _arrival_span(scn)
+        if f.mttr is not None and span is not None:
+            window = min(f.end if f.end is not None else span, span) - f.start
+            periods = window / (f.up_mean + f.mttr)
+            if periods > MAX_FAILURE_PERIODS:  # each one is drawn, one by one, as time passes
+                problems.append(loaded.problem(
+                    ("failures", k, "rate" if f.rate is not None else "mtbf"),
+                    f"about {periods:.3g} up/down periods while the samples arrive "
+                    f"({window:.3g} s); at most {MAX_FAILURE_PERIODS:.0e} per component: "
+                    "raise mtbf and mttr"))
 
     w = scn.workload
     if w is not None and w.arrivals == "trace":
@@ -151,6 +161,19 @@ def check_scenario(loaded: Loaded, complete: bool = True) -> list[Problem]:
     if complete and not problems and topo is not None:
         problems += _check_binding(loaded, topo)
     return problems
+
+
+#: Most up/down periods one failure process may have while the samples arrive.
+MAX_FAILURE_PERIODS = 1e6
+
+
+def _arrival_span(scn) -> float | None:
+    """Seconds over which the samples arrive when the schema fixes it (open loop), else None."""
+    w = scn.workload
+    if w is not None and scn.samples is not None and w.arrivals in ("poisson", "periodic") \
+            and w.rate is not None:
+        return scn.samples / w.rate
+    return None
 
 
 def _check_binding(loaded: Loaded, topo) -> list[Problem]:

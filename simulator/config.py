@@ -462,10 +462,13 @@ class FailureSpec(Strict):
     random: Int | None = Field(None, ge=1, le=4096)
     start: Seconds = 0.0
     end: Seconds | None = None
-    mtbf: PosSeconds | None = Field(None, description="mean time between failures (up time)")
-    rate: Rate | None = Field(None, description="failures per second of up time, e.g. "
-                              "'0.01 /s' (instead of mtbf = 1 / rate)")
-    mttr: PosSeconds | None = Field(None, description="mean time to repair (down time)")
+    # Periods of at least 1 ms (as a bandwidth process's interval): shorter is packet loss,
+    # not a failure, and each period is an event of the simulation.
+    mtbf: Interval | None = Field(None, description="mean time between failures (up time)")
+    rate: Annotated[float, *_quantity("rate", high=1e3)] | None = Field(
+        None, description="failures per second of up time, e.g. '0.01 /s' (instead of mtbf = "
+        "1 / rate)")
+    mttr: Interval | None = Field(None, description="mean time to repair (down time)")
     distribution: Literal["exponential", "fixed"] = "exponential"
 
     @model_validator(mode="after")

@@ -339,3 +339,19 @@ def test_parallel_policy_parameters(assignment, words):
         assert result.exit_code == 0, result.output
     else:
         assert result.exit_code == 2 and f"--set: {words}" in result.output, result.output
+
+
+@pytest.mark.parametrize("failure, words", [
+    ("{device: cam, mtbf: 1 ns, mttr: 1 ns}", "failures.0.mtbf: must be between 0.001 s"),
+    ("{device: cam, rate: 1e9 /s, mttr: 1 ms}", "failures.0.rate: must be between 1e-06 /s "
+                                                "and 1000 /s"),
+    ("{link: cell, mtbf: 1 ms, mttr: 1 ms}", "failures.0.mtbf: about 1.25e+07 up/down periods "
+                                             "while the samples arrive (2.5e+04 s); at most"),
+])
+def test_failure_processes_that_would_never_end(failure, words):
+    """Up/down periods of 2 ns are drawn one by one as simulated time passes: 10^10 of them
+    for 25 s of arrivals (the run never ended)."""
+    result = _invoke("validate", DEMO, "--set", "samples=50000", "--set", f"failures=[{failure}]")
+    assert result.exit_code == 2 and f"--set: {words}" in result.output, result.output
+    ok = "{link: cell, mtbf: 1 ms, mttr: 1 ms, start: 10 s, end: 11 s}"
+    assert _invoke("validate", DEMO, "--set", f"failures=[{ok}]").exit_code == 0
