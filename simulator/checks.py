@@ -76,6 +76,16 @@ def check_scenario(loaded: Loaded, complete: bool = True) -> list[Problem]:
                     f"({window:.3g} s); at most {MAX_FAILURE_PERIODS:.0e} per component: "
                     "raise mtbf and mttr"))
 
+    span = _arrival_span(scn)
+    for k, link in enumerate(scn.topology.links if scn.topology is not None else []):
+        if link.process is not None and span is not None:
+            steps = span / link.process.interval
+            if steps > MAX_PROCESS_STEPS:  # each step is a draw and an event
+                problems.append(loaded.problem(
+                    ("topology", "links", k, "process", "interval"),
+                    f"about {steps:.3g} bandwidth steps while the samples arrive ({span:.3g} s); "
+                    f"at most {MAX_PROCESS_STEPS:.0e}: raise the interval"))
+
     w = scn.workload
     if w is not None and w.arrivals == "trace":
         from simulator.workload import read_arrivals_csv
@@ -165,6 +175,8 @@ def check_scenario(loaded: Loaded, complete: bool = True) -> list[Problem]:
 
 #: Most up/down periods one failure process may have while the samples arrive.
 MAX_FAILURE_PERIODS = 1e6
+#: Most steps of one link's bandwidth process while the samples arrive (about 2 us each).
+MAX_PROCESS_STEPS = 1e7
 
 
 def _arrival_span(scn) -> float | None:

@@ -355,3 +355,14 @@ def test_failure_processes_that_would_never_end(failure, words):
     assert result.exit_code == 2 and f"--set: {words}" in result.output, result.output
     ok = "{link: cell, mtbf: 1 ms, mttr: 1 ms, start: 10 s, end: 11 s}"
     assert _invoke("validate", DEMO, "--set", f"failures=[{ok}]").exit_code == 0
+
+
+def test_a_bandwidth_process_of_too_many_steps():
+    """A 1 ms lognormal step over 2e4 s of arrivals: 2e7 draws (40 s); at the 2^23 s horizon
+    8e9 of them, hours. Refused above 1e7 steps while the samples arrive."""
+    sets = ["--set", "topology.links.0.process={interval: 1 ms, sigma: 1}"]
+    result = _invoke("validate", DEMO, *sets, "--set", "workload.rate=0.1 /s")
+    assert result.exit_code == 2
+    assert result.output.startswith("--set: topology.links.0.process.interval: about 2e+07 "
+                                    "bandwidth steps while the samples arrive"), result.output
+    assert _invoke("validate", DEMO, *sets).exit_code == 0
