@@ -45,6 +45,16 @@ class _LazyConsole:
 out = _LazyConsole(width=None if sys.stdout.isatty() else 170)
 err = _LazyConsole(stderr=True)
 
+@app.callback()
+def _one_line_warnings() -> None:
+    """Warnings (a corrupt cache file being recomputed, say) print as one line, without the
+    source line Python adds, which reads like a piece of a traceback."""
+    import warnings
+
+    warnings.formatwarning = lambda message, category, *_a, **_k: (
+        f"warning: {message} ({category.__name__})\n")
+
+
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a scenario key: --set workload.rate='20 /s' (repeatable).")]
 

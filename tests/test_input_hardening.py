@@ -366,3 +366,15 @@ def test_a_bandwidth_process_of_too_many_steps():
     assert result.output.startswith("--set: topology.links.0.process.interval: about 2e+07 "
                                     "bandwidth steps while the samples arrive"), result.output
     assert _invoke("validate", DEMO, *sets).exit_code == 0
+
+
+def test_warnings_print_as_one_line(monkeypatch):
+    """A recomputed corrupt cache file warned in two lines, the second a line of source code
+    (it read like a piece of a traceback)."""
+    import warnings
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    assert _invoke("profiles", "networks").exit_code == 0
+    text = warnings.formatwarning("trace x.parquet: cannot be used; recomputing it",
+                                  UserWarning, "/x/models/oracle.py", 954, "return cls()")
+    assert text == "warning: trace x.parquet: cannot be used; recomputing it (UserWarning)\n"
