@@ -367,6 +367,13 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> Loaded:
     path = Path(path)
     text = read_yaml_text(path)  # regular, bounded, UTF-8 text only (not /dev/zero, a FIFO)
     data, lines, early = parse_yaml(text, str(path))
+    study_keys = [k for k in ("base", "grid", "zip", "seeds") if isinstance(data, dict)
+                  and k in data]
+    if study_keys and "topology" not in data:  # a study handed to run (every key would fail)
+        raise ScenarioError([Problem(str(path), lines.get((study_keys[0],)), "", "this is a "
+                                     f"study (it has {', '.join(study_keys)}), not a scenario: "
+                                     "run it with ddnnsim sweep (ddnnsim validate reads it "
+                                     "as one when it is named *.study.yaml)")])
     try:
         loaded = load_data(data, str(path), lines, overrides, path.parent.resolve())
     except ScenarioError as exc:  # what follows from a broken key is not reported twice

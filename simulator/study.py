@@ -233,6 +233,10 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
     data, lines = load_yaml(read_yaml_text(path, "study"), str(path))
     if not isinstance(data, dict):
         raise ScenarioError([Problem(str(path), 1, "", "a study must be a YAML mapping")])
+    if "topology" in data and not {"base", "scenario"} & set(data):
+        raise ScenarioError([Problem(str(path), line_of(lines, ("topology",)), "", "this is a "
+                                     "scenario, not a study: run it with ddnnsim run, or "
+                                     "vary it with a study (base: FILE, grid: ...)")])
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as exc:

@@ -378,3 +378,19 @@ def test_warnings_print_as_one_line(monkeypatch):
     text = warnings.formatwarning("trace x.parquet: cannot be used; recomputing it",
                                   UserWarning, "/x/models/oracle.py", 954, "return cls()")
     assert text == "warning: trace x.parquet: cannot be used; recomputing it (UserWarning)\n"
+
+
+def test_a_study_given_to_run_and_a_scenario_given_to_sweep(tmp_path):
+    """Each gave a line per key ('samples: required key is missing', ... 'seed: unknown key
+    (did you mean seeds?)'), none saying the file was the other kind."""
+    study = ROOT / "scenarios" / "load_sweep.study.yaml"
+    result = _invoke("run", study, "--no-progress")
+    assert result.exit_code == 2
+    assert result.output == (f"{study}:4: <top>: this is a study (it has base, grid), not a "
+                             "scenario: run it with ddnnsim sweep (ddnnsim validate reads it "
+                             "as one when it is named *.study.yaml)\n")
+    result = _invoke("sweep", DEMO)
+    assert result.exit_code == 2
+    assert result.output.startswith(f"{DEMO}:7: <top>: this is a scenario, not a study: run "
+                                    "it with ddnnsim run"), result.output
+    assert len(result.output.splitlines()) == 1
