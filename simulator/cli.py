@@ -463,7 +463,8 @@ def sweep(
     for status in failed:
         err.print(f"point {status['name']} failed: {status.get('error')}", highlight=False,
                   soft_wrap=True)
-    paths = plots.study_plots(summary, study.spec, out_dir / "plots")
+    with _user_errors():  # a file named plots, say
+        paths = plots.study_plots(summary, study.spec, out_dir / "plots")
     if len(summary) and "policy" in summary:
         meta = summary.attrs.get("columns", {})
         params = [(m["text"] or m["column"]) for m in meta.values()]

@@ -454,8 +454,22 @@ def finished(out: Path) -> dict[str, dict]:
         for d in root.iterdir():
             f = d / "point.json"
             if not d.name.startswith(".") and f.is_file():
-                done[d.name] = json.loads(f.read_text())
+                done[d.name] = _point_status(d)
     return done
+
+
+def _point_status(d: Path) -> dict:
+    """A finished point's point.json; a damaged one (unreadable point.json or summary.csv) is
+    a point that failed before, so it is recomputed rather than read."""
+    try:
+        status = json.loads((d / "point.json").read_text(encoding="utf-8"))
+        if not isinstance(status, dict):
+            raise ValueError("not a mapping")
+        if status.get("status") == "ok":
+            pd.read_csv(d / "summary.csv")
+        return status
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        return {"status": "damaged", "error": f"{d.name}: damaged results ({exc})"}
 
 
 def warm_oracles(study: Study, points: Sequence[Point], log: Callable[[str], None]) -> None:
@@ -555,10 +569,16 @@ def run_study(study: Study, out: Path, *, workers: int = 2, scheduler: str | Non
         shutil.rmtree(stale, ignore_errors=True)
     todo_plan = plan(study, out)
     log(f"{study.spec.name}: {todo_plan}")
-    for p in todo_plan.changed:  # out of the way, so the new result can be renamed in
+    for p in todo_plan.todo:  # out of the way, so the new result can be renamed in
+        target = points_dir / p.name  # a changed point, or anything else (a file there
+        if not (target.exists() or target.is_symlink()):  # made the new result vanish)
+            continue
         aside = points_dir / f".stale-{p.name}-{uuid.uuid4().hex[:8]}"
-        os.rename(points_dir / p.name, aside)
-        shutil.rmtree(aside, ignore_errors=True)
+        os.rename(target, aside)
+        if aside.is_dir() and not aside.is_symlink():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            aside.unlink(missing_ok=True)
     todo = todo_plan.todo
     if progress:
         progress(len(study.points) - len(todo), len(study.points), None)

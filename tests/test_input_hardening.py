@@ -394,3 +394,43 @@ def test_a_study_given_to_run_and_a_scenario_given_to_sweep(tmp_path):
     assert result.output.startswith(f"{DEMO}:7: <top>: this is a scenario, not a study: run "
                                     "it with ddnnsim run"), result.output
     assert len(result.output.splitlines()) == 1
+
+
+@pytest.mark.parametrize("damage", ["point.json junk", "point.json list", "summary.csv junk",
+                                    "a file for the point"])
+def test_sweep_resumes_over_damaged_points(tmp_path, damage):
+    """A damaged point.json or summary.csv of a finished point was a traceback on resume; a
+    file where a point's folder goes made that point's new results vanish (exit 0, its rows
+    missing). Each such point is now recomputed."""
+    import shutil
+
+    from simulator.study import load_study, run_study
+
+    study = load_study(_study(tmp_path, grid={"samples": [10, 20]}, records=False))
+    out = tmp_path / "out"
+    first = run_study(study, out, workers=1, processes=False, log=lambda m: None)
+    point = out / "points" / study.points[0].name
+    if damage == "point.json junk":
+        (point / "point.json").write_bytes(b"\xc5\x00junk")
+    elif damage == "point.json list":
+        (point / "point.json").write_text("[1, 2]")
+    elif damage == "summary.csv junk":
+        (point / "summary.csv").write_bytes(b"\xf8\xff\x00" * 50)
+    else:
+        shutil.rmtree(point)
+        point.write_text("in the way")
+    again = run_study(study, out, workers=1, processes=False, log=lambda m: None)
+    assert again.attrs["plan"]["reused"] == 1 and len(again) == len(first) == 12
+    assert (again["error"].fillna("") == "").all()
+    assert (point / "summary.csv").is_file()
+
+
+def test_sweep_with_a_file_named_plots(tmp_path):
+    """The study's figures went to a 'plots' that is a file: FileExistsError traceback."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "plots").write_text("in the way")
+    path = _study(tmp_path, grid={"samples": [10, 20]}, records=False)
+    result = _invoke("sweep", path, "-o", out, "--workers", "1", limit=120)
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == f"{out / 'plots'}: File exists"
