@@ -434,3 +434,34 @@ def test_sweep_with_a_file_named_plots(tmp_path):
     result = _invoke("sweep", path, "-o", out, "--workers", "1", limit=120)
     assert result.exit_code == 2, result.output
     assert result.output.splitlines()[-1] == f"{out / 'plots'}: File exists"
+
+
+# ----------------------------------------------------------------------------- oracle traces
+
+
+def _oracle_trace(tmp_path: Path, extra=None, drop=None) -> Path:
+    import pyarrow.parquet as pq
+
+    from simulator.oracle import SyntheticOracle, write_trace
+
+    o = SyntheticOracle(30, 6, 10, {}, {}, {}, seed=0)
+    path = tmp_path / "o.parquet"
+    write_trace(path, {(frozenset(range(6)), "test"): o.table()}, key="k", arch="synthetic",
+                n_devices=6, flops=o.flops, extra=extra)
+    if drop is not None:
+        table = pq.read_table(path)
+        name = next(c for c in table.column_names if c.startswith(drop))
+        pq.write_table(table.drop([name]), path)  # keeps the schema metadata
+        path.with_name(path.name + ".sha256").unlink()
+    return path
+
+
+def test_damaged_oracle_traces(tmp_path):
+    """A cost graph that networkx cannot read (a TypeError traceback), and a missing column
+    (reported as the bare KeyError text "'entropy.dev0'")."""
+    from simulator.oracle import OracleError, TraceOracle
+
+    with pytest.raises(OracleError, match="damaged cost graph in the oracle metadata"):
+        TraceOracle(_oracle_trace(tmp_path, extra={"graph": {"nodes": 5}}))
+    with pytest.raises(OracleError, match="not a ddnnsim oracle trace: no column 'entropy"):
+        TraceOracle(_oracle_trace(tmp_path, drop="entropy."))
