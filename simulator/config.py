@@ -47,7 +47,15 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        return f"{where}: {self.key or '<top>'}: {self.message}"
+        return _one_line(f"{where}: {self.key or '<top>'}: {self.message}")
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control and other unprintable characters escaped (a key written
+    "a\nb" in YAML), so that one problem stays one line of the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ScenarioError(Exception):

@@ -465,3 +465,18 @@ def test_damaged_oracle_traces(tmp_path):
         TraceOracle(_oracle_trace(tmp_path, extra={"graph": {"nodes": 5}}))
     with pytest.raises(OracleError, match="not a ddnnsim oracle trace: no column 'entropy"):
         TraceOracle(_oracle_trace(tmp_path, drop="entropy."))
+
+
+def test_a_key_with_a_line_break_stays_one_line(tmp_path):
+    """A YAML key "bad\\nkey" split its problem over two lines of the terminal."""
+    text = DEMO.read_text(encoding="utf-8") + '"bad\\nkey": 1\n"right\\u202eleft": 2\n'
+    path = _write(tmp_path, text)
+    result = _invoke("validate", path)
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"{path}:32: bad\\nkey: unknown key; valid keys: {KEYS}",
+        f"{path}:33: right\\u202eleft: unknown key; valid keys: {KEYS}"]
+
+
+KEYS = ("aggregation_timeout, cache_dir, description, engine, failures, models, name, output, "
+        "policies, samples, seed, topology, workload")
