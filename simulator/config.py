@@ -691,6 +691,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int], list[Proble
 
 def _yaml_error(exc: Exception) -> str:
     """What a YAML reader's error says, in the user's terms."""
+    if isinstance(exc, yaml.reader.ReaderError):  # a control character; no problem_mark
+        return f"{exc.reason} character #x{exc.character:04x}"
     text = str(getattr(exc, "problem", None) or exc)
     if "integer string conversion" in text:  # Python refuses ints of more than 4300 digits
         return "an integer with thousands of digits"

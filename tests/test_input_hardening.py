@@ -118,6 +118,9 @@ def test_a_huge_lossy_message_is_not_an_array_of_packets():
     ("seed=" + "9" * 5000, "--set: seed: value is not valid YAML: an integer with thousands"),
     ("seed=2001-13-45", "--set: seed: value is not valid YAML: month must be in 1..12"),
     ("seed=!!binary x", "--set: seed: value is not valid YAML: failed to decode base64"),
+    ("seed=\x07", "--set: seed: value is not valid YAML: special characters are not allowed "
+                  "character #x0007\n"),  # was a second line, '  in "<unicode string>"'
+
     ("policies.--5.threshold=0.5", "--set: policies.--5: no list item named '--5'"),
     ("policies.².threshold=0.5", "--set: policies.²: no list item named '²'"),
     ("policies." + "9" * 5000 + ".threshold=0.5", "no list item named '999"),
