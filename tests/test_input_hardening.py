@@ -279,7 +279,7 @@ def test_sweep_starts_no_more_local_workers_than_points(tmp_path, monkeypatch):
     summary = run_study(load_study(path), tmp_path / "out", workers=200, processes=False,
                         log=lambda m: None)
     assert started == [2] and len(summary) == 12
-    result = _invoke("sweep", path, "--workers", "100000")
+    result = _invoke("sweep", path, "-o", tmp_path / "cli", "--workers", "100000")
     assert result.exit_code == 2 and "--workers" in result.output
 
 
@@ -290,7 +290,7 @@ def test_sweep_dashboard_addresses(tmp_path):
 
     path = _study(tmp_path, grid={"samples": [10]}, records=False)
     for bad in ("garbage", ":99999999", "http://x:1"):
-        result = _invoke("sweep", path, "--dashboard", bad)
+        result = _invoke("sweep", path, "-o", tmp_path / "cli", "--dashboard", bad)
         assert result.exit_code == 2, result.output
         assert result.output.startswith(f"--dashboard: {bad!r} is not an address such as")
     with pytest.raises(ScenarioError, match=r"--dashboard: nosuchhost\.invalid:8787: cannot "
@@ -387,12 +387,12 @@ def test_a_study_given_to_run_and_a_scenario_given_to_sweep(tmp_path):
     """Each gave a line per key ('samples: required key is missing', ... 'seed: unknown key
     (did you mean seeds?)'), none saying the file was the other kind."""
     study = ROOT / "scenarios" / "load_sweep.study.yaml"
-    result = _invoke("run", study, "--no-progress")
+    result = _invoke("run", study, "--no-progress", "-o", tmp_path / "out")
     assert result.exit_code == 2
     assert result.output == (f"{study}:4: <top>: this is a study (it has base, grid), not a "
                              "scenario: run it with ddnnsim sweep (ddnnsim validate reads it "
                              "as one when it is named *.study.yaml)\n")
-    result = _invoke("sweep", DEMO)
+    result = _invoke("sweep", DEMO, "-o", tmp_path / "out")
     assert result.exit_code == 2
     assert result.output.startswith(f"{DEMO}:7: <top>: this is a scenario, not a study: run "
                                     "it with ddnnsim run"), result.output
