@@ -42,6 +42,7 @@ import json
 import re
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -63,6 +64,7 @@ from models.data import (
     from_arrays,
     read_image_folder,
     read_npz,
+    split_of,
 )
 from models.multiview import list_models
 from models.specs import BUILTIN_DATA
@@ -109,7 +111,7 @@ def import_object(ref: str, base_dir: str | Path | None = None) -> Callable:
         where = f" (searched sys.path and {base_dir})" if base_dir else ""
         raise ValueError(f"cannot import {mod_name!r}: no module named {exc.name!r}{where}"
                          ) from None
-    except Exception as exc:  # the user's module raised while importing
+    except (Exception, SystemExit) as exc:  # the user's module raised (or exited) importing
         raise ValueError(f"importing {mod_name!r} failed: {type(exc).__name__}: "
                          f"{_first_line(exc)}") from None
     obj = module
@@ -203,7 +205,7 @@ def call_factory(fn: Callable, context: Mapping, options: Mapping, what: str = "
                              f"(or take one of {list(CONTEXT_ARGS)})")
     try:
         return fn(**kwargs)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in the user's factory too
         raise ValueError(f"{what} raised {type(exc).__name__}: {_first_line(exc)}") from None
 
 
@@ -272,6 +274,7 @@ def _source(label: str, x, y, split, fractions, classes=None) -> DataSource:
         raise DataError(f"y: need labels of at least 2 classes, got {sorted(set(labels.tolist()))}")
     if classes is not None and len(classes) < k:
         raise DataError(f"classes: {len(classes)} class names for labels up to {k - 1}")
+    split_of(split, len(labels), fractions, 0)  # too few images to train or tune: said now
     digest = _sha(str(images.shape).encode(), images.tobytes(), labels.tobytes(),
                   b"" if split is None else np.asarray(split).astype(str).tobytes())
     return DataSource(label, images, labels, split, tuple(fractions), k if classes is None
@@ -703,7 +706,9 @@ def read_weights(path: str | Path) -> dict:
     if not path.is_file():
         raise ValueError(f"{path}: file not found")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a junk file also warns of its 'pickle protocol'
+            warnings.simplefilter("ignore")
+            blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged or unsafe file
         raise ValueError(f"{path}: not a readable torch weights file (torch.load with "
                          f"weights_only: {type(exc).__name__}: {_first_line(exc)})") from None

@@ -60,15 +60,17 @@ ARCH_DEFAULTS: dict[str, dict[str, object]] = {
     "att_ddnn": {**_COMMON, "edge_agg": "attention"},
 }
 
+#: Integer options: (lowest, highest). The highest keep a network one that builds and trains
+#: on a CPU: a million layers or 10^8 channels would hang or exhaust memory, not be a model.
 _INT_OPTIONS = {
-    "channels": 1,
-    "device_layers": 1,
-    "pool": 1,
-    "edge_channels": 1,
-    "edge_layers": 1,
-    "cloud_channels": 1,
-    "cloud_layers": 1,
-    "reduction": 1,
+    "channels": (1, 1024),
+    "device_layers": (1, 64),
+    "pool": (1, 1024),
+    "edge_channels": (1, 1024),
+    "edge_layers": (1, 64),
+    "cloud_channels": (1, 1024),
+    "cloud_layers": (1, 64),
+    "reduction": (1, 1024),
 }
 _CHOICES = {
     "local_agg": SCORE_AGGREGATIONS,
@@ -93,8 +95,9 @@ def option_problems(arch: str, options: Mapping[str, object]) -> list[tuple[str,
         if key not in defaults:
             problems.append(_unknown_option(arch, key, defaults))
         elif key in _INT_OPTIONS:
-            if isinstance(value, bool) or not isinstance(value, int) or value < _INT_OPTIONS[key]:
-                problems.append((key, f"must be an integer >= {_INT_OPTIONS[key]}, got {value!r}"))
+            low, high = _INT_OPTIONS[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                problems.append((key, f"must be an integer in {low}..{high}, got {value!r}"))
         elif key in _CHOICES:
             if value not in _CHOICES[key]:
                 problems.append((key, f"must be one of {list(_CHOICES[key])}, got {value!r}"))

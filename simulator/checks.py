@@ -65,6 +65,26 @@ def check_scenario(loaded: Loaded, complete: bool = True) -> list[Problem]:
                                            f"{', '.join(topo.links)}"))
         if f.end is not None and f.end <= f.start:
             problems.append(loaded.problem(("failures", k, "end"), "must be after 'start'"))
+        span = _arrival_span(scn)
+        if f.mttr is not None and span is not None:
+            window = min(f.end if f.end is not None else span, span) - f.start
+            periods = window / (f.up_mean + f.mttr)
+            if periods > MAX_FAILURE_PERIODS:  # each one is drawn, one by one, as time passes
+                problems.append(loaded.problem(
+                    ("failures", k, "rate" if f.rate is not None else "mtbf"),
+                    f"about {periods:.3g} up/down periods while the samples arrive "
+                    f"({window:.3g} s); at most {MAX_FAILURE_PERIODS:.0e} per component: "
+                    "raise mtbf and mttr"))
+
+    span = _arrival_span(scn)
+    for k, link in enumerate(scn.topology.links if scn.topology is not None else []):
+        if link.process is not None and span is not None:
+            steps = span / link.process.interval
+            if steps > MAX_PROCESS_STEPS:  # each step is a draw and an event
+                problems.append(loaded.problem(
+                    ("topology", "links", k, "process", "interval"),
+                    f"about {steps:.3g} bandwidth steps while the samples arrive ({span:.3g} s); "
+                    f"at most {MAX_PROCESS_STEPS:.0e}: raise the interval"))
 
     w = scn.workload
     if w is not None and w.arrivals == "trace":
@@ -151,6 +171,21 @@ def check_scenario(loaded: Loaded, complete: bool = True) -> list[Problem]:
     if complete and not problems and topo is not None:
         problems += _check_binding(loaded, topo)
     return problems
+
+
+#: Most up/down periods one failure process may have while the samples arrive.
+MAX_FAILURE_PERIODS = 1e6
+#: Most steps of one link's bandwidth process while the samples arrive (about 2 us each).
+MAX_PROCESS_STEPS = 1e7
+
+
+def _arrival_span(scn) -> float | None:
+    """Seconds over which the samples arrive when the schema fixes it (open loop), else None."""
+    w = scn.workload
+    if w is not None and scn.samples is not None and w.arrivals in ("poisson", "periodic") \
+            and w.rate is not None:
+        return scn.samples / w.rate
+    return None
 
 
 def _check_binding(loaded: Loaded, topo) -> list[Problem]:
@@ -332,6 +367,13 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> Loaded:
     path = Path(path)
     text = read_yaml_text(path)  # regular, bounded, UTF-8 text only (not /dev/zero, a FIFO)
     data, lines, early = parse_yaml(text, str(path))
+    study_keys = [k for k in ("base", "grid", "zip", "seeds") if isinstance(data, dict)
+                  and k in data]
+    if study_keys and "topology" not in data:  # a study handed to run (every key would fail)
+        raise ScenarioError([Problem(str(path), lines.get((study_keys[0],)), "", "this is a "
+                                     f"study (it has {', '.join(study_keys)}), not a scenario: "
+                                     "run it with ddnnsim sweep (ddnnsim validate reads it "
+                                     "as one when it is named *.study.yaml)")])
     try:
         loaded = load_data(data, str(path), lines, overrides, path.parent.resolve())
     except ScenarioError as exc:  # what follows from a broken key is not reported twice

@@ -45,6 +45,16 @@ class _LazyConsole:
 out = _LazyConsole(width=None if sys.stdout.isatty() else 170)
 err = _LazyConsole(stderr=True)
 
+@app.callback()
+def _one_line_warnings() -> None:
+    """Warnings (a corrupt cache file being recomputed, say) print as one line, without the
+    source line Python adds, which reads like a piece of a traceback."""
+    import warnings
+
+    warnings.formatwarning = lambda message, category, *_a, **_k: (
+        f"warning: {message} ({category.__name__})\n")
+
+
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a scenario key: --set workload.rate='20 /s' (repeatable).")]
 
@@ -70,6 +80,13 @@ def _user_errors():
     except KeyboardInterrupt:
         err.print("interrupted: no partial results were written (files appear only when whole)")
         raise typer.Exit(130) from None
+    except OSError as exc:
+        # A file the user's paths put in the way of the results or the cache (a directory
+        # named summary.csv, a file named plots): name it, as a one-line error.
+        where = exc.filename2 if exc.filename2 is not None else exc.filename
+        if where is None:
+            raise
+        _fail([f"{where}: {exc.strerror or exc}"])
     except Exception as exc:  # errors from the models package that name a user mistake
         if type(exc).__name__ in ("DataError", "ModelSpecError", "CheckpointError"):
             _fail([str(exc)])
@@ -88,6 +105,10 @@ def _output_problem(path: Path) -> str | None:
         return f"{path}: cannot write results there: {'it' if probe == path else probe} is a file"
     if not os.access(probe, os.W_OK | os.X_OK):
         return f"{path}: cannot write results there: no write permission on {probe}"
+    try:  # what access() cannot tell (/proc, a read-only mount): make it now
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"{path}: cannot write results there: {exc.strerror or exc}"
     return None
 
 
@@ -180,6 +201,8 @@ def run(
             result = execute(loaded, out_dir, overrides=tuple(set_ or ()),
                              make_progress=progress)
     print_summary(result.summary)
+    for warning in result.manifest.get("warnings", []):
+        err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"results: {out_dir}", highlight=False)
 
 
@@ -287,8 +310,11 @@ def list_models() -> None:
 HOP_COLUMNS = ["policy", "sample_id", "where", "requested_s", "start_s", "end_s"]
 
 
-def _read_result(path: Path, reader, columns=()):
-    """``reader(path)``, or a one-line error naming the damaged or foreign results file."""
+def _read_result(path: Path, reader, columns=(), numeric=()):
+    """``reader(path)``, or a one-line error naming the damaged or foreign results file (a
+    column missing, or one of ``numeric`` that does not hold numbers)."""
+    import pandas as pd
+
     try:
         table = reader(path)
     except Exception as exc:  # any reader failure: the file is damaged or not ours
@@ -297,6 +323,10 @@ def _read_result(path: Path, reader, columns=()):
     missing = [c for c in columns if c not in table]
     if missing:
         _fail([f"{path}: not a ddnnsim results file: no column {', '.join(missing)}"])
+    numeric = numeric(table) if callable(numeric) else numeric  # columns, or table -> columns
+    wrong = [c for c in numeric if not pd.api.types.is_numeric_dtype(table[c])]
+    if wrong:
+        _fail([f"{path}: not a ddnnsim results file: column {wrong[0]} does not hold numbers"])
     return table
 
 
@@ -324,8 +354,9 @@ def plot(run_dir: Path, format_: Annotated[list[str] | None, typer.Option(
         spec = _read_result(run_dir / "study.json", lambda f: StudySpec.model_validate(
             json.loads(f.read_text())["spec"]))
         summary = _read_result(summ, pd.read_csv)
-        for p in plots.study_plots(summary, spec, run_dir / "plots", format_):
-            out.print(str(p), highlight=False)
+        with _user_errors():  # a file named plots, say
+            for p in plots.study_plots(summary, spec, run_dir / "plots", format_):
+                out.print(str(p), highlight=False)
         return
     rec = run_dir / "records.parquet"
     missing = [str(p) for p in (rec, summ) if not p.is_file()]
@@ -335,12 +366,16 @@ def plot(run_dir: Path, format_: Annotated[list[str] | None, typer.Option(
 
     if format_ is None:  # as the run was asked to write them
         format_ = _run_formats(run_dir / "config.yaml")
-    records = _read_result(rec, lambda f: read_records(f, PLOT_COLUMNS))
-    summary = _read_result(summ, pd.read_csv, ["policy"])
+    records = _read_result(rec, lambda f: read_records(f, PLOT_COLUMNS),
+                           numeric=["latency_s", "bytes_total"])
+    summary = _read_result(summ, pd.read_csv, ["policy"], numeric=lambda t: [
+        c for c in t.columns if c != "policy" and not t[c].isna().all()])
     hops = run_dir / "hops.parquet"
-    hops = (_read_result(hops, pd.read_parquet, HOP_COLUMNS) if hops.is_file() else None)
-    for p in plots.run_plots(records, summary, run_dir / "plots", hops, format_):
-        out.print(str(p), highlight=False)
+    hops = (_read_result(hops, pd.read_parquet, HOP_COLUMNS, HOP_COLUMNS[3:])
+            if hops.is_file() else None)
+    with _user_errors():  # a file named plots, say
+        for p in plots.run_plots(records, summary, run_dir / "plots", hops, format_):
+            out.print(str(p), highlight=False)
 
 
 def _run_formats(config_file: Path) -> list[str] | None:
@@ -348,11 +383,13 @@ def _run_formats(config_file: Path) -> list[str] | None:
     import yaml
 
     from simulator import plots
+    from simulator.config import YAML_LIMIT, read_user_text
 
-    try:
-        fmts = (yaml.safe_load(config_file.read_text()) or {}).get("output", {}).get("formats")
+    try:  # bounded, regular files only; a nesting too deep for the parser is no format list
+        text = read_user_text(config_file, YAML_LIMIT)
+        fmts = (yaml.safe_load(text) or {}).get("output", {}).get("formats")
         return list(plots.formats_of(fmts)) if isinstance(fmts, list) else None
-    except (OSError, yaml.YAMLError, AttributeError, ValueError):
+    except (OSError, yaml.YAMLError, AttributeError, ValueError, RecursionError):
         return None
 
 
@@ -362,7 +399,8 @@ def sweep(
     output: Annotated[Path | None, typer.Option("-o", "--output",
                                                 help="Study directory (resumed if it exists).")
                       ] = None,
-    workers: Annotated[int, typer.Option(help="Local dask workers (processes).", min=1)] = 2,
+    workers: Annotated[int, typer.Option(help="Local dask workers (processes; at most one "
+                                         "per point).", min=1, max=256)] = 2,
     scheduler: Annotated[str | None, typer.Option(
         help="Address of a running dask scheduler, e.g. tcp://10.0.0.5:8786.")] = None,
     set_: SetOpt = None,
@@ -377,6 +415,13 @@ def sweep(
     from simulator import plots
     from simulator.study import load_study, run_study
 
+    if dashboard is not None:
+        import re
+
+        m = re.fullmatch(r"[^\s:/]*:([0-9]{1,5})", dashboard)
+        if m is None or int(m.group(1)) > 65535:
+            _fail([f"--dashboard: {dashboard!r} is not an address such as :8787 or "
+                   "127.0.0.1:8787"])
     with _user_errors():
         study = load_study(study_file, set_ or [])
     out_dir = output or Path("results") / study.spec.name
@@ -418,7 +463,8 @@ def sweep(
     for status in failed:
         err.print(f"point {status['name']} failed: {status.get('error')}", highlight=False,
                   soft_wrap=True)
-    paths = plots.study_plots(summary, study.spec, out_dir / "plots")
+    with _user_errors():  # a file named plots, say
+        paths = plots.study_plots(summary, study.spec, out_dir / "plots")
     if len(summary) and "policy" in summary:
         meta = summary.attrs.get("columns", {})
         params = [(m["text"] or m["column"]) for m in meta.values()]

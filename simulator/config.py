@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import difflib
 import os
+import re
 import stat
 import types
 import typing
@@ -46,7 +47,15 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        return f"{where}: {self.key or '<top>'}: {self.message}"
+        return _one_line(f"{where}: {self.key or '<top>'}: {self.message}")
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control and other unprintable characters escaped (a key written
+    "a\nb" in YAML), so that one problem stays one line of the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ScenarioError(Exception):
@@ -409,9 +418,9 @@ class TorchModel(Strict):
     mu: Float | None = Field(None, ge=0, le=1)
     train: dict[str, Any] = Field(default_factory=dict)
     encoding: Literal["float32", "float16", "int8", "bit"] = "float32"
-    seed: Int = Field(0, ge=0, description="model seed: initial weights, training batches and "
-                      "the data split; apart from the scenario's seed, so repeating a run with "
-                      "other seeds reuses the same trained network")
+    seed: Int = Field(0, ge=0, le=SEED_MAX, description="model seed: initial weights, "
+                      "training batches and the data split; apart from the scenario's seed, "
+                      "so repeating a run with other seeds reuses the same trained network")
 
     @model_validator(mode="after")
     def _one_network(self):
@@ -461,10 +470,13 @@ class FailureSpec(Strict):
     random: Int | None = Field(None, ge=1, le=4096)
     start: Seconds = 0.0
     end: Seconds | None = None
-    mtbf: PosSeconds | None = Field(None, description="mean time between failures (up time)")
-    rate: Rate | None = Field(None, description="failures per second of up time, e.g. "
-                              "'0.01 /s' (instead of mtbf = 1 / rate)")
-    mttr: PosSeconds | None = Field(None, description="mean time to repair (down time)")
+    # Periods of at least 1 ms (as a bandwidth process's interval): shorter is packet loss,
+    # not a failure, and each period is an event of the simulation.
+    mtbf: Interval | None = Field(None, description="mean time between failures (up time)")
+    rate: Annotated[float, *_quantity("rate", high=1e3)] | None = Field(
+        None, description="failures per second of up time, e.g. '0.01 /s' (instead of mtbf = "
+        "1 / rate)")
+    mttr: Interval | None = Field(None, description="mean time to repair (down time)")
     distribution: Literal["exponential", "fixed"] = "exponential"
 
     @model_validator(mode="after")
@@ -611,19 +623,28 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int], list[Proble
         if budget[0] < 0:  # aliases can expand a short file exponentially
             raise ScenarioError([Problem(file, n.start_mark.line + 1, "", f"the file expands "
                                          f"to more than {MAX_VALUES} values (YAML aliases?)")])
+        if len(path) > MAX_DEPTH:  # aliases nest too: an anchor that contains its own alias
+            raise ScenarioError([Problem(file, n.start_mark.line + 1, "", f"nested more than "
+                                         f"{MAX_DEPTH} levels deep (a YAML alias inside its own "
+                                         "anchor?)")])
         lines.setdefault(path, n.start_mark.line + 1)
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
-            for k_node, v_node in n.value:
+            own: set = set()  # keys written in this mapping (merged ones may be overridden)
+            pairs = [(k, v, False) for k, v in merged(n, path, set())]
+            for k_node, v_node, mine in pairs + [(k, v, True) for k, v in n.value
+                                                 if not _is_merge(k)]:
                 key = construct(k_node)
                 if not isinstance(key, typing.Hashable) or isinstance(key, (list, dict)):
                     problems.append(Problem(file, k_node.start_mark.line + 1,
                                             ".".join(map(str, path)),
                                             "a key must be a plain name, not a list or mapping"))
                     continue
-                if key in out:
+                if mine and key in own:
                     problems.append(Problem(file, k_node.start_mark.line + 1,
                                             ".".join(map(str, (*path, key))), "duplicate key"))
+                if mine:
+                    own.add(key)
                 lines[(*path, key)] = k_node.start_mark.line + 1
                 out[key] = build(v_node, (*path, key))
             return out
@@ -631,17 +652,60 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int], list[Proble
             return [build(v, (*path, i)) for i, v in enumerate(n.value)]
         return construct(n)
 
+    def merged(n: yaml.MappingNode, path: tuple, seen: set) -> list:
+        """The pairs ``n`` takes from its YAML merge keys (``<<: *base``), lowest precedence
+        first: later pairs override earlier ones, the mapping's own keys override them all."""
+        out: list = []
+        seen = seen | {id(n)}
+        for k_node, v_node in n.value:
+            if not _is_merge(k_node):
+                continue
+            sources = v_node.value if isinstance(v_node, yaml.SequenceNode) else [v_node]
+            for src in reversed(sources):  # the first mapping listed takes precedence
+                if not isinstance(src, yaml.MappingNode) or id(src) in seen:
+                    why = ("takes a mapping or a list of mappings" if id(src) not in seen
+                           else "cannot merge a mapping that contains it")
+                    raise ScenarioError([Problem(file, src.start_mark.line + 1,
+                                                 ".".join(map(str, path)),
+                                                 f"a merge key '<<' {why}")])
+                out += merged(src, path, seen)
+                out += [kv for kv in src.value if not _is_merge(kv[0])]
+                if len(out) > budget[0]:
+                    raise ScenarioError([Problem(file, src.start_mark.line + 1, "", f"the file "
+                                                 f"expands to more than {MAX_VALUES} values "
+                                                 "(YAML aliases?)")])
+        return out
+
     def construct(n: yaml.Node) -> Any:
         try:
             return constructor.construct_object(n, deep=True)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
             # e.g. an unknown !!tag, or a date such as 2001-13-45
             mark = getattr(exc, "problem_mark", None) or n.start_mark
-            raise ScenarioError([Problem(file, mark.line + 1, "", f"not valid YAML: "
-                                         f"{getattr(exc, 'problem', None) or exc}")]) from None
+            raise ScenarioError([Problem(file, mark.line + 1, "", "not valid YAML: "
+                                         f"{_yaml_error(exc)}")]) from None
 
     data = build(node, ())
     return data, lines, problems
+
+
+def _yaml_error(exc: Exception) -> str:
+    """What a YAML reader's error says, in the user's terms."""
+    if isinstance(exc, yaml.reader.ReaderError):  # a control character; no problem_mark
+        return f"{exc.reason} character #x{exc.character:04x}"
+    text = str(getattr(exc, "problem", None) or exc)
+    if "integer string conversion" in text:  # Python refuses ints of more than 4300 digits
+        return "an integer with thousands of digits"
+    return text
+
+
+def _index_part(part: str) -> int | str:
+    """A ``--set`` path part: a list index when it is a (signed) decimal number, else a name."""
+    return int(part) if re.fullmatch(r"-?[0-9]{1,18}", part) else part
+
+
+def _is_merge(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:merge"
 
 
 def locate(file: str, lines: Mapping[tuple, int], overridden: Sequence[tuple], loc: tuple,
@@ -822,7 +886,7 @@ def apply_override(data: dict, assignment: str) -> tuple[tuple, Any]:
     if "=" not in assignment:
         raise ScenarioError([Problem("--set", None, assignment, "expected key.path=value")])
     path_s, value_s = assignment.split("=", 1)
-    path: list[Any] = [int(p) if p.lstrip("-").isdigit() else p for p in path_s.strip().split(".")]
+    path: list[Any] = [_index_part(p) for p in path_s.strip().split(".")]
     if "" in path:
         raise ScenarioError([Problem("--set", None, assignment, "expected key.path=value")])
     try:
@@ -831,9 +895,9 @@ def apply_override(data: dict, assignment: str) -> tuple[tuple, Any]:
                                          "allowed in --set values")])
         _check_shape(value_s, "--set")
         value = yaml.safe_load(value_s) if value_s.strip() else ""
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
         raise ScenarioError([Problem("--set", None, path_s, "value is not valid YAML: "
-                                     f"{getattr(exc, 'problem', None) or exc}")]) from None
+                                     f"{_yaml_error(exc)}")]) from None
     cur: Any = data
     for i, part in enumerate(path[:-1]):
         if isinstance(cur, list):
@@ -860,7 +924,7 @@ def resolve_key(data: Any, key: str) -> str:
     for i, part in enumerate(parts):
         if isinstance(cur, list):
             try:
-                parts[i] = _item_index(cur, int(part) if part.lstrip("-").isdigit() else part, key)
+                parts[i] = _item_index(cur, _index_part(part), key)
             except ScenarioError:
                 break
             cur = cur[parts[i]]

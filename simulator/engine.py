@@ -532,7 +532,7 @@ class Simulation:
                 if lp.latency:
                     yield env.timeout(lp.latency)
                 continue
-            sizes = lp.packet_bytes(payload) if lp.loss else None
+            sizes, counts = lp.packet_groups(payload) if lp.loss else (None, None)
             asked = start = env.now
             attempt = 0
             while True:
@@ -567,15 +567,22 @@ class Simulation:
                     raise SampleFailed(why)
                 if sizes is None:
                     break
-                lost = link.rng.random(len(sizes)) < lp.loss
+                if counts is None:
+                    lost = link.rng.random(len(sizes)) < lp.loss
+                else:  # a huge message: lost packets counted per group of equal ones
+                    lost = link.rng.binomial(counts, lp.loss)
                 if not lost.any():
                     break
                 attempt += 1
                 if attempt > lp.max_retries:
                     raise SampleFailed("lost")
                 yield env.timeout(lp.rto)
-                sizes = sizes[lost]  # resend exactly the lost packets
-                to_send = float(sizes.sum())
+                if counts is None:
+                    sizes = sizes[lost]  # resend exactly the lost packets
+                    to_send = float(sizes.sum())
+                else:
+                    counts = lost
+                    to_send = float(sizes @ counts)
             if lp.latency:
                 t0 = env.now
                 fail, why = (self._first_failure(lp.name, receiver, receiver, t0,

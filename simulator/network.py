@@ -26,6 +26,8 @@ from simulator import units
 #: Smallest positive bandwidth (B/s) a trace may carry: 1 bit/s. Lower rates overflow
 #: transfer times rather than model a link; write 0 for an outage.
 MIN_BANDWIDTH = 0.125
+#: Most packets of one lossy message whose losses are drawn one by one (see packet_groups).
+PACKET_ARRAY_MAX = 2**16
 #: Latest time in a trace (s): the horizon simulated time resolves (see units.MAX_HORIZON).
 MAX_TRACE_TIME = units.MAX_HORIZON
 
@@ -282,6 +284,19 @@ class LinkParams:
         sizes[-1] = payload - (self.mtu or 0.0) * (packets - 1) + self.header
         sizes[0] += self.overhead
         return sizes
+
+    def packet_groups(self, payload: float) -> tuple[np.ndarray, np.ndarray | None]:
+        """The packets of one message for drawing its losses: ``(packet_bytes(payload), None)``,
+        one entry per packet, or for a message of more than PACKET_ARRAY_MAX packets ``(sizes,
+        counts)`` of its packets grouped by size (first, full ones, last), whose losses are
+        then drawn per group (binomial), so a 1 TB message is not an array of 10^9 packets."""
+        packets = max(1, math.ceil(payload / self.mtu)) if self.mtu else 1
+        if packets <= PACKET_ARRAY_MAX:
+            return self.packet_bytes(payload), None
+        full = self.mtu + self.header
+        last = payload - self.mtu * (packets - 1) + self.header
+        sizes = np.array([full + self.overhead, full, last])
+        return sizes, np.array([1, packets - 2, 1], dtype=np.int64)
 
     def min_time(self, payload: float) -> float:
         """Transfer time alone on the link at nominal bandwidth, no loss."""

@@ -243,12 +243,19 @@ class TraceOracle:
         if "graph" in self.extra:
             import networkx as nx
 
-            self.graph = nx.node_link_graph(self.extra["graph"], edges="edges")
+            try:
+                self.graph = nx.node_link_graph(self.extra["graph"], edges="edges")
+            except Exception as exc:  # networkx raises many types for a damaged graph
+                raise OracleError(f"{self.path}: damaged cost graph in the oracle metadata "
+                                  f"({type(exc).__name__})") from None
         df = table.to_pandas()
         self._tables: dict[tuple[str, str], OracleTable] = {}
         try:
             self._read_tables(df)
-        except (KeyError, ValueError, TypeError) as exc:
+        except KeyError as exc:
+            raise OracleError(f"{self.path}: not a ddnnsim oracle trace: no column {exc}"
+                              ) from None
+        except (ValueError, TypeError) as exc:
             raise OracleError(f"{self.path}: {exc}") from None
         full = self._tables.get((_alive_label(all_alive(self.n_devices)), "test"))
         if full is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import sys
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from simulator import __version__, config
+from simulator import __version__, config, units
 from simulator.config import Loaded, ScenarioError
 from simulator.engine import Simulation
 from simulator.oracle import (
@@ -324,7 +325,7 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp_records = out_dir / ".records.parquet.tmp"
-    frames, summaries, timings, hop_logs, engines = [], [], {}, {}, {}
+    frames, summaries, timings, hop_logs, engines, warnings = [], [], {}, {}, {}, []
     # One sample order per test-split size, computed once and shared by every policy.
     orders = {n: sample_order(loaded, n) for n in {o.n_samples for _, o in bound}}
     try:
@@ -363,6 +364,13 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
 
             from simulator import metrics
             frame = rec.to_frame(policy.label, topo.end_devices)
+            last = frame["finish_s"].max() if len(frame) else 0.0
+            if last > units.MAX_HORIZON:  # queues or slow hops ran past what float64 resolves
+                warnings.append(
+                    f"policy {policy.label}: simulated time reached {last:.3g} s, beyond the "
+                    f"{units.MAX_HORIZON:.0f} s (97 days) in which times are resolved to the "
+                    f"nanosecond; near the end they are {math.ulp(last):.2g} s apart (the "
+                    "devices or links cannot keep up with these samples: lower samples or load)")
             if hop_log:
                 hop_logs[policy.label] = sim.hop_log
             del sim, rec
@@ -413,6 +421,7 @@ def execute(loaded: Loaded, out_dir: Path | None, *, progress: Callable | None =
                     for p, o in bound},
         "thresholds": {p.label: getattr(p, "threshold", None) for p, _ in bound},
         "engine": {"requested": scn.engine, "policies": engines},
+        "warnings": warnings,
     }
     if out_dir is not None:
         atomic_write_bytes(out_dir / "summary.csv", summary.to_csv(index=False).encode())

@@ -32,6 +32,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -90,8 +91,14 @@ class PlotSpec(Strict):
         return self
 
 
+#: Most points a study may expand to (grid product x zip rows x seeds); each is validated
+#: when the study loads (milliseconds each), so ten thousand already take about a minute.
+MAX_POINTS = 10_000
+
+
 class StudySpec(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    # As a scenario's name: the study's folder under results/, never '..' or a long name.
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
     description: str = ""
     base: str | None = None
     scenario: dict[str, Any] | None = None
@@ -109,9 +116,18 @@ class StudySpec(Strict):
         for key, values in {**self.grid, **self.zip}.items():
             if not values:
                 raise ValueError(f"{key}: needs at least one value")
+        for section, table in (("grid", self.grid), ("zip", self.zip)):
+            for key in table:
+                if "=" in key or "" in key.split("."):
+                    raise ValueError(f"@{section}: {key!r} is not a dotted key path such as "
+                                     "workload.rate or policies.ddnn.threshold")
         lengths = {len(v) for v in self.zip.values()}
         if len(lengths) > 1:
             raise ValueError(f"all 'zip' lists must have the same length; got {sorted(lengths)}")
+        n = math.prod(len(v) for v in self.grid.values()) * max(lengths or {1}) * self.seeds
+        if n > MAX_POINTS:
+            raise ValueError(f"the study expands to {n:.3g} points (grid x zip x seeds); at "
+                             f"most {MAX_POINTS} are run")
         overlap = set(self.grid) & set(self.zip)
         if overlap:
             raise ValueError(f"{sorted(overlap)[0]}: a key cannot be in both grid and zip")
@@ -211,12 +227,16 @@ def expand(spec: StudySpec, base_seed: int) -> list[Point]:
 
 def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
     """Read and validate a study and every point's scenario; raise ScenarioError."""
-    from simulator.config import apply_override
+    from simulator.config import apply_override, resolve_key
 
     path = Path(path)
     data, lines = load_yaml(read_yaml_text(path, "study"), str(path))
     if not isinstance(data, dict):
         raise ScenarioError([Problem(str(path), 1, "", "a study must be a YAML mapping")])
+    if "topology" in data and not {"base", "scenario"} & set(data):
+        raise ScenarioError([Problem(str(path), line_of(lines, ("topology",)), "", "this is a "
+                                     "scenario, not a study: run it with ddnnsim run, or "
+                                     "vary it with a study (base: FILE, grid: ...)")])
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as exc:
@@ -255,8 +275,12 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
         except ScenarioError as exc:
             for p in exc.problems:
                 key = p.key
-                src = next((k for k in point.params if key == k or key.startswith(k + ".")),
-                           None)
+                src = next((k for k in point.params for form in (k, resolve_key(base_data, k))
+                            if key == form or key.startswith(form + ".")), None)
+                parts = tuple(int(q) if q.isdecimal() else q for q in key.split("."))
+                if src is None and parts not in base_lines:
+                    # a key only the study's override made (a misspelt grid key's first part)
+                    src = next((k for k in point.params if k.startswith(key + ".")), None)
                 if src is not None:  # blame the study line that set the value
                     section = "grid" if src in spec.grid else "zip"
                     p = Problem(str(path), line_of(lines, (section, src)), key,
@@ -430,8 +454,22 @@ def finished(out: Path) -> dict[str, dict]:
         for d in root.iterdir():
             f = d / "point.json"
             if not d.name.startswith(".") and f.is_file():
-                done[d.name] = json.loads(f.read_text())
+                done[d.name] = _point_status(d)
     return done
+
+
+def _point_status(d: Path) -> dict:
+    """A finished point's point.json; a damaged one (unreadable point.json or summary.csv) is
+    a point that failed before, so it is recomputed rather than read."""
+    try:
+        status = json.loads((d / "point.json").read_text(encoding="utf-8"))
+        if not isinstance(status, dict):
+            raise ValueError("not a mapping")
+        if status.get("status") == "ok":
+            pd.read_csv(d / "summary.csv")
+        return status
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        return {"status": "damaged", "error": f"{d.name}: damaged results ({exc})"}
 
 
 def warm_oracles(study: Study, points: Sequence[Point], log: Callable[[str], None]) -> None:
@@ -531,10 +569,16 @@ def run_study(study: Study, out: Path, *, workers: int = 2, scheduler: str | Non
         shutil.rmtree(stale, ignore_errors=True)
     todo_plan = plan(study, out)
     log(f"{study.spec.name}: {todo_plan}")
-    for p in todo_plan.changed:  # out of the way, so the new result can be renamed in
+    for p in todo_plan.todo:  # out of the way, so the new result can be renamed in
+        target = points_dir / p.name  # a changed point, or anything else (a file there
+        if not (target.exists() or target.is_symlink()):  # made the new result vanish)
+            continue
         aside = points_dir / f".stale-{p.name}-{uuid.uuid4().hex[:8]}"
-        os.rename(points_dir / p.name, aside)
-        shutil.rmtree(aside, ignore_errors=True)
+        os.rename(target, aside)
+        if aside.is_dir() and not aside.is_symlink():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            aside.unlink(missing_ok=True)
     todo = todo_plan.todo
     if progress:
         progress(len(study.points) - len(todo), len(study.points), None)
@@ -583,14 +627,22 @@ def _run_points(study: Study, out: Path, todo: list[Point], workers: int, remote
         client = remote
     else:
         _quiet_dask()
+        workers = max(1, min(workers, len(todo)))  # no idle processes: one per point at most
         # Without a dashboard the scheduler still serves health checks over HTTP: on a free
         # port (":0"), not on 8787, which another cluster may hold.
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                               host="127.0.0.1" if processes else None,
-                               dashboard_address=dashboard,
-                               silence_logs=logging.CRITICAL,
-                               scheduler_kwargs=None if dashboard else {
-                                   "dashboard": False, "dashboard_address": ":0"})
+        try:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                   processes=processes,
+                                   host="127.0.0.1" if processes else None,
+                                   dashboard_address=dashboard,
+                                   silence_logs=logging.CRITICAL,
+                                   scheduler_kwargs=None if dashboard else {
+                                       "dashboard": False, "dashboard_address": ":0"})
+        except (RuntimeError, OSError) as exc:
+            if not dashboard:
+                raise
+            raise ScenarioError([f"--dashboard: {dashboard}: cannot serve the dashboard "
+                                 f"there: {exc}"]) from None
         client = Client(cluster)
     try:
         args = [(point_data(study, p), study.base_file, str(study.base_dir),

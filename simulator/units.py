@@ -35,7 +35,7 @@ def _table() -> dict[str, dict[str, float]]:
     flop = {f"{p}FLOP": f for p, f in _DECIMAL.items() if p != "K"}
     flops = {f"{u}/s": f for u, f in flop.items()}
     flops.update({f"{p}FLOPS": f for p, f in _DECIMAL.items() if p != "K"})
-    power = {"W": 1.0, "mW": 1e-3, "kW": 1e3}
+    power = {"W": 1.0, "mW": 1e-3, "uW": 1e-6, "µW": 1e-6, "kW": 1e3, "MW": 1e6}
     energy = {"J": 1.0, "mJ": 1e-3, "uJ": 1e-6, "kJ": 1e3, "Wh": 3600.0}
     freq = {"Hz": 1.0, "kHz": 1e3, "MHz": 1e6, "GHz": 1e9, "/s": 1.0, "fps": 1.0}
     return {

@@ -144,3 +144,25 @@ def test_measured_scale_needs_host_timings():
     data["topology"]["devices"]["cam"]["measured_scale"] = 10.0
     with pytest.raises(ScenarioError, match="no host timing"):
         _loaded(data)
+
+
+@pytest.mark.parametrize("engine", ["des", "auto"])
+def test_plans_during_an_outage(tmp_path, engine):
+    """A sample that starts while a bandwidth trace reads 0 (an outage) is planned as if the
+    uplink could barely carry: the optimizing methods keep it on the device; edge_only waits
+    for the link to return. No planner sees a bandwidth of 0 (it raised before)."""
+    trace = tmp_path / "bw.csv"
+    trace.write_text("time [s],bandwidth [Mbit/s]\n0,0\n5,100\n")
+    data = demo(samples=20, engine=engine, workload={"arrivals": "poisson", "rate": "2 /s"},
+                policies=[{"policy": "partition", "name": m, "method": m}
+                          for m in ("edge_only", "dads")]
+                + [{"policy": "partition", "name": "dapdee", "method": "dapdee",
+                    "deadline": "1 s"}])
+    data["topology"]["links"][0]["trace"] = {"file": str(trace), "loop": False}
+    rec = run(data).records
+    assert (rec["status"] == "ok").all()
+    early = rec[rec["arrival_s"] < 5]
+    for m in ("dads", "dapdee"):
+        assert (early[early["policy"] == m]["bytes_total"] == 0).all(), m
+    sent = early[early["policy"] == "edge_only"]
+    assert (sent["bytes_total"] > 0).all() and (sent["finish_s"] >= 5).all()

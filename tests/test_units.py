@@ -47,6 +47,9 @@ EXACT = [
     # power and energy
     ("0.8 W", "power", 0.8),
     ("350 mW", "power", 0.35),
+    ("20 uW", "power", 2e-5),  # the ends of the documented range (1 uW .. 1 MW) can be written
+    ("20 µW", "power", 2e-5),
+    ("1 MW", "power", 1e6),
     ("1.2 J", "energy", 1.2),
     ("4.9 mJ", "energy", 0.0049),
     ("1 Wh", "energy", 3600.0),

@@ -46,13 +46,15 @@ from simulator.policies.base import (
     register_policy,
 )
 
-Weight = Annotated[float, Field(ge=0)]
+Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+#: An input dimension (channels, height, width).
+Dim = Annotated[int, Field(ge=1)]
 
 
 class ParallelParams(Params):
     method: Literal["single", "wpm", "kpm"] = "kpm"
     arch: Literal[tuple(P.ARCHS)] = "alexnet"  # type: ignore[valid-type]
-    input: tuple[int, int, int] = (3, 227, 227)
+    input: tuple[Dim, Dim, Dim] = (3, 227, 227)
     classes: int = Field(10, ge=2)
     devices: str | list[str]
     shares: Literal["equal", "speed"] | list[Weight] = "equal"
@@ -97,6 +99,7 @@ class Parallel(Policy):
                                   f"({', '.join(names)})")
             if sum(shares) <= 0:
                 raise PolicyError("shares", "at least one share must be positive")
+            shares = [s / max(shares) for s in shares]  # relative: 1e308 + 1e308 is no inf
         try:
             self.layers = P.layers(p.arch, p.input, p.classes)
         except ValueError as exc:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import BeforeValidator, Field
 
 from simulator import units
+from simulator.network import MIN_BANDWIDTH
 from simulator.policies.base import (
     BindContext,
     Compute,
@@ -147,7 +148,10 @@ class Partition(Policy):
         key = (dev.flops_per_s, edge.flops_per_s, link.name, bandwidth, mode)
         got = self._plans.get(key)
         if got is None:
-            costs = P.Costs(dev.flops_per_s, edge.flops_per_s, bandwidth, link.latency,
+            # An outage (a trace's 0) plans as the slowest link a trace may carry: optimizing
+            # methods keep the sample on the device; edge_only waits for the link to return.
+            costs = P.Costs(dev.flops_per_s, edge.flops_per_s, max(bandwidth, MIN_BANDWIDTH),
+                            link.latency,
                             measured=self._measured(dev, edge))
             graphs = {n: self._wire_graph(n, link) for n in self.graphs}
             if p.method == "dapdee":

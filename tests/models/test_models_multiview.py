@@ -107,3 +107,15 @@ def test_training_is_deterministic(synth):
         states.append(m.state_dict())
     for k in states[0]:
         assert torch.equal(states[0][k], states[1][k]), k
+
+
+@pytest.mark.parametrize("options, key", [
+    ({"device_layers": 100_000}, "device_layers"),  # built a network of 10^5 layers per device
+    ({"channels": 100_000_000}, "channels"),  # 10^8 channels: gigabytes of weights
+    ({"cloud_layers": 0}, "cloud_layers"),
+])
+def test_multiview_options_are_bounded(options, key):
+    from models.multiview import option_problems
+
+    assert [k for k, _ in option_problems("ddnn", options)] == [key]
+    assert option_problems("ddnn", {"channels": 1024, "device_layers": 64}) == []

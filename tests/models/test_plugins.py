@@ -219,6 +219,12 @@ NPZ = "    dataset: {path: bars.npz}\n"
      "do not fit the network (missing ['exit1.1.bias'"),
     ('    arch: vgg11_ee\n    weights: other.pt', "weights", "do not fit the network"),
     ('    arch: vgg11_ee\n    factory: "tinyee.nets:build"', "", "either 'arch'"),
+    # found by fuzzing: each exited 3, printed a torch warning first, or passed validate
+    ('    factory: "quits:build"', "factory", "importing 'quits' failed: SystemExit: 3"),
+    ('    factory: "tinyee.nets:build"\n    weights: junk.pt', "weights",
+     "not a readable torch weights file"),
+    ('    factory: "tinyee.nets:build"\n    dataset: {path: two.npz}', "dataset",
+     "split: the train split has too few images"),
 ])
 def test_contract_errors_are_file_line_key_messages(example, tmp_path, model, key, message):
     shutil.copy(example / "bars.npz", tmp_path / "bars.npz")
@@ -228,6 +234,9 @@ def test_contract_errors_are_file_line_key_messages(example, tmp_path, model, ke
     torch.save(torch.nn.Linear(3, 2).state_dict(), tmp_path / "other.pt")
     (tmp_path / "tinyee").symlink_to(example / "tinyee")
     (tmp_path / "boom.py").write_text("raise RuntimeError('needs a GPU')\n")
+    (tmp_path / "quits.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "junk.pt").write_bytes(b"\x80\x08" + bytes(range(256)) * 8)  # pickle v8
+    np.savez(tmp_path / "two.npz", x=np.zeros((2, 1, 16, 16), np.uint8), y=np.array([0, 1]))
     if "dataset:" not in model:
         model = model + "\n" + NPZ.rstrip("\n")
     code, out, f = _errors(tmp_path, model)
@@ -237,7 +246,7 @@ def test_contract_errors_are_file_line_key_messages(example, tmp_path, model, ke
     where = f"models.tiny.{key}" if key else "models.tiny"
     assert f"{f}:{line}: {where}: " in out, out
     assert message in " ".join(out.split()), out
-    assert "Traceback" not in out
+    assert "Traceback" not in out and "Warning" not in out
 
 
 def test_valid_plugin_scenario_validates(example, tmp_path):
@@ -373,3 +382,16 @@ def test_example_end_to_end_train_then_weights(example, tmp_path):
     assert r.exit_code == 0, r.output
     s2 = pd.read_csv(tmp_path / "run2" / "summary.csv").set_index("policy")
     assert np.allclose(s2["accuracy"], s["accuracy"])
+
+
+def test_junk_weights_raise_without_a_torch_warning(tmp_path):
+    """torch.load warned 'Detected pickle protocol 8' on stderr before the one-line error."""
+    import warnings
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x80\x08" + bytes(range(256)) * 8)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match="not a readable torch weights file"):
+            plugins.read_weights(junk)
+    assert not seen, [str(w.message) for w in seen]
