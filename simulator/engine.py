@@ -554,10 +554,16 @@ class Simulation:
                     t0 = env.now
                     if not attempt:
                         start = t0
+                    if watch:  # down already: nothing goes on the medium
+                        fail, why = self._first_failure(lp.name, sender, receiver, t0, t0)
+                        if fail != math.inf:
+                            raise SampleFailed(why)
                     dt = yield from medium.send(to_send)
                     fail, why = (self._first_failure(lp.name, sender, receiver, t0, t0 + dt)
                                  if watch else (math.inf, ""))
-                    held = dt  # a fair medium cannot cancel: the loss is seen at the end
+                    # A fair medium cannot cancel, so the loss is seen at the end; bytes and
+                    # airtime are billed only until the failure, as on a FIFO medium.
+                    held = min(dt, fail - t0)
                 self._bill_bytes(acc, i, col, to_send * (held / dt) if dt > 0 else to_send)
                 if tx_p:
                     self._bill(acc, i, scol, tx_p * held, 1)
