@@ -3,8 +3,23 @@ scenarios: what a record says must match what the engine did."""
 
 from __future__ import annotations
 
+import copy
+import math
+
+import numpy as np
 import pytest
 from builders import chain_scenario, run
+from hypothesis import HealthCheck, given, settings
+from test_fast_engine import multiview
+
+from simulator.config import load_data
+from simulator.devices import hop_radio_power
+from simulator.engine import Simulation
+from simulator.policies.base import Compute
+from simulator.policies.multiview import ADA_HEADER_BYTES
+from simulator.records import TIERS
+from simulator.run import prepare
+from simulator.workload import Arrivals
 
 
 @pytest.mark.parametrize("sharing", ["fifo", "fair"])
@@ -30,3 +45,143 @@ def test_a_down_link_bills_nothing_and_a_failing_one_only_until_it_fails(sharing
     seen = 0.003256 if sharing == "fifo" else 0.003512
     assert rec.loc[0, "finish_s"] == pytest.approx(seen)
     assert rec.loc[1, "status"] == "ok" and rec.loc[1, "bytes.up"] == 512.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Bytes and energy of every step, recomputed from the docs' formulas
+
+
+class Recorded(Simulation):
+    """The DES with every compute and send step kept (``hop_log=True`` sends every step
+    through ``_compute`` and ``_send``)."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.steps: list[tuple[int, object]] = []
+
+    def _compute(self, step, i, acc):
+        self.steps.append((i, step))
+        yield from super()._compute(step, i, acc)
+
+    def _send(self, step, i, acc):
+        self.steps.append((i, step))
+        yield from super()._send(step, i, acc)
+
+
+def simulate(data: dict, cls=Recorded):
+    """(topology, [(policy, oracle, simulation, records)]) of every policy, with hop logs."""
+    loaded = load_data(copy.deepcopy(data), "<test>")
+    topo, bound = prepare(loaded, progress=False)
+    scn = loaded.scenario
+    out = []
+    for policy, oracle in bound:
+        arrivals = Arrivals.from_spec(scn.workload, scn.samples, topo.end_devices, scn.seed)
+        sim = cls(topo, arrivals, policy, scn.samples, scn.seed, oracle.n_samples,
+                  hop_log=True, aggregation_timeout=scn.aggregation_timeout)
+        out.append((policy, oracle, sim, sim.run()))
+    return topo, out
+
+
+def wire(lp, payload: float) -> float:
+    """Payload + per-message overhead + a header per packet (docs/scenarios.md, links)."""
+    packets = max(1, math.ceil(payload / lp.mtu)) if lp.mtu else 1
+    return payload + lp.overhead + packets * lp.header
+
+
+def task_power(p) -> float:
+    """A task's power above idle (docs/scenarios.md, "Energy"): a core's share of the
+    dynamic power; kf3: k f^3, k calibrated so that k f_nominal^3 is that share."""
+    per_core = max(p.power_active - p.power_idle, 0.0) / p.cores
+    if p.energy_model != "kf3":
+        return per_core
+    f0 = p.nominal_frequency or p.frequency
+    k = p.k if p.k is not None else per_core / f0**3
+    return k * p.frequency**3
+
+
+def work_seconds(p, flops: float) -> float:
+    t = flops / p.flops_per_s
+    return t * p.nominal_frequency / p.frequency if p.energy_model == "kf3" else t
+
+
+def expected_bytes_and_energy(topo, sim, n: int):
+    links, devs = list(topo.links), list(topo.devices)
+    nbytes = np.zeros((n, len(links)))
+    energy = np.zeros((n, len(devs)))
+    for i, step in sim.steps:
+        if isinstance(step, Compute):
+            p = topo.devices[step.device]
+            call = task_power(p) if p.overhead_power is None else p.overhead_power
+            e = task_power(p) * work_seconds(p, step.flops) + call * p.call_overhead
+            energy[i, devs.index(step.device)] += e
+            continue
+        node = step.src
+        for lp in topo.path(step.src, step.dst):
+            b = wire(lp, float(step.nbytes))
+            nbytes[i, links.index(lp.name)] += b
+            tx, rx = hop_radio_power(topo.devices[node], topo.devices[lp.receiver], lp)
+            energy[i, devs.index(node)] += tx * b / lp.bandwidth
+            energy[i, devs.index(lp.receiver)] += rx * b / lp.bandwidth
+            node = lp.receiver
+    return nbytes, energy
+
+
+def multiview_bytes_by_exit(topo, policy, oracle, sim, rec) -> np.ndarray:
+    """Per sample and link, the bytes of the oracle's messages a multi-view policy sends for
+    the exit the sample took (scores, then features, then the edge's features)."""
+    t = oracle.table(None, "test")
+    links = list(topo.links)
+    out = np.zeros((rec.n, len(links)))
+    exits = [rec.exits[k] for k in rec.exit]
+
+    def send(i, src, dst, payload):
+        for lp in topo.path(src, dst):
+            out[i, links.index(lp.name)] += wire(lp, float(payload))
+
+    for i in range(rec.n):
+        row, ex = sim.order(i), exits[i]
+        for k, d in enumerate(policy.devices):
+            if policy.name == "cloud_only":
+                send(i, d, policy.cloud, t.nbytes[f"raw.dev{k}"][row])
+            elif policy.name in ("device_only", "ddnn"):
+                send(i, d, policy.edge, t.nbytes[f"scores.dev{k}"][row])
+                if policy.name == "ddnn" and ex != "local":
+                    send(i, d, policy.edge, t.nbytes[f"feat.dev{k}"][row])
+            else:  # ada: features with (entropy, class)
+                send(i, d, policy.edge, t.nbytes[f"feat.dev{k}"][row] + ADA_HEADER_BYTES)
+        if ex == "cloud" and policy.name != "cloud_only":
+            send(i, policy.edge, policy.cloud, t.nbytes["feat.edge"][row])
+    return out
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(multiview())
+def test_bytes_and_energy_are_those_of_the_steps_taken(data):
+    """On random multi-view scenarios (contention, several cores, kf3, radios): every link
+    bills payload + overhead + headers of exactly the oracle's messages for the exit taken
+    (nothing above the exit), every device the docs' energy of the steps it ran, and idle
+    power x the run's length, spread evenly."""
+    for link in data["topology"]["links"]:
+        link.pop("trace", None)  # constant rates: airtime = bytes / bandwidth
+    topo, runs = simulate(data)
+    wan = [j for j, lp in enumerate(topo.links.values())
+           if topo.devices[lp.receiver].tier == "cloud"]
+    for policy, oracle, sim, rec in runs:
+        n = rec.n
+        assert (rec.status == 0).all(), policy.label  # no faults, no loss
+        nbytes, energy = expected_bytes_and_energy(topo, sim, n)
+        np.testing.assert_allclose(rec.link_bytes, nbytes, rtol=1e-12, err_msg=policy.label)
+        by_exit = multiview_bytes_by_exit(topo, policy, oracle, sim, rec)
+        np.testing.assert_array_equal(rec.link_bytes, by_exit, policy.label)
+        below_cloud = rec.tier != TIERS.index("cloud")
+        if policy.name != "cloud_only":
+            assert (rec.link_bytes[below_cloud][:, wan] == 0).all(), policy.label
+        np.testing.assert_allclose(rec.energy, energy, rtol=1e-9, atol=1e-15,
+                                   err_msg=policy.label)
+        assert np.isfinite(rec.energy).all() and (rec.energy >= 0).all()
+        np.testing.assert_allclose(rec.kind.sum(axis=1), rec.energy.sum(axis=1), rtol=1e-9,
+                                   atol=1e-15)
+        end = max(rec.finish.max(), max(h[5] for h in sim.hop_log))
+        assert rec.run_end == end
+        np.testing.assert_allclose(rec.idle, [p.power_idle * end
+                                              for p in topo.devices.values()], rtol=1e-12)
