@@ -7,10 +7,14 @@ import copy
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
-from builders import chain_scenario, run
+from builders import chain_scenario, multiview_scenario, run
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_fast_engine import multiview
+from test_fault_properties import build as build_faults
+from test_fault_properties import scenarios as fault_scenarios
 
 from simulator.config import load_data
 from simulator.devices import hop_radio_power
@@ -18,7 +22,7 @@ from simulator.engine import Simulation
 from simulator.policies.base import Compute
 from simulator.policies.multiview import ADA_HEADER_BYTES
 from simulator.records import TIERS
-from simulator.run import prepare
+from simulator.run import execute, prepare, read_records
 from simulator.workload import Arrivals
 
 
@@ -185,3 +189,129 @@ def test_bytes_and_energy_are_those_of_the_steps_taken(data):
         assert rec.run_end == end
         np.testing.assert_allclose(rec.idle, [p.power_idle * end
                                               for p in topo.devices.values()], rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# summary.csv against records.parquet
+
+
+def test_summary_csv_is_recomputed_from_records_parquet(tmp_path):
+    """Every headline column of summary.csv, recomputed from records.parquet as written, on a
+    run with failures (so failed rows count) and exits at every tier."""
+    data = multiview_scenario(3, samples=120, seed=5, aggregation_timeout="0.2 s",
+                              failures=[{"device": "cam1", "start": "5 s", "end": "9 s"},
+                                        {"link": "wan", "start": "12 s", "end": "14 s"}],
+                              output={"plots": False})
+    execute(load_data(data, "<test>"), tmp_path, make_progress=False)
+    rec = read_records(tmp_path / "records.parquet")
+    summary = pd.read_csv(tmp_path / "summary.csv").set_index("policy")
+    assert len(rec) == 120 * len(summary)
+    for label, g in rec.groupby("policy", observed=True):
+        s = summary.loc[label]
+        assert sorted(g["sample_id"]) == list(range(120)) and g["status"].notna().all()
+        ok = g["status"] == "ok"
+        lat = g.loc[ok, "latency_s"].to_numpy()
+        np.testing.assert_array_equal(g["latency_s"], g["finish_s"] - g["arrival_s"])
+        want = {
+            "samples": len(g), "failed": int((~ok).sum()), "accuracy": g["correct"].mean(),
+            "availability": ok.mean(), "accuracy_answered": g.loc[ok, "correct"].mean(),
+            "latency_mean_s": lat.mean(), "latency_p50_s": np.percentile(lat, 50),
+            "latency_p95_s": np.percentile(lat, 95), "latency_p99_s": np.percentile(lat, 99),
+            "throughput_sps": ok.sum() / (g.loc[ok, "finish_s"].max() - g["arrival_s"].min()),
+            "bytes_per_sample": g.filter(like="bytes.").sum(axis=1).mean(),
+            "energy_j_per_sample": g.filter(like="energy_j.").sum(axis=1).mean(),
+            "energy_end_j_per_sample": g["energy_tier_j.end"].mean(),
+            "energy_total_j_per_sample": g["energy_j"].mean()
+            + sum(g[f"energy_idle_j.{t}"].mean() for t in TIERS),
+        }
+        for e in [c for c in summary if c.startswith("exit_rate.")]:
+            share = (g.loc[ok, "exit"] == e.split(".", 1)[1]).sum() / ok.sum()
+            if np.isnan(s[e]):  # an exit of another policy
+                assert share == 0, (label, e)
+            else:
+                want[e] = share
+        for status in g.loc[~ok, "status"].unique():
+            want[f"status.{status}"] = (g["status"] == status).mean()
+        for key, value in want.items():
+            assert s[key] == pytest.approx(value, rel=1e-9, abs=1e-15), (label, key)
+        assert s.filter(like="exit_rate.").sum() == pytest.approx(1.0)
+    assert summary["failed"].sum() > 0  # the faults bit
+    assert {"local", "edge", "cloud"} <= set(rec.loc[rec["policy"] == "ddnn", "exit"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults: nothing is billed on a component while it is down
+
+
+class Billed(Simulation):
+    """The DES with every bill and the interval it covers: a transfer from the instant its
+    failures were looked up (``_first_failure``) until it was billed (on a fair medium, billed
+    when it would have ended, the share of that time its bytes paid for); a compute step back
+    from its bill by the time its energy paid for."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.bills: list[tuple] = []  # (kind, where, joules or bytes, start, end)
+        self._at: dict = {}  # process -> what it is doing
+        self._payload: dict = {}  # process -> payload of its message
+
+    def _first_failure(self, link, sender, receiver, t0, t1):
+        if sender != receiver:  # a transfer (not the check of its flight)
+            self._at[self.env.active_process] = (link, sender, receiver, t0)
+        return super()._first_failure(link, sender, receiver, t0, t1)
+
+    def _compute(self, step, i, acc):
+        self._at[self.env.active_process] = step
+        yield from super()._compute(step, i, acc)
+
+    def _send(self, step, i, acc):
+        self._payload[self.env.active_process] = float(step.nbytes)
+        yield from super()._send(step, i, acc)
+
+    def _bill(self, acc, i, col, joules, kind):
+        at = self._at.get(self.env.active_process)
+        if kind == 0 and joules > 0:
+            p = self.devices[at.device].p
+            full = p.step_energy(p.work_time(at.flops), p.call_overhead)
+            ran = joules / full * (p.work_time(at.flops) + p.call_overhead)
+            self.bills.append(("compute", at.device, joules, self.env.now - ran, self.env.now))
+        super()._bill(acc, i, col, joules, kind)
+
+    def _bill_bytes(self, acc, i, col, nbytes):
+        proc = self.env.active_process
+        at = self._at.pop(proc, None)
+        if isinstance(at, tuple) and nbytes > 0:  # else a hop that cannot fail
+            lp, t0, end = self.topology.links[at[0]], at[3], self.env.now
+            if lp.sharing == "fair":  # billed when it would have ended, up to a failure
+                end = t0 + (end - t0) * nbytes / wire(lp, self._payload[proc])
+            self.bills.append(("send", at[:3], nbytes, t0, end))
+        super()._bill_bytes(acc, i, col, nbytes)
+
+
+def _up(avail, a: float, b: float) -> bool:
+    """Up over [a, b) (a failure at b itself ends the step there)."""
+    return avail.is_up(a) and avail.up_time(a, b) >= (b - a) * (1 - 1e-12)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fault_scenarios, st.sampled_from(["fifo", "fair"]))
+def test_nothing_is_billed_on_a_down_link_or_device(p, sharing):
+    """Lost steps included (the hop log has only those that ended): every byte and joule
+    billed was carried or computed while its link, sender, receiver or device was up."""
+    data = build_faults(p, loss=0.0)  # the proptest's faults on dedicated uplinks
+    for link in data["topology"]["links"]:
+        link["sharing"] = sharing
+    _topo, runs = simulate(data, Billed)
+    checked = 0
+    for policy, _oracle, sim, rec in runs:
+        assert (rec.status >= 0).all()
+        for kind, where, _amount, a, b in sim.bills:
+            if kind == "compute":
+                assert _up(sim.devices[where].avail, a, b), (policy.label, where, a, b)
+            else:
+                link, sender, receiver = where
+                assert _up(sim.link_avail[link], a, b), (policy.label, link, a, b)
+                assert _up(sim.devices[sender].avail, a, b), (policy.label, sender, a, b)
+                assert _up(sim.devices[receiver].avail, a, b), (policy.label, receiver, a, b)
+            checked += 1
+    assert checked or all(r.status.max() > 0 for *_x, r in runs)
