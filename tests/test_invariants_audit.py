@@ -51,6 +51,28 @@ def test_a_down_link_bills_nothing_and_a_failing_one_only_until_it_fails(sharing
     assert rec.loc[1, "status"] == "ok" and rec.loc[1, "bytes.up"] == 512.0
 
 
+def test_radios_on_a_fair_medium_pay_each_message_its_airtime_not_the_time_it_shares():
+    """Three cameras send their views together over one fair 5.2 Mbit/s cell to an edge with
+    a radio: each message's airtime is its bytes / bandwidth, as on a FIFO medium, so the
+    edge's one radio receives for the cell's busy time, not three times it (it was billed
+    each message's whole shared sojourn: 3x the energy, more than rx power x wall time)."""
+    totals = {}
+    for sharing in ("fifo", "fair"):
+        data = multiview_scenario(3, samples=20, policies=[{"policy": "cloud_only"}],
+                                  workload={"arrivals": "periodic", "rate": "2 /s"})
+        data["topology"]["links"][0].update({"sharing": sharing, "tx_power": "1 W",
+                                             "rx_power": "0.5 W"})
+        data["topology"]["devices"]["edge"]["radio"] = True
+        del data["topology"]["devices"]["cam"]["tx_power"]
+        rec = run(data).records
+        air = rec["bytes.cell"] / (5.2e6 / 8)
+        assert rec["energy_tx_j"].to_numpy() == pytest.approx(1.0 * air.to_numpy())
+        assert rec["energy_rx_j"].to_numpy() == pytest.approx(0.5 * air.to_numpy())
+        assert rec["energy_j.edge"].to_numpy() == pytest.approx(0.5 * air.to_numpy())
+        totals[sharing] = rec["energy_j"].sum()
+    assert totals["fair"] == pytest.approx(totals["fifo"])
+
+
 # ---------------------------------------------------------------------------------------------
 # Bytes and energy of every step, recomputed from the docs' formulas
 
