@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from test_fast_engine import multiview
 from test_fault_properties import build as build_faults
 from test_fault_properties import scenarios as fault_scenarios
+from test_properties import build as build_properties
+from test_properties import scenarios as property_scenarios
 
 from simulator.config import load_data
 from simulator.devices import hop_radio_power
@@ -337,3 +339,28 @@ def test_nothing_is_billed_on_a_down_link_or_device(p, sharing):
                 assert _up(sim.devices[receiver].avail, a, b), (policy.label, receiver, a, b)
             checked += 1
     assert checked or all(r.status.max() > 0 for *_x, r in runs)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(property_scenarios)
+def test_radio_energy_is_power_times_billed_bytes_over_bandwidth(p):
+    """On constant-rate links every billed byte was on the air for 1 / bandwidth seconds,
+    whatever the sharing (fifo, fair, dedicated), with retransmissions and lost transfers:
+    per sample, tx (rx) energy = sum over links of the sender's (receiver's) radio power x
+    billed bytes / bandwidth."""
+    data = build_properties(p)
+    loaded = load_data(copy.deepcopy(data), "<test>")
+    topo, _ = prepare(loaded, progress=False)
+    rec = run(data).records
+    tx = np.zeros(len(rec))
+    rx = np.zeros(len(rec))
+    for name, lp in topo.links.items():
+        powers = {hop_radio_power(topo.devices[s], topo.devices[lp.receiver], lp)
+                  for s in lp.senders}
+        assert len(powers) == 1  # the cameras alike: a link's bytes give its energy
+        ((t, r),) = powers
+        tx += t * rec[f"bytes.{name}"].to_numpy() / lp.bandwidth
+        rx += r * rec[f"bytes.{name}"].to_numpy() / lp.bandwidth
+    assert tx.sum() > 0
+    np.testing.assert_allclose(rec["energy_tx_j"], tx, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(rec["energy_rx_j"], rx, rtol=1e-9, atol=1e-15)
