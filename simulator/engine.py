@@ -545,7 +545,7 @@ class Simulation:
                     dt = medium.bw.time_to_send(t0, to_send)
                     fail, why = (self._first_failure(lp.name, sender, receiver, t0, t0 + dt)
                                  if watch else (math.inf, ""))
-                    held = min(dt, fail - t0)
+                    held = air = min(dt, fail - t0)
                     try:
                         yield env.timeout(held)
                     finally:
@@ -554,15 +554,23 @@ class Simulation:
                     t0 = env.now
                     if not attempt:
                         start = t0
-                    dt = yield from medium.send(to_send)
+                    if watch:  # down already: nothing goes on the medium
+                        fail, why = self._first_failure(lp.name, sender, receiver, t0, t0)
+                        if fail != math.inf:
+                            raise SampleFailed(why)
+                    dt, air = yield from medium.send(to_send)
                     fail, why = (self._first_failure(lp.name, sender, receiver, t0, t0 + dt)
                                  if watch else (math.inf, ""))
-                    held = dt  # a fair medium cannot cancel: the loss is seen at the end
+                    # A fair medium cannot cancel, so the loss is seen at the end; bytes and
+                    # airtime are billed only until the failure, as on a FIFO medium.
+                    held = min(dt, fail - t0)
+                    if held < dt:
+                        air *= held / dt
                 self._bill_bytes(acc, i, col, to_send * (held / dt) if dt > 0 else to_send)
                 if tx_p:
-                    self._bill(acc, i, scol, tx_p * held, 1)
+                    self._bill(acc, i, scol, tx_p * air, 1)
                 if rx_p:
-                    self._bill(acc, i, rcol, rx_p * held, 2)
+                    self._bill(acc, i, rcol, rx_p * air, 2)
                 if fail != math.inf:
                     raise SampleFailed(why)
                 if sizes is None:

@@ -328,7 +328,8 @@ class FifoMedium:
         return len(self.resource.queue) + self.resource.count
 
     def send(self, nbytes: float):
-        """Process body: hold the medium while the bytes are serialized; returns seconds held."""
+        """Process body: hold the medium while the bytes are serialized; returns (seconds
+        held, airtime), the same here."""
         req = self.resource.request()
         yield req
         try:
@@ -336,7 +337,7 @@ class FifoMedium:
             yield self.env.timeout(dt)
         finally:
             self.resource.release(req)
-        return dt
+        return dt, dt
 
 
 class FairMedium:
@@ -351,13 +352,19 @@ class FairMedium:
     later in time: no wake-up repeats an instant, no residue is left behind, and each message
     is billed exactly its bytes. Events: one wake-up per arrival, completion and rate change
     crossed while busy.
+
+    A message's airtime is its share of the medium's time, the integral of ``1 / n`` while it
+    is in flight (``W``, kept beside ``V``): at a constant rate its bytes / rate, as on a FIFO
+    medium, so the radios of ``n`` messages in flight together are not each billed the whole
+    time they share.
     """
 
     def __init__(self, env: simpy.Environment, bw: Bandwidth):
         self.env, self.bw = env, bw
         self._tags: list[tuple[float, int]] = []  # heap of (finish tag, message id)
-        self._msgs: dict[int, tuple[float, simpy.Event]] = {}  # id -> (start, done)
+        self._msgs: dict[int, tuple[float, float, simpy.Event]] = {}  # id -> (start, W, done)
         self._v = 0.0  # virtual time: bytes served to each message in flight
+        self._w = 0.0  # seconds of the medium's time each message in flight has had
         self._next_id = 0
         self._last = 0.0
         self._version = 0
@@ -372,12 +379,14 @@ class FairMedium:
         if n and now > self._last:
             # Rate is constant between _last and now: every change point wakes us.
             self._v += self.bw.segment(self._last)[0] * (now - self._last) / n
+            self._w += (now - self._last) / n
         self._last = now
 
     def _reschedule(self) -> None:
         self._version += 1
         if not self._tags:
-            self._v = 0.0  # idle: tags of the next busy period start from 0 (full precision)
+            # idle: tags of the next busy period start from 0 (full precision)
+            self._v = self._w = 0.0
             return
         now, n = self.env.now, len(self._tags)
         rate, change = self.bw.segment(now)
@@ -406,21 +415,21 @@ class FairMedium:
         tags = self._tags
         while tags and tags[0][0] <= self._v:
             _, k = heapq.heappop(tags)
-            start, done = self._msgs.pop(k)
-            done.succeed(self.env.now - start)
+            start, w0, done = self._msgs.pop(k)
+            done.succeed((self.env.now - start, self._w - w0))
         self._reschedule()
 
     def send(self, nbytes: float):
-        """Process body: share the medium until ``nbytes`` are served; returns seconds taken."""
+        """Process body: share the medium until ``nbytes`` are served; returns (seconds taken,
+        airtime)."""
         self._advance()
         k = self._next_id
         self._next_id += 1
         done = self.env.event()
         heapq.heappush(self._tags, (self._v + float(nbytes), k))
-        self._msgs[k] = (self.env.now, done)
+        self._msgs[k] = (self.env.now, self._w, done)
         self._reschedule()
-        dt = yield done
-        return dt
+        return (yield done)
 
 
 class Link:

@@ -162,3 +162,41 @@ def test_ddnn_binary_weights_option_builds_binary_device_layers():
     assert convs and all(isinstance(c, BinaryConv2d) for c in convs)
     assert not any(isinstance(c, BinaryConv2d) for c in m.cloud.modules())
     assert option_problems("ddnn", {"binary_weights": "yes"})
+
+
+@pytest.mark.parametrize(("arch", "encoding", "mu"), [("ddnn", "bit", 0.0),
+                                                      ("ada_ddnn", "int8", 0.0),
+                                                      ("att_ddnn", "float16", 0.3)])
+def test_oracle_bytes_are_the_bytes_of_the_tensors_sent(cache, arch, encoding, mu):
+    """Per sample, ``feat.dev{i}`` and ``feat.edge`` are the bytes of the tensor each section
+    hands on (values at the encoding's width, int8's scale and offset, ATT's kept channels
+    and their mask), counted from the tensors the network computes on."""
+    from models.multiview import DeviceSection, EdgeSection
+
+    options = {**TINY, "edge": True} if arch == "ddnn" else dict(TINY)
+    o = build_oracle(tiny_spec(arch, encoding=encoding, mu=mu, options=options), seed=0,
+                     cache_dir=cache, progress=False)
+    model, t = o.model.eval(), o.table()
+    sent = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, out, name=name: sent.__setitem__(name, out))
+             for name, m in model.named_modules() if isinstance(m, DeviceSection | EdgeSection)]
+    n = min(64, o.n_samples)
+    with torch.no_grad():
+        model(o.data.views("test", torch.arange(n)), alive=list(range(6)), mu=mu)
+    for h in hooks:
+        h.remove()
+    width = {"float32": 4, "float16": 2, "int8": 1}
+    for name, out in sent.items():
+        msg = "feat.edge" if name == "edge" else f"feat.dev{name.split('.')[1]}"
+        tensor, keep = (out[0], out[2]) if msg != "feat.edge" else (out[0], out[1])
+        for r in range(n):
+            channels, spatial = tensor.shape[1], tensor[r, 0].numel()
+            kept = channels if keep is None else int(keep[r].sum())
+            values = kept * spatial
+            nbytes = -(-values // 8) if encoding == "bit" else values * width[encoding]
+            nbytes += 8 if encoding == "int8" and values else 0  # scale and offset
+            nbytes += 0 if keep is None else -(-channels // 8)  # kept-channel mask
+            assert t.nbytes[msg][r] == nbytes, (msg, r)
+            if keep is not None:  # channels not sent are zero where they arrive
+                assert (tensor[r][~keep[r]] == 0).all()
+    assert len(sent) == 7  # six devices and the edge
