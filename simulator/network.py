@@ -275,28 +275,23 @@ class LinkParams:
         packets = max(1, math.ceil(payload / self.mtu)) if self.mtu else 1
         return payload + self.overhead + packets * self.header, packets
 
-    def packet_bytes(self, payload: float) -> np.ndarray:
-        """Bytes on the wire of each packet of one message: full packets of ``mtu`` payload,
-        the remainder in the last; headers on every packet, the message framing on the first.
-        They sum to ``wire_bytes(payload)[0]``."""
-        packets = max(1, math.ceil(payload / self.mtu)) if self.mtu else 1
-        sizes = np.full(packets, (self.mtu or payload) + self.header, dtype=float)
-        sizes[-1] = payload - (self.mtu or 0.0) * (packets - 1) + self.header
-        sizes[0] += self.overhead
-        return sizes
-
     def packet_groups(self, payload: float) -> tuple[np.ndarray, np.ndarray | None]:
-        """The packets of one message for drawing its losses: ``(packet_bytes(payload), None)``,
-        one entry per packet, or for a message of more than PACKET_ARRAY_MAX packets ``(sizes,
-        counts)`` of its packets grouped by size (first, full ones, last), whose losses are
-        then drawn per group (binomial), so a 1 TB message is not an array of 10^9 packets."""
+        """Bytes on the wire of the packets of one message, for drawing their losses: full
+        packets of ``mtu`` payload, the remainder in the last; headers on every packet, the
+        message framing on the first. ``(sizes, None)`` with one entry per packet, or, past
+        PACKET_ARRAY_MAX packets, ``(sizes, counts)`` per group of equal packets (first, full,
+        last), whose losses are drawn per group: a 1 TB message is not 10^9 entries. Either
+        way they sum to ``wire_bytes(payload)[0]``."""
         packets = max(1, math.ceil(payload / self.mtu)) if self.mtu else 1
-        if packets <= PACKET_ARRAY_MAX:
-            return self.packet_bytes(payload), None
+        last = payload - (self.mtu or 0.0) * (packets - 1) + self.header
+        if packets == 1:
+            return np.array([last + self.overhead]), None
         full = self.mtu + self.header
-        last = payload - self.mtu * (packets - 1) + self.header
         sizes = np.array([full + self.overhead, full, last])
-        return sizes, np.array([1, packets - 2, 1], dtype=np.int64)
+        counts = np.array([1, packets - 2, 1], dtype=np.int64)
+        if packets <= PACKET_ARRAY_MAX:
+            return np.repeat(sizes, counts), None
+        return sizes, counts
 
     def min_time(self, payload: float) -> float:
         """Transfer time alone on the link at nominal bandwidth, no loss."""

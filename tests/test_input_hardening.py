@@ -107,7 +107,7 @@ def test_a_huge_lossy_message_is_not_an_array_of_packets():
     assert np.allclose(rec["bytes.cell"], wire / (1 - 0.01), rtol=1e-3)
     sizes, counts = link.packet_groups(1e12)
     assert counts is not None and sizes @ counts == wire
-    small, none = link.packet_groups(1e5)
+    small, none = link.packet_groups(1e5)  # one entry per packet
     assert none is None and small.sum() == link.wire_bytes(1e5)[0]
 
 
