@@ -49,6 +49,7 @@ def check_scenario(loaded: Loaded, complete: bool = True) -> list[Problem]:
                    for name in ([g] if d.count is None else [f"{g}{i}" for i in range(d.count)])}
     groups = set(scn.topology.devices) if scn.topology is not None else set()
 
+    span = _arrival_span(scn)  # the time the simulated processes must cover
     for k, f in enumerate(scn.failures or []):
         if f is None:
             continue
@@ -65,7 +66,6 @@ def check_scenario(loaded: Loaded, complete: bool = True) -> list[Problem]:
                                            f"{', '.join(topo.links)}"))
         if f.end is not None and f.end <= f.start:
             problems.append(loaded.problem(("failures", k, "end"), "must be after 'start'"))
-        span = _arrival_span(scn)
         if f.mttr is not None and span is not None:
             window = min(f.end if f.end is not None else span, span) - f.start
             periods = window / (f.up_mean + f.mttr)
@@ -76,7 +76,6 @@ def check_scenario(loaded: Loaded, complete: bool = True) -> list[Problem]:
                     f"({window:.3g} s); at most {MAX_FAILURE_PERIODS:.0e} per component: "
                     "raise mtbf and mttr"))
 
-    span = _arrival_span(scn)
     for k, link in enumerate(scn.topology.links if scn.topology is not None else []):
         if link.process is not None and span is not None:
             steps = span / link.process.interval
