@@ -10,7 +10,8 @@ Energy model (see docs/scenarios.md, "Energy"):
   per-core dynamic power;
 * per-call overhead: the dispatch part of a step draws ``overhead_power`` (default: the per-core
   dynamic power);
-* radio: transmit and receive power x airtime, billed by the engine per link.
+* radio: transmit and receive power x airtime, billed by the engine per link; a receiver's
+  one radio is shared by the messages reaching it at once (:func:`receive_shares`).
 """
 
 from __future__ import annotations
@@ -266,3 +267,54 @@ def hop_radio_power(sender: DeviceParams, receiver: DeviceParams, link) -> tuple
     rx = receiver.rx_power if receiver.rx_power is not None else (
         link.rx_power if receiver.radio else 0.0)
     return tx, rx
+
+
+def receive_shares(device: np.ndarray, start: np.ndarray, end: np.ndarray,
+                   air: np.ndarray) -> np.ndarray:
+    """Seconds of its receiver's radio time each reception is billed for.
+
+    A device has one radio (profiles: ``radio``, "a radio modem"), which draws its receive
+    power while at least one transmission to it is on the air, once however many arrive
+    together (in the LTE model the profiles cite, P = alpha_d x rate + beta, the base power
+    beta is paid once). Receptions that overlap on one device (several dedicated links, or
+    several links, feeding it at once) share that time equally: reception ``j`` on
+    [``start[j]``, ``end[j]``) is billed ``air[j]`` x (integral of 1 / n(t) over its interval)
+    / (its length), n(t) being the receptions on the device's radio at t. A reception alone
+    keeps ``air`` exactly; the shares of a device's receptions add up to the time its radio
+    received. Both engines bill receive energy through this function."""
+    out = np.array(air, dtype=float)
+    device = np.asarray(device, dtype=np.int64)
+    start, end = np.asarray(start, dtype=float), np.asarray(end, dtype=float)
+    for d in np.unique(device).tolist():
+        sel = np.flatnonzero(device == d)
+        if len(sel) < 2:
+            continue
+        m = len(sel)
+        points, inv = np.unique(np.concatenate((start[sel], end[sel])), return_inverse=True)
+        si, ei = inv[:m], inv[m:]
+        # Receptions on the air in each stretch [points[k], points[k + 1]).
+        n = np.cumsum(np.bincount(si, minlength=len(points))
+                      - np.bincount(ei, minlength=len(points)))[:-1]
+        if not (n > 1).any():
+            continue  # no overlap: each reception its own airtime
+        seg = np.diff(points)
+        per = np.append(np.where(n > 0, seg / np.maximum(n, 1), 0.0), 0.0)
+        idx = np.stack((si, ei), axis=1).ravel()  # sums over [si, ei) at the even places
+        shared = np.add.reduceat(per, idx)[::2]
+        whole = np.add.reduceat(np.append(seg, 0.0), idx)[::2]
+        ok = (ei > si) & (whole > 0)
+        frac = np.where(ok, shared / np.where(ok, whole, 1.0), 1.0)
+        out[sel] = out[sel] * frac
+    return out
+
+
+def receive_energy(samples, cols, start, end, air, watts) -> tuple[np.ndarray, ...]:
+    """(sample, device column, joules) of every reception, ``watts`` x its
+    :func:`receive_shares` share, in one order (sample, device, start, end, ...) whatever order
+    the engine logged them in, so that both engines add the same floats in the same order."""
+    samples, cols = np.asarray(samples, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+    start, end = np.asarray(start, dtype=float), np.asarray(end, dtype=float)
+    air, watts = np.asarray(air, dtype=float), np.asarray(watts, dtype=float)
+    order = np.lexsort((watts, air, end, start, cols, samples))
+    samples, cols, start, end = samples[order], cols[order], start[order], end[order]
+    return samples, cols, watts[order] * receive_shares(cols, start, end, air[order])

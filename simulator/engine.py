@@ -14,7 +14,7 @@ import numpy as np
 import simpy
 from simpy.events import Event
 
-from simulator.devices import Availability, Device, hop_radio_power
+from simulator.devices import Availability, Device, hop_radio_power, receive_energy
 from simulator.network import Bandwidth, FifoMedium, Link
 from simulator.policies.base import Compute, Done, Failed, Par, Policy, Sample, Send
 from simulator.records import RecordBlock
@@ -159,6 +159,9 @@ class Simulation:
         self._progress = progress
         self._done = 0
         self._busy_until = 0.0
+        # Receptions billed at the end of the run (radios shared by overlapping ones): (sample,
+        # receiver column, start, end, airtime, rx W).
+        self._receptions: list[tuple] = []
         # Decided once per run: nothing can fail (no device or link fault), so steps skip
         # every availability check.
         self._watch_links = {n: self._any_failures or a.any for n, a in self.link_avail.items()}
@@ -201,6 +204,8 @@ class Simulation:
         # or the last stray branch (a view that came after its aggregation timed out) ended.
         end = max(float(np.nanmax(self.records.finish)) if self.n_samples else 0.0,
                   self._busy_until)
+        if self._receptions:  # overlapping receptions share their radio's time
+            self.records.add_energy(*receive_energy(*zip(*self._receptions, strict=True)), 2)
         self.records.set_idle([d.p.power_idle * d.avail.up_time(0.0, end)
                                for d in self.devices.values()], end)
         return self.records
@@ -287,6 +292,7 @@ class Simulation:
                                 req = res.request()
                                 yield req
                                 held = to_send / rate
+                                t0 = env.now
                                 yield timeout(held)
                                 res.release(req)
                                 nbytes[col] = nbytes.get(col, 0.0) + to_send
@@ -294,8 +300,7 @@ class Simulation:
                                     energy[scol] = energy.get(scol, 0.0) + tx_p * held
                                     kind[1] += tx_p * held
                                 if rx_p:
-                                    energy[rcol] = energy.get(rcol, 0.0) + rx_p * held
-                                    kind[2] += rx_p * held
+                                    self._receptions.append((i, rcol, t0, env.now, held, rx_p))
                                 if latency:
                                     yield timeout(latency)
                         step = gen.send(None)
@@ -522,13 +527,14 @@ class Simulation:
                 req = res.request()
                 yield req
                 held = to_send / rate
+                t0 = env.now
                 yield env.timeout(held)
                 res.release(req)
                 self._bill_bytes(acc, i, col, to_send)
                 if tx_p:
                     self._bill(acc, i, scol, tx_p * held, 1)
                 if rx_p:
-                    self._bill(acc, i, rcol, rx_p * held, 2)
+                    self._receptions.append((i, rcol, t0, env.now, held, rx_p))
                 if lp.latency:
                     yield env.timeout(lp.latency)
                 continue
@@ -570,7 +576,10 @@ class Simulation:
                 if tx_p:
                     self._bill(acc, i, scol, tx_p * air, 1)
                 if rx_p:
-                    self._bill(acc, i, rcol, rx_p * air, 2)
+                    # On the receiver's radio from t0 for ``held`` (on a fair medium too: its
+                    # radio takes every message in flight; receive_shares divides that time).
+                    self._receptions.append((i, rcol, t0, t0 + held if held < dt else env.now,
+                                             held, rx_p))
                 if fail != math.inf:
                     raise SampleFailed(why)
                 if sizes is None:

@@ -34,8 +34,10 @@ at once and writes the same :class:`~simulator.records.RecordBlock` as the SimPy
 Energy and bytes per hop come from the same functions the DES uses: a compute step bills
 :meth:`DeviceParams.step_energy` of its work and call overhead (kind compute), a hop bills
 ``tx x airtime`` to the sender and ``rx x airtime`` to the receiver with the powers of
-:func:`~simulator.devices.hop_radio_power` (kinds tx, rx), and :meth:`LinkParams.wire_bytes`
-gives its bytes. Idle energy is ``power_idle`` x the run's span, as the DES sets it.
+:func:`~simulator.devices.hop_radio_power` (kinds tx, rx; receptions that overlap on one
+receiver share its radio: :func:`~simulator.devices.receive_energy`, after the last chunk, as
+the DES after its run), and :meth:`LinkParams.wire_bytes` gives its bytes. Idle energy is
+``power_idle`` x the run's span, as the DES sets it.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from simulator.devices import Availability, hop_radio_power
+from simulator.devices import Availability, hop_radio_power, receive_energy
 from simulator.network import Bandwidth, Link
 from simulator.policies.base import Compute, Done, Failed, Par, Policy, Sample, Send
 from simulator.records import RecordBlock
@@ -641,6 +643,7 @@ class FastSimulation:
         topo, n = self.topology, self.n_samples
         rec = RecordBlock(n, list(topo.links), list(topo.devices), self.policy.exits,
                           tiers=[p.tier for p in topo.devices.values()])
+        self._receptions: list[tuple] = []  # per chunk, as _chunk logs them
         arrival, source = arrival_schedule(self.arrivals, topo)
         if len(arrival) < n:
             raise FastEngineError("fewer arrivals than samples")
@@ -679,6 +682,9 @@ class FastSimulation:
         if self.hop_log is not None:
             log.sort(key=lambda e: e[0])
             self.hop_log.extend(e[1] for e in log)
+        if self._receptions:  # (samples, receiver columns, starts, ends, airtimes, rx W)
+            cols = [np.concatenate(c) for c in zip(*self._receptions, strict=True)]
+            rec.add_energy(*receive_energy(*cols), 2)
         # Idle power over [0, run end], the DES's formula (no failures: every device is up).
         end = float(rec.finish.max()) if n else 0.0
         rec.set_idle([p.power_idle * Availability(p.down, p.processes, None).up_time(0.0, end)
@@ -750,7 +756,7 @@ class FastSimulation:
         out_ext[m:] = arrival[act]
         ready = np.full(m, np.inf)
         hend = np.full(m, np.inf)
-        start = np.full(m, np.inf) if self.hop_log is not None else None
+        start = np.full(m, np.inf) if self.hop_log is not None or plan.rx_any else None
         if mc:
             at = inv[:mc]
             ready[at], out_ext[at], hend[at], service[at] = c_ready, c_out, c_end, c_service
@@ -852,17 +858,20 @@ class FastSimulation:
             fl = plan.tfinal[ta[di]]
             fin = np.where(fl >= 0, goff[di, None] + fl, m + di[:, None])
             rec.finish[act[di]] = out_ext[inv[fin]].max(axis=1)
-            if plan.varying_any or self.hop_log is not None:
+            if plan.varying_any or plan.rx_any or self.hop_log is not None:
                 hd = np.flatnonzero(done[sl])  # sample by sample, as the DES bills them
             if plan.varying_any:
                 h = hd[plan.varying[th[hd]]]
                 # Hops whose airtime a bandwidth schedule set: billed one by one.
                 rows, hs, dt = th[h], act[sl[h]], service[inv[h]]
-                txe, rxe = plan.tx[rows] * dt, plan.rx[rows] * dt
+                txe = plan.tx[rows] * dt
                 np.add.at(rec.energy, (hs, plan.dev[rows]), txe)
-                np.add.at(rec.energy, (hs, plan.rcv[rows]), rxe)
                 np.add.at(rec.kind[:, 1], hs, txe)
-                np.add.at(rec.kind[:, 2], hs, rxe)
+            if plan.rx_any:
+                h = hd[plan.rx[th[hd]] > 0]
+                rows, q = th[h], inv[h]
+                self._receptions.append((act[sl[h]], plan.rcv[rows], start[q], hend[q],
+                                         service[q], plan.rx[rows]))
             if self.hop_log is not None:
                 for h in hd[act[sl[hd]] < self._log_below].tolist():
                     where, label = labels[th[h]]
@@ -937,7 +946,7 @@ class FastSimulation:
         nt, nd = len(templates), len(topo.devices)
         t_of_row = np.repeat(np.arange(nt), [t.count for t in templates]).astype(np.int64)
         kind, lcol = table[:, 4], table[:, 5].astype(np.int64)
-        dev, rcv = table[:, 6].astype(np.int64), table[:, 7].astype(np.int64)
+        dev = table[:, 6].astype(np.int64)
         sends = kind == 1
         comp = ~sends
         tbytes = np.zeros((nt, len(topo.links)))
@@ -950,11 +959,10 @@ class FastSimulation:
         ce = table[comp, 8]
         np.add.at(tenergy, (t_of_row[comp], dev[comp]), ce)
         np.add.at(tkind[:, 0], t_of_row[comp], ce)
-        txe, rxe = table[fixed, 8] * table[fixed, 1], table[fixed, 9] * table[fixed, 1]
+        # Receive energy is billed once every reception's interval is known (_chunk, run).
+        txe = table[fixed, 8] * table[fixed, 1]
         np.add.at(tenergy, (t_of_row[fixed], dev[fixed]), txe)
         np.add.at(tkind[:, 1], t_of_row[fixed], txe)
-        np.add.at(tenergy, (t_of_row[fixed], rcv[fixed]), rxe)
-        np.add.at(tkind[:, 2], t_of_row[fixed], rxe)
         np.take(tbytes, tid, axis=0, out=rec.link_bytes)
         np.take(tenergy, tid, axis=0, out=rec.energy)
         np.take(tkind, tid, axis=0, out=rec.kind)
@@ -1003,6 +1011,7 @@ class _Plan:
         self.sweeps += [(v, v) for v in range(q, self.levels)]
         self.varying = varying
         self.varying_any = bool(varying.any())
+        self.rx_any = bool((self.rx > 0).any())
         # Predecessors: the first one per row (-1: the arrival), the others of joins aside.
         self.p1 = np.asarray(hops.p1, dtype=np.int64)
         # Further predecessors of joins: per route, (local hop, local predecessor) pairs.

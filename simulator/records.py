@@ -61,6 +61,13 @@ class RecordBlock:
         self.idle = np.asarray(idle_j, dtype=float)
         self.run_end = float(run_end)
 
+    def add_energy(self, samples: np.ndarray, cols: np.ndarray, joules: np.ndarray,
+                   kind: int) -> None:
+        """Add ``joules`` of ``kind`` (0 compute, 1 tx, 2 rx) to the samples' device columns,
+        in the order given."""
+        np.add.at(self.energy, (samples, cols), joules)
+        np.add.at(self.kind[:, kind], samples, joules)
+
     @property
     def filled(self) -> int:
         return int((self.status >= 0).sum())

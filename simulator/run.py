@@ -471,15 +471,18 @@ HOP_COLUMNS = ["sample_id", "kind", "where", "label", "start_s", "end_s", "reque
 def hops_frame(hop_logs: dict[str, list], topo: Topology) -> pd.DataFrame:
     """The hop logs of every policy as one table (see ``Simulation.hop_log``), with ``level``
     ordering resources as data flows: end devices 0, their links 1, edge 2, its links 3,
-    cloud 4."""
+    cloud 4. Rows are in one order whichever engine ran (the DES logs hops as they end, the
+    fast engine route by route): per policy, by sample, then start, end, request time, kind,
+    place and label."""
     import pandas as pd
 
     tiers = {"end": 0, "edge": 1, "cloud": 2}
     level = {n: 2 * tiers[d.tier] for n, d in topo.devices.items()}
     level.update({n: 2 * tiers[topo.devices[lp.senders[0]].tier] + 1
                   for n, lp in topo.links.items()})
-    frames = [pd.DataFrame(log, columns=HOP_COLUMNS).assign(policy=label)
-              for label, log in hop_logs.items() if log]
+    key = [HOP_COLUMNS[k] for k in (0, 4, 5, 6, 1, 2, 3)]
+    frames = [pd.DataFrame(log, columns=HOP_COLUMNS).sort_values(key, kind="stable")
+              .assign(policy=label) for label, log in hop_logs.items() if log]
     if not frames:
         return pd.DataFrame(columns=["policy", *HOP_COLUMNS, "level"])
     df = pd.concat(frames, ignore_index=True)

@@ -4,6 +4,7 @@ scenarios: what a record says must match what the engine did."""
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 
 import numpy as np
@@ -24,7 +25,7 @@ from simulator.engine import Simulation
 from simulator.policies.base import Compute
 from simulator.policies.multiview import ADA_HEADER_BYTES
 from simulator.records import TIERS
-from simulator.run import execute, prepare, read_records
+from simulator.run import execute, hops_frame, prepare, read_records
 from simulator.workload import Arrivals
 
 
@@ -73,6 +74,46 @@ def test_radios_on_a_fair_medium_pay_each_message_its_airtime_not_the_time_it_sh
         assert rec["energy_j.edge"].to_numpy() == pytest.approx(0.5 * air.to_numpy())
         totals[sharing] = rec["energy_j"].sum()
     assert totals["fair"] == pytest.approx(totals["fifo"])
+
+
+@pytest.mark.parametrize("engine", ["des", "fast"])
+def test_one_radio_fed_by_dedicated_links_at_once_receives_for_their_union(engine):
+    """Three cameras send their equal views at the same instant over dedicated 5.2 Mbit/s
+    links to an edge with a radio: its one radio receives for one airtime, shared by the
+    three (it was billed every copy, 3x: 1.5 W from a 0.5 W radio). A view alone (the
+    periodic samples do not overlap) still pays its whole airtime; both engines agree."""
+    data = multiview_scenario(3, samples=20, policies=[{"policy": "cloud_only"}],
+                              workload={"arrivals": "periodic", "rate": "2 /s"},
+                              engine=engine)
+    data["topology"]["links"][0].update({"sharing": "dedicated", "rx_power": "0.5 W"})
+    data["topology"]["devices"]["edge"]["radio"] = True
+    result = run(data)
+    assert result.manifest["engine"]["policies"]["cloud_only"]["engine"] == engine
+    rec = result.records
+    air = rec["bytes.cell"].to_numpy() / 3 / (5.2e6 / 8)  # one view's airtime
+    assert rec["energy_rx_j"].to_numpy() == pytest.approx(0.5 * air, rel=1e-12)
+    assert rec["energy_j.edge"].to_numpy() == pytest.approx(0.5 * air, rel=1e-12)
+    # The same views one camera at a time (a FIFO cell): each pays its own airtime.
+    data["topology"]["links"][0]["sharing"] = "fifo"
+    fifo = run(data).records
+    assert fifo["energy_rx_j"].to_numpy() == pytest.approx(3 * 0.5 * air, rel=1e-12)
+
+
+def test_hops_table_is_the_same_whichever_engine_ran():
+    """hops.parquet's rows come in one order from both engines (the DES logged hops as they
+    ended, the fast engine route by route: the same rows, shuffled, so ``engine: auto``
+    changed the file with the engine it picked)."""
+    frames = []
+    for engine in ("des", "fast"):
+        data = multiview_scenario(3, samples=40, engine=engine, output={"hops": 40},
+                                  workload={"arrivals": "poisson", "rate": "20 /s"})
+        result = run(data)
+        assert {p["engine"] for p in result.manifest["engine"]["policies"].values()} == \
+            {engine}
+        topo, _ = prepare(load_data(copy.deepcopy(data), "<test>"), progress=False)
+        frames.append(hops_frame(result.hop_logs, topo))
+    assert len(frames[0]) > 400
+    pd.testing.assert_frame_equal(frames[0], frames[1], check_exact=False, rtol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,10 +173,28 @@ def work_seconds(p, flops: float) -> float:
     return t * p.nominal_frequency / p.frequency if p.energy_model == "kf3" else t
 
 
+def radio_shares(receptions: list[tuple]) -> list[float]:
+    """Per reception (receiver, start, airtime): the seconds of its receiver's one radio it
+    is billed for, stretch by stretch between the instants any reception starts or ends: a
+    stretch's length / the receptions on that radio then (docs/scenarios.md, "Energy")."""
+    out = []
+    for dev, a, air in receptions:
+        b = a + air
+        mine = [(s, s + t) for d, s, t in receptions if d == dev]
+        points = sorted({p for iv in mine for p in iv if a <= p <= b} | {a, b})
+        total = 0.0
+        for lo, hi in itertools.pairwise(points):
+            n = sum(1 for s, e in mine if s <= lo and e >= hi)
+            total += (hi - lo) / n
+        out.append(total)
+    return out
+
+
 def expected_bytes_and_energy(topo, sim, n: int):
     links, devs = list(topo.links), list(topo.devices)
     nbytes = np.zeros((n, len(links)))
     energy = np.zeros((n, len(devs)))
+    heard = []  # (sample, receiver, airtime, rx W)
     for i, step in sim.steps:
         if isinstance(step, Compute):
             p = topo.devices[step.device]
@@ -149,8 +208,18 @@ def expected_bytes_and_energy(topo, sim, n: int):
             nbytes[i, links.index(lp.name)] += b
             tx, rx = hop_radio_power(topo.devices[node], topo.devices[lp.receiver], lp)
             energy[i, devs.index(node)] += tx * b / lp.bandwidth
-            energy[i, devs.index(lp.receiver)] += rx * b / lp.bandwidth
+            if rx:
+                heard.append((i, devs.index(lp.receiver), b / lp.bandwidth, rx))
             node = lp.receiver
+    # Receptions: the engine logs when each began; their airtimes are those of the steps.
+    logged = sim._receptions
+    want = sorted((i, d, t) for i, d, t, _w in heard)
+    got = sorted((i, d, t) for i, d, _a, _b, t, _w in logged)
+    assert [x[:2] for x in got] == [x[:2] for x in want]
+    np.testing.assert_allclose([x[2] for x in got], [x[2] for x in want], rtol=1e-12)
+    shares = radio_shares([(d, a, t) for _i, d, a, _b, t, _w in logged])
+    for (i, d, _a, _b, _t, w), share in zip(logged, shares, strict=True):
+        energy[i, d] += w * share
     return nbytes, energy
 
 
