@@ -739,7 +739,13 @@ class TorchOracle:
             idx = torch.arange(start, min(n, start + batch_size))
             out = model(data.views(split, idx), alive=alive_list, mu=self.spec.mu)
             for j, e in enumerate(model.exits):
-                probs = torch.softmax(out.logits[e].double(), dim=1).numpy()
+                scores = out.logits[e]
+                if not bool(torch.isfinite(scores).all()):  # NaN would argmax to class 0
+                    raise OracleError(
+                        f"the network's scores at exit {e} are not finite (NaN or inf) on {split} "
+                        f"samples {start}..{start + len(idx) - 1}; a trained network whose "
+                        "scores are not numbers cannot be simulated")
+                probs = torch.softmax(scores.double(), dim=1).numpy()
                 pred[idx.numpy(), j] = probs.argmax(1)
                 ent[idx.numpy(), j] = normalized_entropy(probs)
             if out.keep is not None:

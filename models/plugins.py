@@ -272,6 +272,12 @@ def _source(label: str, x, y, split, fractions, classes=None) -> DataSource:
     k = int(labels.max()) + 1 if len(labels) else 0
     if k < 2:
         raise DataError(f"y: need labels of at least 2 classes, got {sorted(set(labels.tolist()))}")
+    if classes is None and k > len(labels):
+        raise DataError(f"y: labels go up to {k - 1} for only {len(labels)} images; classes are "
+                        "numbered 0..K-1 (give 'classes' to name more classes than images)")
+    if classes is not None and (isinstance(classes, (str, bytes)) or not isinstance(
+            classes, (list, tuple, np.ndarray)) or not all(isinstance(c, str) for c in classes)):
+        raise DataError(f"classes: must be a list of class names, got {type(classes).__name__}")
     if classes is not None and len(classes) < k:
         raise DataError(f"classes: {len(classes)} class names for labels up to {k - 1}")
     split_of(split, len(labels), fractions, 0)  # too few images to train or tune: said now
@@ -315,19 +321,41 @@ def _from_result(label: str, out, fractions) -> DataSource:
         return _source(label, x, y, None, fractions)
     if hasattr(out, "__len__") and hasattr(out, "__getitem__"):  # a torch Dataset
         xs, ys = [], []
-        for i in range(len(out)):
-            item = out[i]
+        n = len(out)
+        for i in range(n):
+            try:
+                item = out[i]
+            except Exception as exc:  # the user's __getitem__
+                raise DataError(f"reading item {i} of {n} raised {type(exc).__name__}: "
+                                f"{_first_line(exc)}") from None
             if not isinstance(item, (tuple, list)) or len(item) < 2:
                 raise DataError(f"the dataset has no labels: item {i} is not (image, label)")
             x, y = item[0], item[1]
             xs.append(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x))
-            ys.append(int(y))
+            ys.append(_item_label(y, i))
+            if i == 0 and n * xs[0].size > MAX_DATASET_VALUES:
+                raise DataError(f"the dataset has {n} items of {xs[0].size} values: more than "
+                                f"{MAX_DATASET_VALUES:,} values, too many to hold in memory")
         if not xs:
             raise DataError("the dataset is empty")
         return _source(label, np.stack(xs), np.array(ys, dtype=np.int64), None, fractions,
                        getattr(out, "classes", None))
     raise DataError(f"returned a {type(out).__name__}; expected (x, y), a mapping with x and y, "
                     "{train: (x, y), val: ..., test: ...} or a torch Dataset of (image, label)")
+
+
+#: A Dataset is read whole into memory as uint8: refuse one of more values than this up front.
+MAX_DATASET_VALUES = 2 ** 36
+
+
+def _item_label(y, i: int) -> int:
+    """The integer class of item ``i`` (an int, a numpy integer or a one-element integer
+    tensor); DataError for anything else (a float label is not truncated)."""
+    if isinstance(y, (torch.Tensor, np.ndarray)) and np.prod(y.shape, dtype=np.int64) == 1:
+        y = y.item()
+    if isinstance(y, (int, np.integer, np.bool_)):  # bools too, as in as_labels
+        return int(y)
+    raise DataError(f"item {i}: the label must be an integer class index, got {y!r}"[:200])
 
 
 def _pair(part, name):
@@ -572,34 +600,41 @@ def check_model(plugin: PluginModel, image_shape, view_shape, n_devices: int, n_
             return [("weights", str(exc))]
     net.eval()
     try:
+        train = weights is None
+        if train and not any(p.requires_grad for p in net.parameters()):
+            return [(where, "the network has no trainable parameters, so there is nothing to "
+                            "train; give weights: or parameters that require grad")]
         if multiview:
             return [(where, m) for m in _check_multiview(plugin, net, view_shape, n_devices,
-                                                         n_classes)]
-        return [(where, m) for m in _check_chain(plugin, net, image_shape, n_classes)]
+                                                         n_classes, train)]
+        return [(where, m) for m in _check_chain(plugin, net, image_shape, n_classes, train)]
     finally:
         net.train()
 
 
-def _check_chain(plugin: PluginModel, net: nn.Module, image_shape, n_classes: int) -> list[str]:
+def _check_chain(plugin: PluginModel, net: nn.Module, image_shape, n_classes: int,
+                 train: bool = False) -> list[str]:
     if isinstance(net, ChainNet):
         net = net.net
-    x = torch.zeros(2, *image_shape)
-    try:
-        with torch.no_grad():
-            out = net(x)
-    except Exception as exc:
-        return [f"the network fails on images of shape {list(image_shape)} (the dataset's): "
-                f"{type(exc).__name__}: {_first_line(exc)}"]
-    if isinstance(out, torch.Tensor) or not isinstance(out, (tuple, list)) or not out:
-        return [f"a chain network's forward must return a tuple of class-score tensors (early "
-                f"exits shallowest first, then the final one), got {type(out).__name__}; a "
-                "multi-view network needs submodules 'devices', 'local' and 'cloud'"]
-    for k, t in enumerate(out):
-        name = "final" if k == len(out) - 1 else f"exit{k + 1}"
-        if not isinstance(t, torch.Tensor) or tuple(t.shape) != (2, n_classes):
-            shape = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            return [f"output {k} (exit {name}) must be class scores of shape (N, {n_classes}) "
-                    f"for the dataset's {n_classes} classes, got {shape} for N = 2"]
+    out = None
+    for n in (2, 1, 3):  # one and three too: the oracle's last batch can be any size
+        try:
+            with torch.set_grad_enabled(train and n == 2):
+                out = net(torch.zeros(n, *image_shape))
+        except Exception as exc:
+            return [f"the network fails on images of shape {list(image_shape)} (the dataset's): "
+                    f"{type(exc).__name__}: {_first_line(exc)}"]
+        if isinstance(out, torch.Tensor) or not isinstance(out, (tuple, list)) or not out:
+            return [f"a chain network's forward must return a tuple of class-score tensors "
+                    f"(early exits shallowest first, then the final one), got "
+                    f"{type(out).__name__}; a multi-view network needs submodules 'devices', "
+                    "'local' and 'cloud'"]
+        for k, t in enumerate(out):
+            name = "final" if k == len(out) - 1 else f"exit{k + 1}"
+            bad = _scores_problem(f"output {k} (exit {name})", t, n, n_classes,
+                                  train and n == 2)
+            if bad:
+                return [bad]
     try:
         from models.graph import cost_graph
 
@@ -612,8 +647,26 @@ def _check_chain(plugin: PluginModel, net: nn.Module, image_shape, n_classes: in
     return []
 
 
+def _scores_problem(what: str, t, n: int, n_classes: int, train: bool) -> str | None:
+    """What is wrong with one exit's class scores for a batch of ``n`` zero images, if
+    anything: shape, dtype, finiteness, and (when it is to be trained) a gradient."""
+    if not isinstance(t, torch.Tensor) or tuple(t.shape) != (n, n_classes):
+        shape = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        return (f"{what} must be class scores of shape (N, {n_classes}) for the dataset's "
+                f"{n_classes} classes, got {shape} for N = {n}")
+    if not t.is_floating_point():
+        return f"{what} must be floating-point class scores (logits), got {t.dtype}"
+    if not bool(torch.isfinite(t).all()):
+        return f"{what} gives scores that are not finite (NaN or inf) on an all-zero input"
+    if train and not t.requires_grad:
+        return (f"{what} does not depend on any trainable parameter (detached, or every "
+                "parameter has requires_grad=False), so it cannot be trained; give weights: "
+                "or leave its parameters trainable")
+    return None
+
+
 def _check_multiview(plugin: PluginModel, net: nn.Module, view_shape, n_devices: int,
-                     n_classes: int) -> list[str]:
+                     n_classes: int, train: bool = False) -> list[str]:
     devices = getattr(net, "devices", None)
     if not isinstance(devices, nn.ModuleList) or len(devices) != n_devices:
         n = len(devices) if isinstance(devices, nn.ModuleList) else type(devices).__name__
@@ -629,7 +682,7 @@ def _check_multiview(plugin: PluginModel, net: nn.Module, view_shape, n_devices:
                                                                 else []), "cloud")
     views = torch.zeros(2, n_devices, *view_shape)
     try:
-        with torch.no_grad():
+        with torch.set_grad_enabled(train):
             out = net(views, alive=None, mu=0.0)
     except Exception as exc:
         return [f"the network fails on views of shape {list(view_shape)} x {n_devices} devices: "
@@ -642,9 +695,9 @@ def _check_multiview(plugin: PluginModel, net: nn.Module, view_shape, n_devices:
     if tuple(logits) != exits:
         return [f"exits must be {list(exits)} (sections present), got {list(logits)}"]
     for e, t in logits.items():
-        if not isinstance(t, torch.Tensor) or tuple(t.shape) != (2, n_classes):
-            return [f"exit {e} must give scores of shape (N, {n_classes}), got "
-                    f"{list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}"]
+        bad = _scores_problem(f"exit {e}", t, 2, n_classes, train)
+        if bad:
+            return [bad]
     feat = getattr(out, "device_features", None)
     if not isinstance(feat, torch.Tensor) or feat.dim() != 5 or feat.shape[:2] != (2, n_devices):
         return ["device_features must be (N, D, C, h, w), the maps the devices upload"]

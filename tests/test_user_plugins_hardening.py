@@ -1,0 +1,125 @@
+"""A second fuzzing pass over users' own networks, data and weights (docs/plugins.md): every
+case here passed `validate` and then broke `run` with a traceback, hung, or gave numbers from
+garbage, before its fix. Each must now be one FILE:LINE: key: message line, exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from simulator.cli import app
+from tests.models import hardening_nets
+
+NETS = "tests.models.hardening_nets"
+runner = CliRunner()
+
+SCENARIO = """\
+name: plug
+samples: 12
+cache_dir: {cache}
+topology:
+  devices:
+    cam: {{tier: end, profile: rpi4}}
+    edge: {{tier: edge, profile: edge_server}}
+  links:
+    - {{from: cam, to: edge, profile: wifi_10MBps}}
+workload: {{arrivals: poisson, rate: 2 /s, sources: each}}
+models:
+  tiny:
+    oracle: torch
+{model}
+    train: {{epochs: 1}}
+policies:
+  - {{policy: partition, method: device_only}}
+"""
+
+
+def scenario(tmp_path: Path, model: str) -> Path:
+    x, y = hardening_nets._bars()
+    np.savez(tmp_path / "bars.npz", x=x, y=y)
+    if "dataset:" not in model:
+        model += "\n    dataset: {path: bars.npz}"
+    f = tmp_path / "s.yaml"
+    f.write_text(SCENARIO.format(model=model, cache=tmp_path / "cache"))
+    return f
+
+
+def located(f: Path, key: str) -> str:
+    """``FILE:LINE: models.tiny.KEY: `` of ``KEY`` inside the model ``tiny``."""
+    lines = f.read_text().splitlines()
+    start = next(i for i, t in enumerate(lines, 1) if t.strip() == "tiny:")
+    if not key:
+        return f"{f}:{start}: models.tiny: "
+    line = next(i for i, t in enumerate(lines, 1) if i > start and t.strip().startswith(
+        f"{key.split('.')[0]}:"))
+    return f"{f}:{line}: models.tiny.{key}: "
+
+
+def one_line_error(r, where: str, message: str) -> None:
+    assert r.exit_code == 2, r.output
+    text = " ".join(r.output.split())
+    assert where in r.output and message in text, r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.output
+
+
+@pytest.mark.parametrize("net, message", [
+    # before: valid, then `run` exited 0 with every answer class 0 (NaN/inf scores)
+    ("nan", "output 0 (exit exit1) gives scores that are not finite"),
+    ("inf", "output 1 (exit final) gives scores that are not finite"),
+    # before: valid, then a NotImplementedError traceback from cross_entropy when training
+    ("long", "must be floating-point class scores (logits), got torch.int64"),
+    ("boolean", "must be floating-point class scores (logits), got torch.bool"),
+    # before: valid, then "element 0 of tensors does not require grad" / "empty parameter list"
+    ("detach", "does not depend on any trainable parameter"),
+    ("frozen", "the network has no trainable parameters"),
+    ("no_parameters", "the network has no trainable parameters"),
+    # before: valid (checked on a batch of two only), then a traceback in training or the oracle
+    ("squeeze", "got [3] for N = 1"),
+    ("first_two", "got [2, 3] for N = 3"),
+])
+def test_network_outputs_that_cannot_be_trained_or_simulated(tmp_path, net, message):
+    f = scenario(tmp_path, f'    factory: "{NETS}:{net}"')
+    one_line_error(runner.invoke(app, ["validate", str(f)]), located(f, "factory"), message)
+
+
+def test_a_network_whose_scores_are_nan_on_real_images_stops_the_run(tmp_path):
+    """Finite on the all-zero check batch, NaN on the data: before the fix `run` exited 0 and
+    reported an accuracy computed from NaN scores (argmax 0 for every sample)."""
+    torch.save(hardening_nets.nan_on_data((1, 4, 4), 3).state_dict(), tmp_path / "w.pt")
+    f = scenario(tmp_path, f'    factory: "{NETS}:nan_on_data"\n    weights: w.pt')
+    assert runner.invoke(app, ["validate", str(f)]).exit_code == 0
+    r = runner.invoke(app, ["run", str(f), "-o", str(tmp_path / "out")])
+    one_line_error(r, located(f, ""), "scores at exit exit1 are not finite (NaN or inf)")
+    assert not (tmp_path / "out" / "summary.csv").exists()
+
+
+@pytest.mark.parametrize("dataset, message", [
+    # before: a traceback from the user's __getitem__ / from int(label)
+    ('items, options: {kind: raises}', "reading item 5 of 60 raised OSError: disk error"),
+    ('items, options: {kind: none}', "item 0: the label must be an integer class index, got None"),
+    # before: 1.7 was silently truncated to class 1
+    ('items, options: {kind: float}', "item 0: the label must be an integer class index, got 1.7"),
+    ('items, options: {kind: vector}', "the label must be an integer class index, got tensor"),
+    # before: read items until the user's __getitem__ failed (or forever) for 10^12 items
+    ('items, options: {kind: endless}', "the dataset has 1000000000000 items of 16 values"),
+    # before: a network of 10^9 outputs: the factory failed allocating 512 GB, blamed on it
+    ('big_label', "y: labels go up to 1000000000 for only 60 images"),
+    # before: TypeError traceback (len of an int)
+    ('classes_count', "classes: must be a list of class names, got int"),
+])
+def test_dataset_factories_that_break_the_contract(tmp_path, dataset, message):
+    name, _, rest = dataset.partition(",")
+    spec = f'{{factory: "{NETS}:{name}"{"," + rest if rest else ""}}}'
+    f = scenario(tmp_path, f'    factory: "{NETS}:ok"\n    dataset: {spec}')
+    one_line_error(runner.invoke(app, ["validate", str(f)]), located(f, "dataset"), message)
+
+
+def test_a_valid_item_dataset_still_validates(tmp_path):
+    f = scenario(tmp_path, f'    factory: "{NETS}:ok"\n    dataset: {{factory: "{NETS}:items"}}')
+    r = runner.invoke(app, ["validate", str(f)])
+    assert r.exit_code == 0, r.output
