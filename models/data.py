@@ -554,6 +554,9 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     except Exception as exc:  # zipfile, ValueError (pickled objects), OSError
         raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: "
                         f"{str(exc)[:120]})") from None
+    odd = sorted(k for k, v in arrays.items() if not isinstance(v, np.ndarray))
+    if odd:  # numpy hands back the raw bytes of a member that is not a .npy file
+        raise DataError(f"{path}: {odd[0]}.npy inside it is not a numpy array file")
     if "x" not in arrays:
         raise DataError(f"{path}: no array 'x' (the images); it has {sorted(arrays)}")
     if "y" not in arrays:

@@ -145,7 +145,7 @@ def _import(name: str, base_dir) -> object:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()  # no terminal colours
     return text[0][:200] if text else type(exc).__name__
 
 
@@ -757,7 +757,7 @@ def read_weights(path: str | Path) -> dict:
     ``torch.load(weights_only=True)``; ValueError saying what is wrong."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: file not found")
+        raise ValueError(f"{path}: {'a folder, not a file' if path.is_dir() else 'file not found'}")
     try:
         with warnings.catch_warnings():  # a junk file also warns of its 'pickle protocol'
             warnings.simplefilter("ignore")
@@ -771,6 +771,9 @@ def read_weights(path: str | Path) -> dict:
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in blob.items()):
         raise ValueError(f"{path}: not a state dict (name -> tensor); save one with "
                          "torch.save(model.state_dict(), path)")
+    bad = [k for k, v in blob.items() if v.is_complex()]
+    if bad:  # load_state_dict would drop the imaginary part with a warning
+        raise ValueError(f"{path}: weights {bad[:3]} are complex, not real numbers")
     bad = [k for k, v in blob.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise ValueError(f"{path}: weights {bad[:3]} are not finite")
@@ -796,10 +799,12 @@ def load_weights(net: nn.Module, weights: WeightsFile) -> None:
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        theirs = set(net.state_dict())
-        missing, extra = sorted(theirs - set(state)), sorted(set(state) - theirs)
+        theirs = net.state_dict()
+        missing, extra = sorted(set(theirs) - set(state)), sorted(set(state) - set(theirs))
+        shapes = [f"{k}: {list(state[k].shape)} in the file, {list(v.shape)} in the network"
+                  for k, v in theirs.items() if k in state and state[k].shape != v.shape]
         detail = (f"missing {missing[:4]}, unexpected {extra[:4]}" if missing or extra
-                  else _first_line(exc))
+                  else "; ".join(shapes[:2]) if shapes else _first_line(exc))
         raise ValueError(f"{weights.path}: the weights do not fit the network ({detail})"
                          ) from None
 

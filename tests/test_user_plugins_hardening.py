@@ -123,3 +123,42 @@ def test_a_valid_item_dataset_still_validates(tmp_path):
     f = scenario(tmp_path, f'    factory: "{NETS}:ok"\n    dataset: {{factory: "{NETS}:items"}}')
     r = runner.invoke(app, ["validate", str(f)])
     assert r.exit_code == 0, r.output
+
+
+def _weights(tmp_path: Path, kind: str) -> str:
+    net = hardening_nets.ok((1, 4, 4), 3)
+    sd = net.state_dict()
+    if kind == "complex":  # before: loaded with a torch UserWarning, imaginary parts dropped
+        torch.save({k: v.to(torch.complex64) for k, v in sd.items()}, tmp_path / "w.pt")
+    elif kind == "shapes":  # before: "(Error(s) in loading state_dict for Small:)", no names
+        torch.save({k: v[None] for k, v in sd.items()}, tmp_path / "w.pt")
+    elif kind == "module":  # before: the message carried the terminal's bold escape codes
+        torch.save(net, tmp_path / "w.pt")
+    elif kind == "folder":  # before: "file not found" for a folder that is there
+        (tmp_path / "w.pt").mkdir()
+    return "w.pt"
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("complex", "are complex, not real numbers"),
+    ("shapes", "(conv.weight: [1, 4, 1, 3, 3] in the file, [4, 1, 3, 3] in the network;"),
+    ("module", "do those steps only if you trust the source"),
+    ("folder", "w.pt: a folder, not a file"),
+])
+def test_weights_files_that_do_not_fit(tmp_path, kind, message):
+    f = scenario(tmp_path, f'    factory: "{NETS}:ok"\n    weights: {_weights(tmp_path, kind)}')
+    r = runner.invoke(app, ["validate", str(f)])
+    one_line_error(r, located(f, "weights"), message)
+    assert "x1b" not in r.output and "Warning" not in r.output  # raw or escaped colour codes
+
+
+def test_an_npz_whose_member_is_not_a_numpy_file(tmp_path):
+    """Before: numpy handed back the member's raw bytes and the error said x had shape []."""
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "d.npz", "w") as z:
+        z.writestr("x.npy", b"not an array")
+        z.writestr("y.npy", b"not an array")
+    f = scenario(tmp_path, f'    factory: "{NETS}:ok"\n    dataset: {{path: d.npz}}')
+    one_line_error(runner.invoke(app, ["validate", str(f)]), located(f, "dataset"),
+                   "d.npz: x.npy inside it is not a numpy array file")
