@@ -414,6 +414,9 @@ def load_cifar10(data_dir: str | Path, spec: ViewSpec, seed: int = 0) -> MultiVi
     labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
     n_train = sum(len(p[1]) for p in parts[:-1])
     n_val = min(5000, n_train // 10)
+    if n_val < 1 or len(labels) == n_train:  # thresholds are tuned on val; test is simulated
+        raise DataError(f"{root}: {n_train} training and {len(labels) - n_train} test images: "
+                        "too few for train, val (a tenth of the training batches) and test")
     tr, va = _split_indices(n_train, (n_train - n_val, n_val), seed)
     te = torch.arange(n_train, len(labels))
     return MultiViewData(
