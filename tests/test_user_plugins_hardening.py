@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -162,3 +163,74 @@ def test_an_npz_whose_member_is_not_a_numpy_file(tmp_path):
     f = scenario(tmp_path, f'    factory: "{NETS}:ok"\n    dataset: {{path: d.npz}}')
     one_line_error(runner.invoke(app, ["validate", str(f)]), located(f, "dataset"),
                    "d.npz: x.npy inside it is not a numpy array file")
+
+
+# ----------------------------------------------------------------------------- oracle traces
+
+
+def _trace(tmp_path: Path, edit) -> Path:
+    """A parquet oracle trace (all devices alive and device 5 down, test and val), edited by
+    ``edit`` on its rows the way a user's own script would write one (no digest beside it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from simulator.oracle import SyntheticOracle, write_trace
+
+    o = SyntheticOracle(20, 6, 10, {}, {}, {}, seed=0)
+    path = tmp_path / "o.parquet"
+    write_trace(path, {(frozenset(range(6)), "test"): o.table(),
+                       (frozenset(range(6)), "val"): o.table(split="val"),
+                       (frozenset(range(5)), "test"): o.table(frozenset(range(5)))},
+                key="k", arch="synthetic", n_devices=6, flops=o.flops)
+    table = pq.read_table(path)
+    df = edit(table.to_pandas())
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(
+        table.schema.metadata), path)
+    path.with_name(path.name + ".sha256").unlink()
+    return path
+
+
+def _degraded(df):
+    return df.alive != "0,1,2,3,4,5"
+
+
+@pytest.mark.parametrize("edit, message", [
+    # before: each read and ran, exit 0, on samples counted twice, missing or misaligned
+    (lambda df: pd.concat([df, df.iloc[:3]]), "sample_id of (alive 0,1,2,3,4,5, split test) "
+                                              "must be 0..22, each once"),
+    (lambda df: df.drop(df.index[4]), "must be 0..18, each once"),
+    (lambda df: df.drop(df[_degraded(df)].index[-5:]),
+     "(alive 0,1,2,3,4, split test) has 15 samples, not 20 as (alive 0,1,2,3,4,5) of the same "
+     "split"),
+    (lambda df: df.assign(label=np.where(_degraded(df), (df.label + 1) % 10, df.label),
+                          **{c: np.where(_degraded(df), (df.label + 1) % 10 == df[p], df[c])
+                             for p, c in (("pred." + e, "correct." + e) for e in
+                                          ("local", "edge", "cloud", *[f"dev{i}" for i in
+                                                                       range(6)]))}),
+     "has other labels than (alive 0,1,2,3,4,5)"),
+])
+def test_oracle_traces_whose_tables_disagree(tmp_path, edit, message):
+    from simulator.oracle import OracleError, TraceOracle
+
+    with pytest.raises(OracleError) as info:
+        TraceOracle(_trace(tmp_path, edit))
+    assert message in str(info.value)
+
+
+def test_a_trace_without_a_message_a_policy_needs(tmp_path):
+    """Before: KeyError 'feat.dev0' traceback from inside the ADA policy's tuning."""
+    from simulator.oracle import OracleError, TraceOracle
+
+    trace = TraceOracle(_trace(tmp_path, lambda df: df.drop(columns=["bytes.feat.dev0"])))
+    with pytest.raises(OracleError, match=r"trace has no column 'bytes.feat.dev0' \(bytes of "
+                                          r"message 'feat.dev0'\); it has \['bytes.raw'"):
+        trace.table().nbytes["feat.dev0"]
+    text = (Path(__file__).parents[1] / "scenarios" / "synthetic_demo.yaml").read_text()
+    text = text[: text.index("models:")] + (
+        f"models:\n  synth:\n    oracle: trace\n    file: {trace.path}\n"
+        "policies:\n  - {policy: ada, threshold: auto}\n").replace("samples: 2000", "samples: 20")
+    f = tmp_path / "s.yaml"
+    f.write_text(text)
+    r = runner.invoke(app, ["run", str(f), "-o", str(tmp_path / "out")])
+    line = text.splitlines().index("  synth:") + 1
+    one_line_error(r, f"{f}:{line}: models.synth: ", "trace has no column 'bytes.feat.dev0'")
