@@ -699,14 +699,16 @@ def _check_multiview(plugin: PluginModel, net: nn.Module, view_shape, n_devices:
         if bad:
             return [bad]
     feat = getattr(out, "device_features", None)
-    if not isinstance(feat, torch.Tensor) or feat.dim() != 5 or feat.shape[:2] != (2, n_devices):
-        return ["device_features must be (N, D, C, h, w), the maps the devices upload"]
+    if not isinstance(feat, torch.Tensor) or feat.dim() != 5 or feat.shape[:2] != (
+            2, n_devices) or not feat.is_floating_point():
+        return ["device_features must be (N, D, C, h, w) floats, the maps the devices upload"]
     alive = getattr(out, "alive", None)
-    if not isinstance(alive, torch.Tensor) or tuple(alive.shape) != (2, n_devices):
+    if not isinstance(alive, torch.Tensor) or tuple(alive.shape) != (2, n_devices) or (
+            alive.dtype != torch.bool):
         return ["alive must be the (N, D) bool mask of working devices (models.multiview."
-                "alive_mask)"]
+                f"alive_mask), got {getattr(alive, 'dtype', type(alive).__name__)}"]
     keep = getattr(out, "keep", None)
-    if keep is not None and (not isinstance(keep, torch.Tensor)
+    if keep is not None and (not isinstance(keep, torch.Tensor) or keep.dtype != torch.bool
                              or tuple(keep.shape) != (2, n_devices, feat.shape[2])):
         return ["keep must be None or the (N, D, C) bool mask of channels each device sends"]
     ef = getattr(out, "edge_features", None)

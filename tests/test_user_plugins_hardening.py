@@ -234,3 +234,15 @@ def test_a_trace_without_a_message_a_policy_needs(tmp_path):
     r = runner.invoke(app, ["run", str(f), "-o", str(tmp_path / "out")])
     line = text.splitlines().index("  synth:") + 1
     one_line_error(r, f"{f}:{line}: models.synth: ", "trace has no column 'bytes.feat.dev0'")
+
+
+@pytest.mark.parametrize("which, message", [
+    # before: valid, then "tensors used as indices must be long, int, byte or bool" in training
+    ("alive", "alive must be the (N, D) bool mask of working devices (models.multiview."
+              "alive_mask), got torch.float32"),
+    ("keep", "keep must be None or the (N, D, C) bool mask of channels each device sends"),
+])
+def test_multiview_masks_must_be_bool(tmp_path, which, message):
+    f = scenario(tmp_path, f'    factory: "{NETS}:mv_float_masks"\n    options: {{which: {which}}}'
+                           "\n    devices: 4")
+    one_line_error(runner.invoke(app, ["validate", str(f)]), located(f, "factory"), message)

@@ -112,3 +112,23 @@ def big_label():
 def classes_count():
     x, y = _bars()
     return {"x": x, "y": y, "classes": 3}
+
+
+# ----------------------------------------------------------------------------- multi-view
+
+
+def mv_float_masks(n_devices, view_shape, n_classes, which: str = "alive"):
+    """The test multi-view network, but returning its ``alive`` (or ``keep``) mask as floats."""
+    from models.multiview import MultiViewOutput
+    from tests.models.plugin_nets import TinyMultiView
+
+    class FloatMasks(TinyMultiView):
+        def forward(self, views, alive=None, mu: float = 0.0):
+            o = super().forward(views, alive, mu)
+            if which == "alive":
+                return MultiViewOutput(o.logits, o.device_features, o.keep, o.edge_features,
+                                       o.alive.float())
+            keep = torch.ones(views.shape[0], self.n, o.device_features.shape[2])
+            return MultiViewOutput(o.logits, o.device_features, keep, o.edge_features, o.alive)
+
+    return FloatMasks(n_devices, view_shape, n_classes)
