@@ -61,6 +61,7 @@ from models.data import (
     ViewSpec,
     as_images,
     as_labels,
+    first_line,
     from_arrays,
     read_image_folder,
     read_npz,
@@ -113,7 +114,7 @@ def import_object(ref: str, base_dir: str | Path | None = None) -> Callable:
                          ) from None
     except (Exception, SystemExit) as exc:  # the user's module raised (or exited) importing
         raise ValueError(f"importing {mod_name!r} failed: {type(exc).__name__}: "
-                         f"{_first_line(exc)}") from None
+                         f"{first_line(exc)}") from None
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -144,11 +145,6 @@ def _import(name: str, base_dir) -> object:
     return importlib.import_module(name)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()  # no terminal colours
-    return text[0][:200] if text else type(exc).__name__
-
-
 def entry_points(group: str) -> dict[str, metadata.EntryPoint]:
     """Installed entry points of ``group`` by name (``pip install`` registers them from a
     package's ``[project.entry-points."ddnnsim.models"]`` table)."""
@@ -160,7 +156,7 @@ def _load_entry_point(ep: metadata.EntryPoint) -> Callable:
         obj = ep.load()
     except Exception as exc:
         raise ValueError(f"entry point {ep.name!r} = {ep.value!r} does not load: "
-                         f"{type(exc).__name__}: {_first_line(exc)}") from None
+                         f"{type(exc).__name__}: {first_line(exc)}") from None
     if not callable(obj):
         raise ValueError(f"entry point {ep.name!r} = {ep.value!r} is not callable")
     return obj
@@ -206,7 +202,7 @@ def call_factory(fn: Callable, context: Mapping, options: Mapping, what: str = "
     try:
         return fn(**kwargs)
     except (Exception, SystemExit) as exc:  # sys.exit() in the user's factory too
-        raise ValueError(f"{what} raised {type(exc).__name__}: {_first_line(exc)}") from None
+        raise ValueError(f"{what} raised {type(exc).__name__}: {first_line(exc)}") from None
 
 
 class _OptionError(ValueError):
@@ -327,7 +323,7 @@ def _from_result(label: str, out, fractions) -> DataSource:
                 item = out[i]
             except Exception as exc:  # the user's __getitem__
                 raise DataError(f"reading item {i} of {n} raised {type(exc).__name__}: "
-                                f"{_first_line(exc)}") from None
+                                f"{first_line(exc)}") from None
             if not isinstance(item, (tuple, list)) or len(item) < 2:
                 raise DataError(f"the dataset has no labels: item {i} is not (image, label)")
             x, y = item[0], item[1]
@@ -623,7 +619,7 @@ def _check_chain(plugin: PluginModel, net: nn.Module, image_shape, n_classes: in
                 out = net(torch.zeros(n, *image_shape))
         except Exception as exc:
             return [f"the network fails on images of shape {list(image_shape)} (the dataset's): "
-                    f"{type(exc).__name__}: {_first_line(exc)}"]
+                    f"{type(exc).__name__}: {first_line(exc)}"]
         if isinstance(out, torch.Tensor) or not isinstance(out, (tuple, list)) or not out:
             return [f"a chain network's forward must return a tuple of class-score tensors "
                     f"(early exits shallowest first, then the final one), got "
@@ -641,7 +637,7 @@ def _check_chain(plugin: PluginModel, net: nn.Module, image_shape, n_classes: in
         cost_graph(net, image_shape)
     except Exception as exc:
         return [f"the network cannot be traced by torch.fx for its cost graph "
-                f"({type(exc).__name__}: {_first_line(exc)}); avoid data-dependent control "
+                f"({type(exc).__name__}: {first_line(exc)}); avoid data-dependent control "
                 "flow in forward"]
     plugin.n_exits = len(out)
     return []
@@ -686,7 +682,7 @@ def _check_multiview(plugin: PluginModel, net: nn.Module, view_shape, n_devices:
             out = net(views, alive=None, mu=0.0)
     except Exception as exc:
         return [f"the network fails on views of shape {list(view_shape)} x {n_devices} devices: "
-                f"{type(exc).__name__}: {_first_line(exc)}"]
+                f"{type(exc).__name__}: {first_line(exc)}"]
     logits = getattr(out, "logits", None)
     if not isinstance(logits, Mapping):
         return ["a multi-view forward must return an object with 'logits' (exit -> scores), "
@@ -766,7 +762,7 @@ def read_weights(path: str | Path) -> dict:
             blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged or unsafe file
         raise ValueError(f"{path}: not a readable torch weights file (torch.load with "
-                         f"weights_only: {type(exc).__name__}: {_first_line(exc)})") from None
+                         f"weights_only: {type(exc).__name__}: {first_line(exc)})") from None
     if isinstance(blob, Mapping) and isinstance(blob.get("state_dict"), Mapping):
         blob = blob["state_dict"]
     if not isinstance(blob, Mapping) or not blob or not all(
@@ -806,7 +802,7 @@ def load_weights(net: nn.Module, weights: WeightsFile) -> None:
         shapes = [f"{k}: {list(state[k].shape)} in the file, {list(v.shape)} in the network"
                   for k, v in theirs.items() if k in state and state[k].shape != v.shape]
         detail = (f"missing {missing[:4]}, unexpected {extra[:4]}" if missing or extra
-                  else "; ".join(shapes[:2]) if shapes else _first_line(exc))
+                  else "; ".join(shapes[:2]) if shapes else first_line(exc))
         raise ValueError(f"{weights.path}: the weights do not fit the network ({detail})"
                          ) from None
 

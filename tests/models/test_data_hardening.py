@@ -5,6 +5,7 @@ models.NAME.data_dir (it named the batch file alone), and too few images are ref
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +77,50 @@ def test_cifar_batches_too_small_for_a_val_split_are_refused(tmp_path):
     with pytest.raises(DataError, match="5 training and 1 test images: too few"):
         load_cifar10(root, ViewSpec(1))
     assert load_cifar10(cifar_folder(tmp_path / "ok", rows=2), ViewSpec(1)).size("val") == 1
+
+
+# ----------------------------------------------------------------------------- image folders
+
+
+def _folder(root: Path, mode: str, values, size=(6, 6), ext="tiff") -> Path:
+    from PIL import Image
+
+    for cls, v in zip("ab", values, strict=True):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new(mode, size, v).save(root / cls / f"{i}.{ext}")
+    return root
+
+
+def test_float_images_in_0_1_are_scaled_not_truncated(tmp_path):
+    """A float TIFF of 0.5 became pixel 0 (Pillow's convert truncates): every image black."""
+    from models.data import read_image_folder
+
+    x, y, classes = read_image_folder(_folder(tmp_path / "f", "F", (0.0, 0.5)))
+    assert x.dtype == np.uint8 and x.shape == (6, 1, 6, 6) and classes == ["a", "b"]
+    assert set(x[y == 1].ravel().tolist()) == {128} and set(x[y == 0].ravel().tolist()) == {0}
+
+
+@pytest.mark.parametrize("mode, values, message", [
+    ("I;16", (0, 60000), "I;16 pixels 60000..60000 do not fit 8 bits"),  # was clipped to 255
+    ("F", (0.0, 1000.5), "float pixels must lie in [0, 1] (got 1000.5..1000.5)"),
+])
+def test_wide_pixels_that_do_not_fit_8_bits_are_refused(tmp_path, mode, values, message):
+    from models.data import read_image_folder
+
+    ext = "png" if mode == "I;16" else "tiff"
+    with pytest.raises(DataError, match=re.escape(message)):
+        read_image_folder(_folder(tmp_path / "f", mode, values, ext=ext))
+
+
+def test_an_image_past_pillows_bomb_limit_is_a_data_error(tmp_path, monkeypatch):
+    """Pillow's DecompressionBombError is no OSError: it was a traceback."""
+    from PIL import Image
+
+    from models.data import read_image_folder
+
+    root = _folder(tmp_path / "f", "L", (0, 255), size=(64, 64), ext="png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 pixels > twice the limit
+    with pytest.raises(DataError, match=r"a/0.png: not a readable image \(Image size \(4096 "
+                                        r"pixels\) exceeds limit"):
+        read_image_folder(root)
