@@ -627,10 +627,11 @@ def _check_chain(plugin: PluginModel, net: nn.Module, image_shape, n_classes: in
                     "'local' and 'cloud'"]
         for k, t in enumerate(out):
             name = "final" if k == len(out) - 1 else f"exit{k + 1}"
-            bad = _scores_problem(f"output {k} (exit {name})", t, n, n_classes,
-                                  train and n == 2)
+            bad = _scores_problem(f"output {k} (exit {name})", t, n, n_classes)
             if bad:
                 return [bad]
+        if train and n == 2 and _untrainable(out):
+            return _untrainable(out)
     try:
         from models.graph import cost_graph
 
@@ -643,9 +644,9 @@ def _check_chain(plugin: PluginModel, net: nn.Module, image_shape, n_classes: in
     return []
 
 
-def _scores_problem(what: str, t, n: int, n_classes: int, train: bool) -> str | None:
+def _scores_problem(what: str, t, n: int, n_classes: int) -> str | None:
     """What is wrong with one exit's class scores for a batch of ``n`` zero images, if
-    anything: shape, dtype, finiteness, and (when it is to be trained) a gradient."""
+    anything: shape, dtype, finiteness."""
     if not isinstance(t, torch.Tensor) or tuple(t.shape) != (n, n_classes):
         shape = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
         return (f"{what} must be class scores of shape (N, {n_classes}) for the dataset's "
@@ -654,11 +655,17 @@ def _scores_problem(what: str, t, n: int, n_classes: int, train: bool) -> str | 
         return f"{what} must be floating-point class scores (logits), got {t.dtype}"
     if not bool(torch.isfinite(t).all()):
         return f"{what} gives scores that are not finite (NaN or inf) on an all-zero input"
-    if train and not t.requires_grad:
-        return (f"{what} does not depend on any trainable parameter (detached, or every "
-                "parameter has requires_grad=False), so it cannot be trained; give weights: "
-                "or leave its parameters trainable")
     return None
+
+
+def _untrainable(scores) -> list[str]:
+    """The problem when no exit's scores depend on a trainable parameter (training's
+    backward would fail); one frozen exit beside trainable ones is fine."""
+    if any(t.requires_grad for t in scores):
+        return []
+    return ["no exit's scores depend on a trainable parameter (detached, or every parameter "
+            "has requires_grad=False), so the network cannot be trained; give weights: or "
+            "leave its parameters trainable"]
 
 
 def _check_multiview(plugin: PluginModel, net: nn.Module, view_shape, n_devices: int,
@@ -691,9 +698,11 @@ def _check_multiview(plugin: PluginModel, net: nn.Module, view_shape, n_devices:
     if tuple(logits) != exits:
         return [f"exits must be {list(exits)} (sections present), got {list(logits)}"]
     for e, t in logits.items():
-        bad = _scores_problem(f"exit {e}", t, 2, n_classes, train)
+        bad = _scores_problem(f"exit {e}", t, 2, n_classes)
         if bad:
             return [bad]
+    if train and _untrainable(logits.values()):
+        return _untrainable(logits.values())
     feat = getattr(out, "device_features", None)
     if not isinstance(feat, torch.Tensor) or feat.dim() != 5 or feat.shape[:2] != (
             2, n_devices) or not feat.is_floating_point():

@@ -76,7 +76,7 @@ def one_line_error(r, where: str, message: str) -> None:
     ("long", "must be floating-point class scores (logits), got torch.int64"),
     ("boolean", "must be floating-point class scores (logits), got torch.bool"),
     # before: valid, then "element 0 of tensors does not require grad" / "empty parameter list"
-    ("detach", "does not depend on any trainable parameter"),
+    ("detach", "no exit's scores depend on a trainable parameter"),
     ("frozen", "the network has no trainable parameters"),
     ("no_parameters", "the network has no trainable parameters"),
     # before: valid (checked on a batch of two only), then a traceback in training or the oracle
@@ -118,6 +118,12 @@ def test_dataset_factories_that_break_the_contract(tmp_path, dataset, message):
     spec = f'{{factory: "{NETS}:{name}"{"," + rest if rest else ""}}}'
     f = scenario(tmp_path, f'    factory: "{NETS}:ok"\n    dataset: {spec}')
     one_line_error(runner.invoke(app, ["validate", str(f)]), located(f, "dataset"), message)
+
+
+def test_one_frozen_exit_beside_trainable_ones_validates(tmp_path):
+    f = scenario(tmp_path, f'    factory: "{NETS}:frozen_exit"')
+    r = runner.invoke(app, ["validate", str(f)])
+    assert r.exit_code == 0, r.output
 
 
 def test_a_valid_item_dataset_still_validates(tmp_path):

@@ -32,6 +32,8 @@ class Small(nn.Module):
             return a > 0, b > 0
         if self.kind == "detach":
             return a.detach(), b.detach()
+        if self.kind == "frozen_exit":  # one exit frozen, the final one trains: allowed
+            return a.detach(), b
         if self.kind == "squeeze":  # (K,) for a batch of one
             return a.squeeze(), b.squeeze()
         if self.kind == "first_two":  # always at most two rows, whatever the batch
@@ -47,9 +49,9 @@ def _maker(kind):
     return build
 
 
-ok, nan, inf, long, boolean, detach, squeeze, first_two, nan_on_data = (
-    _maker(k) for k in ("", "nan", "inf", "long", "bool", "detach", "squeeze", "first_two",
-                        "nan_on_data"))
+ok, nan, inf, long, boolean, detach, frozen_exit, squeeze, first_two, nan_on_data = (
+    _maker(k) for k in ("", "nan", "inf", "long", "bool", "detach", "frozen_exit", "squeeze",
+                        "first_two", "nan_on_data"))
 
 
 def frozen(input_shape, n_classes):
