@@ -412,6 +412,10 @@ def _resolve_views(v, devices, dataset, image_shape=None
     if not _is_int(overlap) or overlap < 0:
         p.append(("views.overlap", f"must be an integer >= 0 (pixels), got {overlap!r}"))
         overlap = 0
+    elif overlap > max(height, width):  # only zero padding past that, views of any size
+        p.append(("views.overlap", f"{overlap} pixels is more than the {height}x{width} image "
+                                   f"(at {max(height, width)} every view sees all of it)"))
+        overlap = 0
     noise = v.get("noise", 0.0)
     if isinstance(noise, (list, tuple)):
         if len(noise) != n or not all(_is_num(s) and s >= 0 for s in noise):

@@ -124,3 +124,15 @@ def test_an_image_past_pillows_bomb_limit_is_a_data_error(tmp_path, monkeypatch)
     with pytest.raises(DataError, match=r"a/0.png: not a readable image \(Image size \(4096 "
                                         r"pixels\) exceeds limit"):
         read_image_folder(root)
+
+
+def test_a_view_overlap_larger_than_the_image_is_refused():
+    """overlap: 1000 on 12x12 synthetic images passed validate; the run then padded every view
+    to 2012x2012 pixels of zeros, trained for 73 s and failed allocating 51 GB (a traceback)."""
+    from models.oracle import check_spec
+
+    spec = {"arch": "ddnn", "dataset": "synthetic", "devices": 4}
+    assert check_spec({**spec, "views": {"overlap": 1000}}) == [
+        ("views.overlap", "1000 pixels is more than the 12x12 image (at 12 every view sees all "
+                          "of it)")]
+    assert check_spec({**spec, "views": {"overlap": 12}}) == []
