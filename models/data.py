@@ -24,6 +24,7 @@ import functools
 import io
 import math
 import pickle
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -414,6 +415,9 @@ def load_cifar10(data_dir: str | Path, spec: ViewSpec, seed: int = 0) -> MultiVi
     labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
     n_train = sum(len(p[1]) for p in parts[:-1])
     n_val = min(5000, n_train // 10)
+    if n_val < 1 or len(labels) == n_train:  # thresholds are tuned on val; test is simulated
+        raise DataError(f"{root}: {n_train} training and {len(labels) - n_train} test images: "
+                        "too few for train, val (a tenth of the training batches) and test")
     tr, va = _split_indices(n_train, (n_train - n_val, n_val), seed)
     te = torch.arange(n_train, len(labels))
     return MultiViewData(
@@ -554,12 +558,39 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     except Exception as exc:  # zipfile, ValueError (pickled objects), OSError
         raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: "
                         f"{str(exc)[:120]})") from None
+    odd = sorted(k for k, v in arrays.items() if not isinstance(v, np.ndarray))
+    if odd:  # numpy hands back the raw bytes of a member that is not a .npy file
+        raise DataError(f"{path}: {odd[0]}.npy inside it is not a numpy array file")
     if "x" not in arrays:
         raise DataError(f"{path}: no array 'x' (the images); it has {sorted(arrays)}")
     if "y" not in arrays:
         raise DataError(f"{path}: the dataset has no labels: no array 'y' "
                         f"(it has {sorted(arrays)})")
     return {k: arrays[k] for k in ("x", "y", "split") if k in arrays}
+
+
+def _as_8bit(im, path: Path):
+    """A 16/32-bit integer or float grayscale image as 8-bit, by the rule of :func:`as_images`
+    (integers are pixels 0..255, floats lie in [0, 1]); DataError rather than clipping."""
+    from PIL import Image
+
+    a = np.asarray(im)
+    if im.mode == "F":
+        if not (np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1):
+            raise DataError(f"{path}: float pixels must lie in [0, 1] (got {a.min():g}.."
+                            f"{a.max():g})")
+        a = np.round(a * 255.0)
+    elif a.min() < 0 or a.max() > 255:
+        raise DataError(f"{path}: {im.mode} pixels {a.min()}..{a.max()} do not fit 8 bits; "
+                        "convert the images to 8-bit (0..255) first")
+    return Image.fromarray(a.astype(np.uint8), "L")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters, no terminal colour
+    codes), for one-line errors about what the user's files or code raised."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
 
 
 def read_image_folder(root: str | Path, image_size: Sequence[int] | None = None
@@ -592,13 +623,15 @@ def read_image_folder(root: str | Path, image_size: Sequence[int] | None = None
             with Image.open(p) as im:
                 im.load()
                 imgs.append(im.copy())
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"{p}: not a readable image ({exc})") from None
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+            raise DataError(f"{p}: not a readable image ({first_line(exc)})") from None
     gray = all(im.mode in ("1", "L", "I;16", "I", "F") for im in imgs)
     mode = "L" if gray else "RGB"
     size = (int(image_size[1]), int(image_size[0])) if image_size is not None else None
     out = []
-    for im in imgs:
+    for im, (p, _) in zip(imgs, files, strict=True):
+        if im.mode in ("I;16", "I", "F"):  # Pillow's convert("L") clips these to 0..255
+            im = _as_8bit(im, p)
         im = im.convert(mode)
         if size is not None and im.size != size:
             im = im.resize(size, Image.BILINEAR)

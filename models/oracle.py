@@ -412,6 +412,10 @@ def _resolve_views(v, devices, dataset, image_shape=None
     if not _is_int(overlap) or overlap < 0:
         p.append(("views.overlap", f"must be an integer >= 0 (pixels), got {overlap!r}"))
         overlap = 0
+    elif overlap > max(height, width):  # only zero padding past that, views of any size
+        p.append(("views.overlap", f"{overlap} pixels is more than the {height}x{width} image "
+                                   f"(at {max(height, width)} every view sees all of it)"))
+        overlap = 0
     noise = v.get("noise", 0.0)
     if isinstance(noise, (list, tuple)):
         if len(noise) != n or not all(_is_num(s) and s >= 0 for s in noise):
@@ -739,7 +743,13 @@ class TorchOracle:
             idx = torch.arange(start, min(n, start + batch_size))
             out = model(data.views(split, idx), alive=alive_list, mu=self.spec.mu)
             for j, e in enumerate(model.exits):
-                probs = torch.softmax(out.logits[e].double(), dim=1).numpy()
+                scores = out.logits[e]
+                if not bool(torch.isfinite(scores).all()):  # NaN would argmax to class 0
+                    raise OracleError(
+                        f"the network's scores at exit {e} are not finite (NaN or inf) on {split} "
+                        f"samples {start}..{start + len(idx) - 1}; a trained network whose "
+                        "scores are not numbers cannot be simulated")
+                probs = torch.softmax(scores.double(), dim=1).numpy()
                 pred[idx.numpy(), j] = probs.argmax(1)
                 ent[idx.numpy(), j] = normalized_entropy(probs)
             if out.keep is not None:

@@ -61,6 +61,7 @@ from models.data import (
     ViewSpec,
     as_images,
     as_labels,
+    first_line,
     from_arrays,
     read_image_folder,
     read_npz,
@@ -113,7 +114,7 @@ def import_object(ref: str, base_dir: str | Path | None = None) -> Callable:
                          ) from None
     except (Exception, SystemExit) as exc:  # the user's module raised (or exited) importing
         raise ValueError(f"importing {mod_name!r} failed: {type(exc).__name__}: "
-                         f"{_first_line(exc)}") from None
+                         f"{first_line(exc)}") from None
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -144,11 +145,6 @@ def _import(name: str, base_dir) -> object:
     return importlib.import_module(name)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
-
-
 def entry_points(group: str) -> dict[str, metadata.EntryPoint]:
     """Installed entry points of ``group`` by name (``pip install`` registers them from a
     package's ``[project.entry-points."ddnnsim.models"]`` table)."""
@@ -160,7 +156,7 @@ def _load_entry_point(ep: metadata.EntryPoint) -> Callable:
         obj = ep.load()
     except Exception as exc:
         raise ValueError(f"entry point {ep.name!r} = {ep.value!r} does not load: "
-                         f"{type(exc).__name__}: {_first_line(exc)}") from None
+                         f"{type(exc).__name__}: {first_line(exc)}") from None
     if not callable(obj):
         raise ValueError(f"entry point {ep.name!r} = {ep.value!r} is not callable")
     return obj
@@ -206,7 +202,7 @@ def call_factory(fn: Callable, context: Mapping, options: Mapping, what: str = "
     try:
         return fn(**kwargs)
     except (Exception, SystemExit) as exc:  # sys.exit() in the user's factory too
-        raise ValueError(f"{what} raised {type(exc).__name__}: {_first_line(exc)}") from None
+        raise ValueError(f"{what} raised {type(exc).__name__}: {first_line(exc)}") from None
 
 
 class _OptionError(ValueError):
@@ -272,6 +268,12 @@ def _source(label: str, x, y, split, fractions, classes=None) -> DataSource:
     k = int(labels.max()) + 1 if len(labels) else 0
     if k < 2:
         raise DataError(f"y: need labels of at least 2 classes, got {sorted(set(labels.tolist()))}")
+    if classes is None and k > len(labels):
+        raise DataError(f"y: labels go up to {k - 1} for only {len(labels)} images; classes are "
+                        "numbered 0..K-1 (give 'classes' to name more classes than images)")
+    if classes is not None and (isinstance(classes, (str, bytes)) or not isinstance(
+            classes, (list, tuple, np.ndarray)) or not all(isinstance(c, str) for c in classes)):
+        raise DataError(f"classes: must be a list of class names, got {type(classes).__name__}")
     if classes is not None and len(classes) < k:
         raise DataError(f"classes: {len(classes)} class names for labels up to {k - 1}")
     split_of(split, len(labels), fractions, 0)  # too few images to train or tune: said now
@@ -315,19 +317,41 @@ def _from_result(label: str, out, fractions) -> DataSource:
         return _source(label, x, y, None, fractions)
     if hasattr(out, "__len__") and hasattr(out, "__getitem__"):  # a torch Dataset
         xs, ys = [], []
-        for i in range(len(out)):
-            item = out[i]
+        n = len(out)
+        for i in range(n):
+            try:
+                item = out[i]
+            except Exception as exc:  # the user's __getitem__
+                raise DataError(f"reading item {i} of {n} raised {type(exc).__name__}: "
+                                f"{first_line(exc)}") from None
             if not isinstance(item, (tuple, list)) or len(item) < 2:
                 raise DataError(f"the dataset has no labels: item {i} is not (image, label)")
             x, y = item[0], item[1]
             xs.append(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x))
-            ys.append(int(y))
+            ys.append(_item_label(y, i))
+            if i == 0 and n * xs[0].size > MAX_DATASET_VALUES:
+                raise DataError(f"the dataset has {n} items of {xs[0].size} values: more than "
+                                f"{MAX_DATASET_VALUES:,} values, too many to hold in memory")
         if not xs:
             raise DataError("the dataset is empty")
         return _source(label, np.stack(xs), np.array(ys, dtype=np.int64), None, fractions,
                        getattr(out, "classes", None))
     raise DataError(f"returned a {type(out).__name__}; expected (x, y), a mapping with x and y, "
                     "{train: (x, y), val: ..., test: ...} or a torch Dataset of (image, label)")
+
+
+#: A Dataset is read whole into memory as uint8: refuse one of more values than this up front.
+MAX_DATASET_VALUES = 2 ** 36
+
+
+def _item_label(y, i: int) -> int:
+    """The integer class of item ``i`` (an int, a numpy integer or a one-element integer
+    tensor); DataError for anything else (a float label is not truncated)."""
+    if isinstance(y, (torch.Tensor, np.ndarray)) and np.prod(y.shape, dtype=np.int64) == 1:
+        y = y.item()
+    if isinstance(y, (int, np.integer, np.bool_)):  # bools too, as in as_labels
+        return int(y)
+    raise DataError(f"item {i}: the label must be an integer class index, got {y!r}"[:200])
 
 
 def _pair(part, name):
@@ -572,48 +596,80 @@ def check_model(plugin: PluginModel, image_shape, view_shape, n_devices: int, n_
             return [("weights", str(exc))]
     net.eval()
     try:
+        train = weights is None
+        if train and not any(p.requires_grad for p in net.parameters()):
+            return [(where, "the network has no trainable parameters, so there is nothing to "
+                            "train; give weights: or parameters that require grad")]
         if multiview:
             return [(where, m) for m in _check_multiview(plugin, net, view_shape, n_devices,
-                                                         n_classes)]
-        return [(where, m) for m in _check_chain(plugin, net, image_shape, n_classes)]
+                                                         n_classes, train)]
+        return [(where, m) for m in _check_chain(plugin, net, image_shape, n_classes, train)]
     finally:
         net.train()
 
 
-def _check_chain(plugin: PluginModel, net: nn.Module, image_shape, n_classes: int) -> list[str]:
+def _check_chain(plugin: PluginModel, net: nn.Module, image_shape, n_classes: int,
+                 train: bool = False) -> list[str]:
     if isinstance(net, ChainNet):
         net = net.net
-    x = torch.zeros(2, *image_shape)
-    try:
-        with torch.no_grad():
-            out = net(x)
-    except Exception as exc:
-        return [f"the network fails on images of shape {list(image_shape)} (the dataset's): "
-                f"{type(exc).__name__}: {_first_line(exc)}"]
-    if isinstance(out, torch.Tensor) or not isinstance(out, (tuple, list)) or not out:
-        return [f"a chain network's forward must return a tuple of class-score tensors (early "
-                f"exits shallowest first, then the final one), got {type(out).__name__}; a "
-                "multi-view network needs submodules 'devices', 'local' and 'cloud'"]
-    for k, t in enumerate(out):
-        name = "final" if k == len(out) - 1 else f"exit{k + 1}"
-        if not isinstance(t, torch.Tensor) or tuple(t.shape) != (2, n_classes):
-            shape = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            return [f"output {k} (exit {name}) must be class scores of shape (N, {n_classes}) "
-                    f"for the dataset's {n_classes} classes, got {shape} for N = 2"]
+    out = None
+    for n in (2, 1, 3):  # one and three too: the oracle's last batch can be any size
+        try:
+            with torch.set_grad_enabled(train and n == 2):
+                out = net(torch.zeros(n, *image_shape))
+        except Exception as exc:
+            return [f"the network fails on images of shape {list(image_shape)} (the dataset's): "
+                    f"{type(exc).__name__}: {first_line(exc)}"]
+        if isinstance(out, torch.Tensor) or not isinstance(out, (tuple, list)) or not out:
+            return [f"a chain network's forward must return a tuple of class-score tensors "
+                    f"(early exits shallowest first, then the final one), got "
+                    f"{type(out).__name__}; a multi-view network needs submodules 'devices', "
+                    "'local' and 'cloud'"]
+        for k, t in enumerate(out):
+            name = "final" if k == len(out) - 1 else f"exit{k + 1}"
+            bad = _scores_problem(f"output {k} (exit {name})", t, n, n_classes)
+            if bad:
+                return [bad]
+        if train and n == 2 and _untrainable(out):
+            return _untrainable(out)
     try:
         from models.graph import cost_graph
 
         cost_graph(net, image_shape)
     except Exception as exc:
         return [f"the network cannot be traced by torch.fx for its cost graph "
-                f"({type(exc).__name__}: {_first_line(exc)}); avoid data-dependent control "
+                f"({type(exc).__name__}: {first_line(exc)}); avoid data-dependent control "
                 "flow in forward"]
     plugin.n_exits = len(out)
     return []
 
 
+def _scores_problem(what: str, t, n: int, n_classes: int) -> str | None:
+    """What is wrong with one exit's class scores for a batch of ``n`` zero images, if
+    anything: shape, dtype, finiteness."""
+    if not isinstance(t, torch.Tensor) or tuple(t.shape) != (n, n_classes):
+        shape = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        return (f"{what} must be class scores of shape (N, {n_classes}) for the dataset's "
+                f"{n_classes} classes, got {shape} for N = {n}")
+    if not t.is_floating_point():
+        return f"{what} must be floating-point class scores (logits), got {t.dtype}"
+    if not bool(torch.isfinite(t).all()):
+        return f"{what} gives scores that are not finite (NaN or inf) on an all-zero input"
+    return None
+
+
+def _untrainable(scores) -> list[str]:
+    """The problem when no exit's scores depend on a trainable parameter (training's
+    backward would fail); one frozen exit beside trainable ones is fine."""
+    if any(t.requires_grad for t in scores):
+        return []
+    return ["no exit's scores depend on a trainable parameter (detached, or every parameter "
+            "has requires_grad=False), so the network cannot be trained; give weights: or "
+            "leave its parameters trainable"]
+
+
 def _check_multiview(plugin: PluginModel, net: nn.Module, view_shape, n_devices: int,
-                     n_classes: int) -> list[str]:
+                     n_classes: int, train: bool = False) -> list[str]:
     devices = getattr(net, "devices", None)
     if not isinstance(devices, nn.ModuleList) or len(devices) != n_devices:
         n = len(devices) if isinstance(devices, nn.ModuleList) else type(devices).__name__
@@ -629,11 +685,11 @@ def _check_multiview(plugin: PluginModel, net: nn.Module, view_shape, n_devices:
                                                                 else []), "cloud")
     views = torch.zeros(2, n_devices, *view_shape)
     try:
-        with torch.no_grad():
+        with torch.set_grad_enabled(train):
             out = net(views, alive=None, mu=0.0)
     except Exception as exc:
         return [f"the network fails on views of shape {list(view_shape)} x {n_devices} devices: "
-                f"{type(exc).__name__}: {_first_line(exc)}"]
+                f"{type(exc).__name__}: {first_line(exc)}"]
     logits = getattr(out, "logits", None)
     if not isinstance(logits, Mapping):
         return ["a multi-view forward must return an object with 'logits' (exit -> scores), "
@@ -642,18 +698,22 @@ def _check_multiview(plugin: PluginModel, net: nn.Module, view_shape, n_devices:
     if tuple(logits) != exits:
         return [f"exits must be {list(exits)} (sections present), got {list(logits)}"]
     for e, t in logits.items():
-        if not isinstance(t, torch.Tensor) or tuple(t.shape) != (2, n_classes):
-            return [f"exit {e} must give scores of shape (N, {n_classes}), got "
-                    f"{list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}"]
+        bad = _scores_problem(f"exit {e}", t, 2, n_classes)
+        if bad:
+            return [bad]
+    if train and _untrainable(logits.values()):
+        return _untrainable(logits.values())
     feat = getattr(out, "device_features", None)
-    if not isinstance(feat, torch.Tensor) or feat.dim() != 5 or feat.shape[:2] != (2, n_devices):
-        return ["device_features must be (N, D, C, h, w), the maps the devices upload"]
+    if not isinstance(feat, torch.Tensor) or feat.dim() != 5 or feat.shape[:2] != (
+            2, n_devices) or not feat.is_floating_point():
+        return ["device_features must be (N, D, C, h, w) floats, the maps the devices upload"]
     alive = getattr(out, "alive", None)
-    if not isinstance(alive, torch.Tensor) or tuple(alive.shape) != (2, n_devices):
+    if not isinstance(alive, torch.Tensor) or tuple(alive.shape) != (2, n_devices) or (
+            alive.dtype != torch.bool):
         return ["alive must be the (N, D) bool mask of working devices (models.multiview."
-                "alive_mask)"]
+                f"alive_mask), got {getattr(alive, 'dtype', type(alive).__name__)}"]
     keep = getattr(out, "keep", None)
-    if keep is not None and (not isinstance(keep, torch.Tensor)
+    if keep is not None and (not isinstance(keep, torch.Tensor) or keep.dtype != torch.bool
                              or tuple(keep.shape) != (2, n_devices, feat.shape[2])):
         return ["keep must be None or the (N, D, C) bool mask of channels each device sends"]
     ef = getattr(out, "edge_features", None)
@@ -704,20 +764,23 @@ def read_weights(path: str | Path) -> dict:
     ``torch.load(weights_only=True)``; ValueError saying what is wrong."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: file not found")
+        raise ValueError(f"{path}: {'a folder, not a file' if path.is_dir() else 'file not found'}")
     try:
         with warnings.catch_warnings():  # a junk file also warns of its 'pickle protocol'
             warnings.simplefilter("ignore")
             blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged or unsafe file
         raise ValueError(f"{path}: not a readable torch weights file (torch.load with "
-                         f"weights_only: {type(exc).__name__}: {_first_line(exc)})") from None
+                         f"weights_only: {type(exc).__name__}: {first_line(exc)})") from None
     if isinstance(blob, Mapping) and isinstance(blob.get("state_dict"), Mapping):
         blob = blob["state_dict"]
     if not isinstance(blob, Mapping) or not blob or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in blob.items()):
         raise ValueError(f"{path}: not a state dict (name -> tensor); save one with "
                          "torch.save(model.state_dict(), path)")
+    bad = [k for k, v in blob.items() if v.is_complex()]
+    if bad:  # load_state_dict would drop the imaginary part with a warning
+        raise ValueError(f"{path}: weights {bad[:3]} are complex, not real numbers")
     bad = [k for k, v in blob.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise ValueError(f"{path}: weights {bad[:3]} are not finite")
@@ -743,10 +806,12 @@ def load_weights(net: nn.Module, weights: WeightsFile) -> None:
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        theirs = set(net.state_dict())
-        missing, extra = sorted(theirs - set(state)), sorted(set(state) - theirs)
+        theirs = net.state_dict()
+        missing, extra = sorted(set(theirs) - set(state)), sorted(set(state) - set(theirs))
+        shapes = [f"{k}: {list(state[k].shape)} in the file, {list(v.shape)} in the network"
+                  for k, v in theirs.items() if k in state and state[k].shape != v.shape]
         detail = (f"missing {missing[:4]}, unexpected {extra[:4]}" if missing or extra
-                  else _first_line(exc))
+                  else "; ".join(shapes[:2]) if shapes else first_line(exc))
         raise ValueError(f"{weights.path}: the weights do not fit the network ({detail})"
                          ) from None
 

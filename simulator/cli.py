@@ -481,7 +481,7 @@ def sweep(
 @app.command()
 def train(scenario: Path, set_: SetOpt = None) -> None:
     """Train (or load from the cache) every torch model of SCENARIO and compute its oracle."""
-    from simulator.run import make_oracle
+    from simulator.run import data_problem, make_oracle
 
     with _user_errors():
         loaded = _load(scenario, set_)
@@ -490,8 +490,12 @@ def train(scenario: Path, set_: SetOpt = None) -> None:
             out.print(f"{scenario}: no torch models to train")
             return
         for name in torch_models:
-            oracle = make_oracle(loaded, name, progress=True)
-            out.print(f"{name}: {oracle!r}", highlight=False)
+            try:
+                oracle = make_oracle(loaded, name, progress=True)
+                text = repr(oracle)  # builds the network and reads its data
+            except Exception as exc:
+                raise data_problem(loaded, name, exc) from None
+            out.print(f"{name}: {text}", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -263,19 +263,29 @@ class TraceOracle:
         self.n_samples = full.n_samples
 
     def _read_tables(self, df) -> None:
+        first: dict[str, tuple[str, np.ndarray]] = {}  # split -> (alive, labels) seen first
         for label, part in df.groupby(["alive", "split"], sort=False):
             part = part.sort_values("sample_id")
+            where = f"(alive {label[0]}, split {label[1]})"
+            if not np.array_equal(part["sample_id"].to_numpy(), np.arange(len(part))):
+                raise ValueError(f"sample_id of {where} must be 0..{len(part) - 1}, each once")
+            seen = first.setdefault(str(label[1]), (str(label[0]), part["label"].to_numpy()))
+            if not np.array_equal(seen[1], part["label"].to_numpy()):
+                what = (f"{len(part)} samples, not {len(seen[1])} as" if len(part) != len(
+                    seen[1]) else "other labels than")
+                raise ValueError(f"{where} has {what} (alive {seen[0]}) of the same "
+                                 "split: every alive set must see the same samples")
             self._tables[(str(label[0]), str(label[1]))] = t = OracleTable(
                 exits=self.exits,
                 labels=part["label"].to_numpy(),
                 pred=np.column_stack([part[f"pred.{e}"].to_numpy() for e in self.exits]),
                 correct=np.column_stack([part[f"correct.{e}"].to_numpy() for e in self.exits]),
                 entropy=np.column_stack([part[f"entropy.{e}"].to_numpy() for e in self.exits]),
-                nbytes={
+                nbytes=_Messages(self.path, {
                     c[len("bytes.") :]: part[c].to_numpy()
                     for c in part.columns
                     if c.startswith("bytes.")
-                },
+                }),
                 info={c[len("info."):]: part[c].to_numpy() for c in part.columns
                       if c.startswith("info.") and part[c].notna().all()},
             )
@@ -296,6 +306,19 @@ class TraceOracle:
 
     def __repr__(self) -> str:
         return f"TraceOracle({str(self.path)!r}, arch={self.arch!r}, n_samples={self.n_samples})"
+
+
+class _Messages(dict):
+    """Bytes per message of a trace's table: a message a policy needs that the trace lacks
+    is an :class:`OracleError` naming the column, not a KeyError deep in the policy."""
+
+    def __init__(self, path: Path, columns: Mapping[str, np.ndarray]):
+        super().__init__(columns)
+        self.path = path
+
+    def __missing__(self, key: str):
+        raise OracleError(f"{self.path}: trace has no column 'bytes.{key}' (bytes of message "
+                          f"{key!r}); it has {['bytes.' + k for k in list(self)[:8]]}")
 
 
 def normalized_entropy(probs: np.ndarray) -> np.ndarray:

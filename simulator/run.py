@@ -190,6 +190,16 @@ def oracle_key(loaded: Loaded, model: str, overrides: dict | None = None) -> str
     return content_hash(parts)
 
 
+def data_problem(loaded: Loaded, model: str, exc: Exception) -> Exception:
+    """A dataset that is read only when the oracle needs it (a CIFAR-10 batch, truncated or
+    of another shape: ``models.specs.DataError``) as a problem at ``models.NAME.data_dir`` (or
+    ``.dataset``); any other exception unchanged."""
+    if type(exc).__name__ != "DataError":
+        return exc
+    where = "data_dir" if getattr(loaded.scenario.models[model], "data_dir", None) else "dataset"
+    return ScenarioError([loaded.problem(("models", model, where), str(exc))])
+
+
 def prepare(loaded: Loaded, progress: bool = True) -> tuple[Topology, list[tuple[Policy, object]]]:
     """Topology with failures applied, and every policy bound to its oracle."""
     scn = loaded.scenario
@@ -221,6 +231,8 @@ def prepare(loaded: Loaded, progress: bool = True) -> tuple[Topology, list[tuple
             raise ScenarioError([loaded.problem(("policies", k, exc.key), str(exc))]) from None
         except OracleError as exc:
             raise ScenarioError([loaded.problem(("models", model), str(exc))]) from None
+        except Exception as exc:
+            raise data_problem(loaded, model, exc) from None
         bound.append((policy, oracles[key]))
     return topo, bound
 
