@@ -9,6 +9,29 @@ import copy
 from simulator.config import load_data
 from simulator.run import execute
 
+#: One camera and an edge server, for scenarios written as YAML text: the lines from
+#: ``topology:`` to ``models:``, as a ``str.format`` template fragment (braces doubled), to be
+#: joined between a scenario's first lines and its models.
+CAM_EDGE_YAML = """\
+topology:
+  devices:
+    cam: {{tier: end, profile: rpi4}}
+    edge: {{tier: edge, profile: edge_server}}
+  links:
+    - {{from: cam, to: edge, profile: wifi_10MBps}}
+workload: {{arrivals: poisson, rate: 2 /s, sources: each}}
+models:
+"""
+#: A torch plug-in model ``tiny`` (its spec lines in ``{model}``) for CAM_EDGE_YAML, trained one
+#: epoch, run by the device-only partition policy.
+PLUG_MODEL_YAML = """\
+  tiny:
+    oracle: torch
+{model}
+    train: {{epochs: 1}}
+policies:
+  - {{policy: partition, method: device_only}}
+"""
 
 def chain_scenario(**over) -> dict:
     """One end device -> edge -> cloud, dedicated links, the tiered policy, synthetic oracle.

@@ -13,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from simulator.cli import app
+from tests.builders import CAM_EDGE_YAML, PLUG_MODEL_YAML
 from tests.models import hardening_nets
 
 NETS = "tests.models.hardening_nets"
@@ -22,21 +23,7 @@ SCENARIO = """\
 name: plug
 samples: 12
 cache_dir: {cache}
-topology:
-  devices:
-    cam: {{tier: end, profile: rpi4}}
-    edge: {{tier: edge, profile: edge_server}}
-  links:
-    - {{from: cam, to: edge, profile: wifi_10MBps}}
-workload: {{arrivals: poisson, rate: 2 /s, sources: each}}
-models:
-  tiny:
-    oracle: torch
-{model}
-    train: {{epochs: 1}}
-policies:
-  - {{policy: partition, method: device_only}}
-"""
+""" + CAM_EDGE_YAML + PLUG_MODEL_YAML
 
 
 def scenario(tmp_path: Path, model: str) -> Path:

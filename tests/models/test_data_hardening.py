@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from models.data import ViewSpec, load_cifar10
 from models.specs import DataError
 from simulator.cli import app
+from tests.builders import CAM_EDGE_YAML
 
 runner = CliRunner()
 FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -35,14 +36,7 @@ SCENARIO = """\
 name: cifar
 samples: 10
 cache_dir: {cache}
-topology:
-  devices:
-    cam: {{tier: end, profile: rpi4}}
-    edge: {{tier: edge, profile: edge_server}}
-  links:
-    - {{from: cam, to: edge, profile: wifi_10MBps}}
-workload: {{arrivals: poisson, rate: 2 /s, sources: each}}
-models:
+""" + CAM_EDGE_YAML + """\
   net:
     oracle: torch
     arch: alexnet_ee

@@ -21,6 +21,7 @@ from models.data import DataError, ViewSpec, from_arrays, read_image_folder
 from models.oracle import build_oracle, check_spec, resolve_spec
 from simulator.cli import app
 from simulator.config import load
+from tests.builders import CAM_EDGE_YAML, PLUG_MODEL_YAML
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "examples" / "tinyee"
@@ -151,21 +152,7 @@ def test_data_identity_follows_the_contents(tmp_path):
 SCENARIO = """\
 name: plug
 samples: 20
-topology:
-  devices:
-    cam: {{tier: end, profile: rpi4}}
-    edge: {{tier: edge, profile: edge_server}}
-  links:
-    - {{from: cam, to: edge, profile: wifi_10MBps}}
-workload: {{arrivals: poisson, rate: 2 /s, sources: each}}
-models:
-  tiny:
-    oracle: torch
-{model}
-    train: {{epochs: 1}}
-policies:
-  - {{policy: partition, method: device_only}}
-"""
+""" + CAM_EDGE_YAML + PLUG_MODEL_YAML
 
 
 def _errors(tmp_path: Path, model: str) -> tuple[int, str, str]:
