@@ -483,3 +483,20 @@ def test_a_key_with_a_line_break_stays_one_line(tmp_path):
 
 KEYS = ("aggregation_timeout, cache_dir, description, engine, failures, models, name, output, "
         "policies, samples, seed, topology, workload")
+
+
+def test_validate_refuses_wrong_sources_before_any_torch_model_is_trained():
+    """Policies on torch models are bound only after training; their workload sources need no
+    model and were not checked, so validate passed and run trained first, then failed."""
+    res = runner.invoke(app, ["validate", str(ROOT / "scenarios" / "quickstart.yaml"),
+                              "--set", "workload.sources=each"])
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 5  # the five multi-view policies, one line each
+    for k, line in enumerate(lines):
+        assert f"quickstart.yaml:{35 + k}: policies.{k}.policy: " in line
+        assert line.endswith("so set workload.sources: all")
+    res = runner.invoke(app, ["validate", str(ROOT / "scenarios" / "partition_demo.yaml"),
+                              "--set", "workload.sources=all"])
+    assert res.exit_code == 2 and "routes samples of one end device each, so set " \
+        "workload.sources: each" in res.output

@@ -145,6 +145,17 @@ class Policy:
     #: True when :meth:`route` may yield a ``partial`` :class:`Par` (views that an
     #: ``aggregation_timeout`` may cut short).
     partial_views: ClassVar[bool] = False
+    #: The ``workload.sources`` the policy needs ("all": every end device sees each sample;
+    #: "each": a sample comes from one end device; None: either) and why, for the error.
+    sources: ClassVar[str | None] = None
+    sources_why: ClassVar[str] = ""
+
+    def check_sources(self, workload) -> None:
+        """Raise :class:`PolicyError` when ``workload.sources`` is not what the policy needs;
+        needs no oracle, so ``validate`` checks it before any model is trained."""
+        if self.sources is not None and workload.sources != self.sources:
+            raise PolicyError("policy", f"{self.name!r} {self.sources_why}, so set "
+                              f"workload.sources: {self.sources}")
 
     @classmethod
     def live_state(cls, params: Params) -> str | None:
@@ -159,6 +170,7 @@ class Policy:
 
     def bind(self, ctx: BindContext) -> None:
         """Check the policy against the topology and the oracle; raise :class:`PolicyError`."""
+        self.check_sources(ctx.workload)
         self.ctx = ctx
         self._steps: dict[tuple, Compute] = {}
         self._tables: dict[tuple, Any] = {}

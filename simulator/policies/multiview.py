@@ -61,13 +61,12 @@ class MultiviewPolicy(Policy):
     requires_exits: tuple[str, ...] = ()
     static_route = True
     partial_views = True
+    sources = "all"
+    sources_why = "is a multi-view policy: every end device sees each sample"
 
     def bind(self, ctx: BindContext) -> None:
         super().bind(ctx)
         topo, oracle = ctx.topology, ctx.oracle
-        if ctx.workload.sources != "all":
-            raise PolicyError("policy", f"{self.name!r} is a multi-view policy: every end device "
-                              "sees each sample, so set workload.sources: all")
         self.devices = topo.end_devices
         if len(self.devices) != oracle.n_devices:
             raise PolicyError("model", f"the model has {oracle.n_devices} end-device views but "

@@ -77,6 +77,8 @@ _METHODS = {  # (cost graph, costs) -> plan; P is looked up when a plan is made
 @register_policy
 class Partition(Policy):
     name = "partition"
+    sources = "each"
+    sources_why = "routes samples of one end device each"
     Params = PartitionParams
     static_route = True  # plans read the scheduled bandwidth at arrival, not queues
 
@@ -93,9 +95,6 @@ class Partition(Policy):
         if graph is None:
             raise PolicyError("model", "partitioning needs a model with a cost graph (oracle "
                               "synthetic_chain, or a chain/DAG torch model)")
-        if ctx.workload.sources != "each":
-            raise PolicyError("policy", "partition policies route samples of one end device "
-                              "each: set workload.sources: each")
         self.deadline = p.deadline if p.deadline is not None else ctx.workload.deadline
         if p.method == "dapdee" and self.deadline is None:
             raise PolicyError("deadline", "method dapdee needs a deadline, e.g. deadline: 100 ms "

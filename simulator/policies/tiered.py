@@ -29,15 +29,14 @@ class TieredParams(Params):
 @register_policy
 class Tiered(Policy):
     name = "tiered"
+    sources = "each"
+    sources_why = "routes samples of one end device each"
     Params = TieredParams
     static_route = True
 
     def bind(self, ctx: BindContext) -> None:
         super().bind(ctx)
         topo, oracle = ctx.topology, ctx.oracle
-        if ctx.workload.sources != "each":
-            raise PolicyError("policy", "'tiered' routes samples of one end device each: set "
-                              "workload.sources: each")
         for e in ("edge", "cloud"):
             if e not in oracle.exits:
                 raise PolicyError("model", f"the model has no exit {e!r}")
