@@ -190,8 +190,8 @@ def _arrival_span(scn) -> float | None:
 def _check_binding(loaded: Loaded, topo) -> list[Problem]:
     """Bind each policy whose oracle is cheap to build (synthetic, trace) without tuning, so
     ``validate`` refuses what ``run`` would (wrong number of views, wrong workload sources).
-    Policies on torch models are bound at run time, after training; their workload sources are
-    checked here."""
+    Policies on torch models are bound at run time, after training; what they need of the
+    topology and workload (:meth:`Policy.check_static`) is checked here."""
     from simulator.policies.base import BindContext, PolicyError
     from simulator.run import make_oracle
 
@@ -203,7 +203,7 @@ def _check_binding(loaded: Loaded, topo) -> list[Problem]:
         policy = cls(spec.label, cls.Params.model_validate(spec.params))
         if scn.models[model].oracle == "torch":  # what needs no trained model, checked now
             try:
-                policy.check_sources(scn.workload)
+                policy.check_static(topo, scn.workload)
             except PolicyError as exc:
                 out.append(loaded.problem(("policies", k, exc.key), str(exc)))
             continue

@@ -500,3 +500,22 @@ def test_validate_refuses_wrong_sources_before_any_torch_model_is_trained():
                               "--set", "workload.sources=all"])
     assert res.exit_code == 2 and "routes samples of one end device each, so set " \
         "workload.sources: each" in res.output
+
+
+def test_validate_refuses_a_missing_cloud_before_any_torch_model_is_trained(tmp_path):
+    """The quickstart without its cloud (and the WAN to it) passed validate; run trained the
+    three networks, then stopped at the first policy that needs a cloud."""
+    text = (ROOT / "scenarios" / "quickstart.yaml").read_text()
+    text = text.replace("    cloud: {tier: cloud, profile: cloud_gpu}\n", "")
+    text = text.replace("    - {name: wan, from: edge, to: cloud, profile: wan}\n", "")
+    f = tmp_path / "no_cloud.yaml"
+    f.write_text(text)
+    res = runner.invoke(app, ["validate", str(f)])
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    rows = [k for k, t in enumerate(text.splitlines(), 1) if t.startswith("  - {policy:")]
+    # device_only aggregates at the edge and needs no cloud; the other four do
+    assert [line.split(": ", 2)[:2] for line in lines] == [
+        [f"{f}:{rows[k]}", f"policies.{k}.policy"] for k in (0, 2, 3, 4)]
+    assert all(line.endswith("needs one cloud device reachable from every end device")
+               for line in lines)

@@ -150,9 +150,10 @@ class Policy:
     sources: ClassVar[str | None] = None
     sources_why: ClassVar[str] = ""
 
-    def check_sources(self, workload) -> None:
-        """Raise :class:`PolicyError` when ``workload.sources`` is not what the policy needs;
-        needs no oracle, so ``validate`` checks it before any model is trained."""
+    def check_static(self, topology, workload) -> None:
+        """Raise :class:`PolicyError` for what the policy needs of the topology and the
+        workload (here: ``workload.sources``); needs no oracle, so ``validate`` checks it
+        before any model is trained."""
         if self.sources is not None and workload.sources != self.sources:
             raise PolicyError("policy", f"{self.name!r} {self.sources_why}, so set "
                               f"workload.sources: {self.sources}")
@@ -170,7 +171,7 @@ class Policy:
 
     def bind(self, ctx: BindContext) -> None:
         """Check the policy against the topology and the oracle; raise :class:`PolicyError`."""
-        self.check_sources(ctx.workload)
+        self.check_static(ctx.topology, ctx.workload)
         self.ctx = ctx
         self._steps: dict[tuple, Compute] = {}
         self._tables: dict[tuple, Any] = {}

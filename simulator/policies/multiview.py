@@ -63,11 +63,22 @@ class MultiviewPolicy(Policy):
     partial_views = True
     sources = "all"
     sources_why = "is a multi-view policy: every end device sees each sample"
+    #: The devices the policy needs besides the end devices: one edge aggregator that every end
+    #: device reaches first, a cloud.
+    roles: tuple[str, ...] = ()
+
+    def check_static(self, topology, workload) -> None:
+        super().check_static(topology, workload)
+        self.devices = topology.end_devices
+        aggs = {topology.nearest(d, "edge") for d in self.devices}
+        self.edge = aggs.pop() if len(aggs) == 1 else None
+        self.cloud = topology.nearest(self.edge or self.devices[0], "cloud")
+        for role in self.roles:
+            self.need(role)
 
     def bind(self, ctx: BindContext) -> None:
         super().bind(ctx)
-        topo, oracle = ctx.topology, ctx.oracle
-        self.devices = topo.end_devices
+        oracle = ctx.oracle
         if len(self.devices) != oracle.n_devices:
             raise PolicyError("model", f"the model has {oracle.n_devices} end-device views but "
                               f"the topology has {len(self.devices)} end devices")
@@ -75,9 +86,6 @@ class MultiviewPolicy(Policy):
         if missing:
             raise PolicyError("model", f"the model has no exit {missing[0]!r} "
                               f"(exits: {list(oracle.exits)})")
-        aggs = {topo.nearest(d, "edge") for d in self.devices}
-        self.edge = aggs.pop() if len(aggs) == 1 else None
-        self.cloud = topo.nearest(self.edge or self.devices[0], "cloud")
         self.flops = dict(oracle.flops)
 
     def need(self, role: str) -> str:
@@ -131,13 +139,13 @@ class MultiviewPolicy(Policy):
 class CloudOnly(MultiviewPolicy):
     name = "cloud_only"
     requires_exits = ("cloud",)
+    roles = ("cloud",)
 
     def bind(self, ctx):
         super().bind(ctx)
         self.exits = ["cloud"]
         self.total_flops = sum(self.flops.values())
         self.total_seconds = sum(self.seconds.values()) if self.seconds else None
-        self.need("cloud")
 
     def route(self, s, sim):
         t = self.table(s.alive, s.split)
@@ -153,11 +161,11 @@ class CloudOnly(MultiviewPolicy):
 class DeviceOnly(MultiviewPolicy):
     name = "device_only"
     requires_exits = ("local",)
+    roles = ("edge",)
 
     def bind(self, ctx):
         super().bind(ctx)
         self.exits = ["local"]
-        self.need("edge")
 
     def route(self, s, sim):
         t = self.table(s.alive, s.split)
@@ -179,11 +187,10 @@ class Ddnn(MultiviewPolicy):
     name = "ddnn"
     Params = TwoThresholdParams
     requires_exits = ("local", "cloud")
+    roles = ("edge", "cloud")
 
     def bind(self, ctx):
         super().bind(ctx)
-        self.need("edge")
-        self.need("cloud")
         self.has_edge = "edge" in ctx.oracle.exits
         self.exits = ["local", "edge", "cloud"] if self.has_edge else ["local", "cloud"]
         self.bind_thresholds()
@@ -246,11 +253,10 @@ class Ada(MultiviewPolicy):
     name = "ada"
     Params = TwoThresholdParams
     requires_exits = ("edge", "cloud")
+    roles = ("edge", "cloud")
 
     def bind(self, ctx):
         super().bind(ctx)
-        self.need("edge")
-        self.need("cloud")
         self.exits = ["edge1", "edge2", "cloud"]
         self.bind_thresholds()
 
