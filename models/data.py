@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+import os
 import pickle
 import re
 import threading
@@ -547,11 +548,49 @@ def from_arrays(name: str, x, y, spec: ViewSpec, seed: int = 0, *, split=None,
                          split_of(split, len(labels), fractions, seed), spec, seed)
 
 
+def _memory_bytes() -> int:
+    """Physical memory of this machine, in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _declared_bytes(path: Path) -> int:
+    """Bytes the ``.npy`` members of the ``.npz`` at ``path`` declare in their headers, read
+    without decompressing their data (0 for a member whose header cannot be read here: the
+    full read reports it)."""
+    import zipfile
+
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            try:
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read = {(1, 0): np.lib.format.read_array_header_1_0,
+                            (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                    if read is None:
+                        continue
+                    shape, _, dtype = read(f)
+            except Exception:  # not a .npy member, or a damaged one: the full read says so
+                continue
+            total += int(np.prod(shape, dtype=object)) * dtype.itemsize
+    return total
+
+
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """``x``, ``y`` (and ``split`` when present) of an ``.npz`` file, read without pickle."""
+    """``x``, ``y`` (and ``split`` when present) of an ``.npz`` file, read without pickle.
+
+    Arrays that declare more than half of this machine's memory are refused before they are
+    read (a few MB of compressed zeros can declare many GB)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    try:
+        declared = _declared_bytes(path)
+    except Exception:  # not a zip file: the full read below reports it
+        declared = 0
+    if declared > _memory_bytes() // 2:
+        raise DataError(f"{path}: its arrays declare {declared / 2**30:.1f} GiB, more than half "
+                        f"of this machine's memory ({_memory_bytes() / 2**30:.1f} GiB)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -130,3 +130,20 @@ def test_a_view_overlap_larger_than_the_image_is_refused():
         ("views.overlap", "1000 pixels is more than the 12x12 image (at 12 every view sees all "
                           "of it)")]
     assert check_spec({**spec, "views": {"overlap": 12}}) == []
+
+
+def test_npz_arrays_declaring_more_than_half_the_memory_are_refused_unread(tmp_path,
+                                                                            monkeypatch):
+    """A few MB of compressed zeros can declare many GB: a 3.9 MB file declaring 4 GB peaked at
+    10.4 GB before the network's allocation failed. The headers are read first; the machine's
+    memory is made small here so that a small file stands for the bomb."""
+    from models import data
+
+    f = tmp_path / "bomb.npz"
+    np.savez_compressed(f, x=np.zeros((64, 28, 28), np.uint8), y=np.zeros(64, np.int64))
+    assert data._declared_bytes(f) == 64 * 28 * 28 + 64 * 8
+    assert set(data.read_npz(f)) == {"x", "y"}  # fits: read as before
+    monkeypatch.setattr(data, "_memory_bytes", lambda: 2 * (64 * 28 * 28 + 64 * 8) - 2)
+    with pytest.raises(DataError, match=r"bomb.npz: its arrays declare 0.0 GiB, more than half "
+                                        r"of this machine's memory"):
+        data.read_npz(f)
