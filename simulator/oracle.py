@@ -35,6 +35,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from simulator import units
 from simulator.util import (  # noqa: F401  (also imported from here by older code)
     adopt_digest,
     atomic_write_bytes,
@@ -98,11 +99,15 @@ class OracleTable:
             raise ValueError("entropies must lie in [0, 1]")
         if bad(self.labels) or bad(self.pred, -1.0):
             raise ValueError("class labels must be >= 0, predictions >= -1 (no output)")
+        if any(np.asarray(a).size and (np.asarray(a, dtype=np.float64) % 1).any()
+               for a in (self.labels, self.pred)):
+            raise ValueError("class labels and predictions must be whole numbers (class indices)")
         if np.asarray(self.correct).dtype != bool:
             raise ValueError("'correct' must be true/false")
         for msg, arr in self.nbytes.items():
-            if bad(arr):
-                raise ValueError(f"bytes of message {msg!r} must be finite and >= 0")
+            if bad(arr, 0.0, units.BOUNDS["size"][1]):
+                raise ValueError(f"bytes of message {msg!r} must be finite and >= 0, at most "
+                                 f"{units.BOUNDS['size'][1]:g} (1 TB)")
         for name, arr in self.info.items():
             if name.endswith(("rate", "prob", "probability", "share")) and bad(arr, 0.0, 1.0):
                 raise ValueError(f"{name} must lie in [0, 1]")

@@ -201,8 +201,13 @@ def _degraded(df):
                                           ("local", "edge", "cloud", *[f"dev{i}" for i in
                                                                        range(6)]))}),
      "has other labels than (alive 0,1,2,3,4,5)"),
+    # before: read and ran: a prediction no classifier gives, a message past any link
+    (lambda df: df.assign(**{"pred.cloud": df["pred.cloud"] + 0.5, "correct.cloud": False}),
+     "class labels and predictions must be whole numbers (class indices)"),
+    (lambda df: df.assign(**{"bytes.raw": 1e300}),
+     "bytes of message 'raw' must be finite and >= 0, at most 1e+12 (1 TB)"),
 ])
-def test_oracle_traces_whose_tables_disagree(tmp_path, edit, message):
+def test_oracle_traces_refused(tmp_path, edit, message):
     from simulator.oracle import OracleError, TraceOracle
 
     with pytest.raises(OracleError) as info:
