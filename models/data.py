@@ -553,6 +553,18 @@ def _memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def check_fits(nbytes: int, what: str) -> None:
+    """Refuse a dataset of ``nbytes`` before reading it when that is more than half of this
+    machine's memory (training holds it and its float copies besides).
+
+    Raises:
+        DataError: ``what`` (a prefix naming the data) with the size and the memory.
+    """
+    if nbytes > _memory_bytes() // 2:
+        raise DataError(f"{what} {nbytes / 2**30:.1f} GiB, more than half of this machine's "
+                        f"memory ({_memory_bytes() / 2**30:.1f} GiB)")
+
+
 def _declared_bytes(path: Path) -> int:
     """Bytes the ``.npy`` members of the ``.npz`` at ``path`` declare in their headers, read
     without decompressing their data (0 for a member whose header cannot be read here: the
@@ -588,9 +600,7 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
         declared = _declared_bytes(path)
     except Exception:  # not a zip file: the full read below reports it
         declared = 0
-    if declared > _memory_bytes() // 2:
-        raise DataError(f"{path}: its arrays declare {declared / 2**30:.1f} GiB, more than half "
-                        f"of this machine's memory ({_memory_bytes() / 2**30:.1f} GiB)")
+    check_fits(declared, f"{path}: its arrays declare")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

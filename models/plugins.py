@@ -61,6 +61,7 @@ from models.data import (
     ViewSpec,
     as_images,
     as_labels,
+    check_fits,
     first_line,
     from_arrays,
     read_image_folder,
@@ -329,19 +330,15 @@ def _from_result(label: str, out, fractions) -> DataSource:
             x, y = item[0], item[1]
             xs.append(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x))
             ys.append(_item_label(y, i))
-            if i == 0 and n * xs[0].size > MAX_DATASET_VALUES:
-                raise DataError(f"the dataset has {n} items of {xs[0].size} values: more than "
-                                f"{MAX_DATASET_VALUES:,} values, too many to hold in memory")
+            if i == 0:  # read whole into memory: refuse what cannot fit before reading it
+                check_fits(n * xs[0].nbytes, f"the dataset has {n} items of {xs[0].size} "
+                                             "values:")
         if not xs:
             raise DataError("the dataset is empty")
         return _source(label, np.stack(xs), np.array(ys, dtype=np.int64), None, fractions,
                        getattr(out, "classes", None))
     raise DataError(f"returned a {type(out).__name__}; expected (x, y), a mapping with x and y, "
                     "{train: (x, y), val: ..., test: ...} or a torch Dataset of (image, label)")
-
-
-#: A Dataset is read whole into memory as uint8: refuse one of more values than this up front.
-MAX_DATASET_VALUES = 2 ** 36
 
 
 def _item_label(y, i: int) -> int:
@@ -630,8 +627,8 @@ def _check_chain(plugin: PluginModel, net: nn.Module, image_shape, n_classes: in
             bad = _scores_problem(f"output {k} (exit {name})", t, n, n_classes)
             if bad:
                 return [bad]
-        if train and n == 2 and _untrainable(out):
-            return _untrainable(out)
+        if train and n == 2 and (problem := _untrainable(out)):
+            return problem
     try:
         from models.graph import cost_graph
 
@@ -701,8 +698,8 @@ def _check_multiview(plugin: PluginModel, net: nn.Module, view_shape, n_devices:
         bad = _scores_problem(f"exit {e}", t, 2, n_classes)
         if bad:
             return [bad]
-    if train and _untrainable(logits.values()):
-        return _untrainable(logits.values())
+    if train and (problem := _untrainable(logits.values())):
+        return problem
     feat = getattr(out, "device_features", None)
     if not isinstance(feat, torch.Tensor) or feat.dim() != 5 or feat.shape[:2] != (
             2, n_devices) or not feat.is_floating_point():
