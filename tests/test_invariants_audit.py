@@ -20,7 +20,7 @@ from test_properties import build as build_properties
 from test_properties import scenarios as property_scenarios
 
 from simulator.config import load_data
-from simulator.devices import hop_radio_power
+from simulator.devices import hop_radio_power, receive_shares
 from simulator.engine import Simulation
 from simulator.policies.base import Compute
 from simulator.policies.multiview import ADA_HEADER_BYTES
@@ -433,3 +433,27 @@ def test_radio_energy_is_power_times_billed_bytes_over_bandwidth(p):
     assert tx.sum() > 0
     np.testing.assert_allclose(rec["energy_tx_j"], tx, rtol=1e-9, atol=1e-15)
     np.testing.assert_allclose(rec["energy_rx_j"], rx, rtol=1e-9, atol=1e-15)
+
+
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 50), st.integers(0, 30)),
+                min_size=1, max_size=12))
+def test_receive_shares_add_up_to_the_time_each_radio_received(rows):
+    """Per device, the billed seconds add up to the union of its receptions' intervals (the
+    time its one radio was on); no reception pays more than its airtime, and one that overlaps
+    nothing pays exactly its airtime."""
+    dev = np.array([r[0] for r in rows])
+    start = np.array([r[1] / 10 for r in rows])
+    end = start + np.array([r[2] / 10 for r in rows])
+    shares = receive_shares(dev, start, end, end - start)
+    assert (shares <= end - start + 1e-12).all()
+    for d in set(dev.tolist()):
+        sel = np.flatnonzero(dev == d)
+        union, reach = 0.0, -np.inf
+        for k in sel[np.argsort(start[sel])]:
+            union += max(0.0, end[k] - max(start[k], reach))
+            reach = max(reach, end[k])
+        assert shares[sel].sum() == pytest.approx(union, abs=1e-9)
+        for k in sel:
+            others = [j for j in sel if j != k]
+            if all(end[j] <= start[k] or start[j] >= end[k] for j in others):
+                assert shares[k] == pytest.approx(end[k] - start[k], abs=1e-12)
